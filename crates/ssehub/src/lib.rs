@@ -1,0 +1,5 @@
+//! ssehub: Server-Sent Events for Rust.
+#![forbid(unsafe_code)]
+
+pub mod event;
+pub mod parse;

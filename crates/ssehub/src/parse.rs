@@ -1,0 +1,1 @@
+//! Incremental parser for the WHATWG event stream format (work in progress).

@@ -1,5 +1,43 @@
 //! ssehub: Server-Sent Events for Rust.
+//!
+//! Three layers, each usable on its own:
+//!
+//! 1. **Protocol** — [`Event`] and its spec-exact encoding to shared
+//!    [`Bytes`](bytes::Bytes) ([`event`]), and an incremental parser that
+//!    follows the WHATWG rules ([`parse`]).
+//! 2. **Streams** — one client's [`Sender`] and the [`SseBody`] response body
+//!    with keep-alive ([`stream`]), the [`serve`] / [`serve_fn`] helpers and
+//!    [`respond`], the framework-neutral handler.
+//! 3. **Integrations** — axum 0.8 behind the `axum` feature.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use ssehub::{Event, StreamConfig};
+//!
+//! let request = http::Request::get("/events").body(()).unwrap();
+//! let (parts, ()) = request.into_parts();
+//! let response = ssehub::respond(&parts, &StreamConfig::default(), |sender| async move {
+//!     let _ = sender.send(Event::with_type("greeting", "hello")).await;
+//! });
+//! assert_eq!(response.status(), 200);
+//! assert_eq!(response.headers()["content-type"], "text/event-stream");
+//! # }
+//! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "axum")]
+pub mod axum;
+pub mod error;
 pub mod event;
+mod http;
 pub mod parse;
+pub mod stream;
+
+pub use error::{LastEventIdError, SendError, TrySendError};
+pub use event::{Event, EventError};
+pub use http::{
+    LAST_EVENT_ID, LAST_EVENT_ID_QUERY, MAX_LAST_EVENT_ID_LEN, ResponseBody, last_event_id,
+    no_content, respond, set_stream_headers,
+};
+pub use stream::{Sender, Served, SseBody, StreamConfig, serve, serve_fn};

@@ -189,7 +189,7 @@ async fn last_event_id_header_is_raw_utf8_and_wins_over_query() {
         })
     })
     .await;
-    let cases: [(&str, &[(&str, &[u8])], &str); 5] = [
+    let cases: [(&str, Headers, &str); 5] = [
         ("/", &[("last-event-id", "…".as_bytes())], "Some(\"…\")"),
         ("/?lastEventId=q", &[("last-event-id", b"h")], "Some(\"h\")"),
         ("/?lastEventId=q%20x", &[], "Some(\"q x\")"),
@@ -274,6 +274,9 @@ async fn concurrent_senders_never_interleave_inside_an_event() {
     }
     assert_eq!(next, [200; 8]);
 }
+
+/// Extra request headers of a raw request.
+type Headers<'a> = &'a [(&'a str, &'a [u8])];
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     count(haystack, needle) > 0

@@ -30,6 +30,7 @@
 //! | `/long` | one 1 MiB single-line `data`, then `end` |
 //! | `/silent` | a stream that never sends anything (no retry, no keep-alive) |
 //! | `/idle` | 50 ms keep-alive: `first`, 600 ms of silence, `last` |
+//! | `/idle/with-id` | the same, with `first` carrying the id `k1` |
 //! | `/reconnect/{retry,reset,unicode}?session=S` | first connection sends events and ends; later ones echo `Last-Event-ID` |
 //! | `/reconnect/stop?session=S` | first connection sends an event and ends; later ones get `204` |
 //! | `/refuse/{status}?session=S` | answers with that 4xx/5xx status |
@@ -111,6 +112,13 @@ fn app() -> Router {
             get(ssehub::axum::handler(
                 StreamConfig::default().keep_alive(Some(Duration::from_millis(50))),
                 idle,
+            )),
+        )
+        .route(
+            "/idle/with-id",
+            get(ssehub::axum::handler(
+                StreamConfig::default().keep_alive(Some(Duration::from_millis(50))),
+                idle_with_id,
             )),
         )
         .route(
@@ -204,7 +212,18 @@ async fn long(sender: Sender, _request: Parts) {
 }
 
 async fn idle(sender: Sender, _request: Parts) {
-    if sender.send(Event::new("first")).await.is_err() {
+    idle_after(sender, Event::new("first")).await;
+}
+
+/// As `/idle`, but `first` carries an id: some parsers (httpx-sse 0.4.3)
+/// then wrongly dispatch an empty event for the blank line of each
+/// keep-alive.
+async fn idle_with_id(sender: Sender, _request: Parts) {
+    idle_after(sender, Event::new("first").with_id("k1")).await;
+}
+
+async fn idle_after(sender: Sender, first: Event) {
+    if sender.send(first).await.is_err() {
         return;
     }
     // About 12 keep-alive comments go out meanwhile; none may fire an event.

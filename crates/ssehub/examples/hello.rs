@@ -36,7 +36,9 @@ const PAGE: &str = r#"<!doctype html>
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:3000".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:3000".into());
     let events = ssehub::axum::handler(StreamConfig::default(), |sender, _request| async move {
         // Resume after the last tick the browser saw, if it says so.
         let start = sender

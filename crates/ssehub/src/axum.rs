@@ -111,3 +111,49 @@ where
         ready(response.into_response())
     }
 }
+
+impl crate::broker::Broker {
+    /// An axum handler that connects every request as a plain client (Go
+    /// `Handler()`): it receives broadcasts and what is sent to it.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// let broker = ssehub::broker::Broker::new();
+    /// let app: Router = Router::new().route("/events", get(broker.handler()));
+    /// # let _ = app;
+    /// ```
+    pub fn handler(&self) -> impl Fn(Parts) -> Ready<Response> + Clone + Send + Sync + 'static {
+        self.handle_fn(|_client, _request| {})
+    }
+
+    /// An axum handler that connects every request and runs `setup` with the
+    /// new client and the request head before responding (Go `HandleFunc`).
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// let broker = ssehub::broker::Broker::new();
+    /// let app: Router = Router::new().route(
+    ///     "/notifications",
+    ///     get(broker.handle_fn(|client, request| {
+    ///         let user = request.uri.query().unwrap_or("anonymous").to_owned();
+    ///         client.set("user_id", user.clone());
+    ///         let _ = client.subscribe(&format!("user:{user}"));
+    ///         let _ = client.subscribe("broadcast");
+    ///     })),
+    /// );
+    /// # let _ = app;
+    /// ```
+    pub fn handle_fn<F>(
+        &self,
+        setup: F,
+    ) -> impl Fn(Parts) -> Ready<Response> + Clone + Send + Sync + 'static
+    where
+        F: Fn(&crate::broker::Client, &Parts) + Clone + Send + Sync + 'static,
+    {
+        let broker = self.clone();
+        move |parts: Parts| {
+            let response = broker.handle_request(&parts, |client| setup(client, &parts));
+            ready(response.into_response())
+        }
+    }
+}

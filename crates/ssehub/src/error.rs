@@ -92,3 +92,30 @@ pub enum LastEventIdError {
         max: usize,
     },
 }
+
+/// A broker operation failed: the Go package's `ErrBrokerClosed`,
+/// `ErrChannelNotFound` and `ErrClientNotFound`, plus an event that cannot
+/// be encoded.
+///
+/// ```
+/// let broker = ssehub::broker::Broker::new();
+/// assert_eq!(broker.delete_channel("nope"), Err(ssehub::BrokerError::ChannelNotFound));
+/// broker.close();
+/// assert_eq!(broker.broadcast_data("late"), Err(ssehub::BrokerError::Closed));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The broker is closed (Go `ErrBrokerClosed`).
+    #[error("broker closed")]
+    Closed,
+    /// No such channel, or it was deleted (Go `ErrChannelNotFound`).
+    #[error("channel not found")]
+    ChannelNotFound,
+    /// No such client, or it is gone (Go `ErrClientNotFound`).
+    #[error("client not found")]
+    ClientNotFound,
+    /// The event cannot be encoded; nothing was published.
+    #[error("invalid event: {0}")]
+    Invalid(#[from] EventError),
+}

@@ -192,7 +192,7 @@ where
     body.into_response().map(ResponseBody::Stream)
 }
 
-fn bad_request(reason: &str) -> Response<ResponseBody> {
+pub(crate) fn bad_request(reason: &str) -> Response<ResponseBody> {
     let text = Bytes::from(format!("{reason}\n"));
     let mut response = Response::new(ResponseBody::Error(Some(text)));
     *response.status_mut() = StatusCode::BAD_REQUEST;

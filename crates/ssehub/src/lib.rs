@@ -28,13 +28,19 @@
 
 #[cfg(feature = "axum")]
 pub mod axum;
+pub mod broker;
 pub mod error;
 pub mod event;
 mod http;
 pub mod parse;
 pub mod stream;
 
-pub use error::{LastEventIdError, SendError, TrySendError};
+/// The README's examples are compiled and run as doctests.
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
+pub use error::{BrokerError, LastEventIdError, SendError, TrySendError};
 pub use event::{Event, EventError};
 pub use http::{
     LAST_EVENT_ID, LAST_EVENT_ID_QUERY, MAX_LAST_EVENT_ID_LEN, ResponseBody, last_event_id,

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use super::Feed;
 use super::Sender;
 use super::config::Hook;
 use super::shared::{Chunk, Shared};
@@ -51,6 +52,8 @@ pub struct SseBody {
     keep_alive: Option<KeepAlive>,
     on_disconnect: Option<Hook>,
     last_event_id: Option<Arc<str>>,
+    /// Frames from elsewhere (a broker client's channels), polled after the queue.
+    feed: Option<Arc<dyn Feed>>,
     done: bool,
     pub(crate) accel_buffering_header: bool,
 }
@@ -70,9 +73,16 @@ impl SseBody {
             keep_alive: keep_alive.map(KeepAlive::new),
             on_disconnect,
             last_event_id,
+            feed: None,
             done: false,
             accel_buffering_header,
         }
+    }
+
+    /// Adds a feed of frames polled after the stream's own queue.
+    pub(crate) fn with_feed(mut self, feed: Arc<dyn Feed>) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// Marks the stream closed and runs the disconnect hook, exactly once.
@@ -82,6 +92,9 @@ impl SseBody {
         }
         self.done = true;
         self.shared.body_gone();
+        if let Some(feed) = self.feed.take() {
+            feed.finished();
+        }
         if let Some(hook) = self.on_disconnect.take() {
             let sender = Sender::new(self.shared.clone(), self.last_event_id.clone());
             hook(&sender);
@@ -113,6 +126,15 @@ impl Body for SseBody {
             chunk.push(preamble);
         }
         let ended = this.shared.take_ready(cx.waker(), &mut chunk);
+        if !ended {
+            if let Some(feed) = &this.feed {
+                if feed.poll_feed(cx.waker(), &mut chunk).is_err() {
+                    // The feed gave up on this client (it fell too far
+                    // behind): end the response after what is gathered.
+                    this.shared.close();
+                }
+            }
+        }
         if let Some(bytes) = chunk.into_bytes() {
             return this.data(bytes);
         }

@@ -42,7 +42,7 @@ mod body;
 mod config;
 mod sender;
 mod serve;
-mod shared;
+pub(crate) mod shared;
 
 use std::sync::Arc;
 
@@ -54,6 +54,23 @@ pub use config::{
 };
 pub use sender::Sender;
 pub use serve::{Served, serve, serve_fn};
+pub(crate) use shared::{Chunk, PushError};
+
+/// A source of frames for a body besides its own queue: a broker client's
+/// channel subscriptions.
+pub(crate) trait Feed: Send + Sync + 'static {
+    /// Appends every ready frame to `chunk`, or registers `waker` to be woken
+    /// when one is published. `Err` ends the stream (the client overflowed
+    /// and the policy is to disconnect it).
+    fn poll_feed(&self, waker: &std::task::Waker, chunk: &mut Chunk) -> Result<(), Overflowed>;
+
+    /// Called once when the body ends or is dropped.
+    fn finished(&self);
+}
+
+/// The client fell further behind than its buffer allows.
+#[derive(Debug)]
+pub(crate) struct Overflowed;
 
 /// Opens a stream: a [`Sender`] and the [`SseBody`] to answer the request with.
 ///

@@ -48,6 +48,10 @@ impl Sender {
         }
     }
 
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// The `Last-Event-ID` the client sent when it (re)connected, if any.
     ///
     /// Set when the stream was opened from a request (for example with

@@ -91,6 +91,42 @@ impl Shared {
         Ok(())
     }
 
+    /// Queues a frame, evicting the oldest ones until it fits; returns how
+    /// many were evicted.
+    pub(crate) fn push_evicting(&self, frame: Bytes) -> u64 {
+        let mut evicted = 0;
+        let waker = {
+            let mut st = lock(&self.state);
+            if st.closing {
+                return 0;
+            }
+            while !st.queue.is_empty()
+                && (st.queue.len() >= self.max_events
+                    || st.queued_bytes + frame.len() > self.max_bytes)
+            {
+                if let Some(old) = st.queue.pop_front() {
+                    st.queued_bytes -= old.len();
+                    evicted += 1;
+                }
+            }
+            st.queued_bytes += frame.len();
+            st.queue.push_back(frame);
+            st.body_waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        evicted
+    }
+
+    /// Wakes the body so it polls its sources again.
+    pub(crate) fn wake_body(&self) {
+        let waker = lock(&self.state).body_waker.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
     /// Waits until a frame of `len` bytes may be pushed, or the stream closed.
     pub(crate) async fn wait_for_room(&self, len: usize) {
         let notified = self.room.notified();

@@ -1,0 +1,577 @@
+//! [`Client`]: one connected client of a broker.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::Waker;
+
+use bytes::Bytes;
+
+use super::channel::ChannelInner;
+use super::config::OverflowPolicy;
+use super::log::TakeError;
+use super::stats::Counters;
+use super::{BrokerError, BrokerInner};
+use crate::error::SendError;
+use crate::event::Event;
+use crate::stream::{Chunk, Feed, Overflowed, PushError, Sender};
+
+/// A client's identifier, unique within its broker.
+///
+/// ```
+/// let broker = ssehub::broker::Broker::new();
+/// let (a, _body_a) = broker.connect(None).unwrap();
+/// let (b, _body_b) = broker.connect(None).unwrap();
+/// assert_ne!(a.id(), b.id());
+/// assert_eq!(a.id().to_string(), a.id().get().to_string());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(u64);
+
+impl ClientId {
+    pub(crate) fn new(id: u64) -> Self {
+        Self(id)
+    }
+
+    /// The id as a number.
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// let (client, _body) = broker.connect(None).unwrap();
+    /// assert!(client.id().get() > 0);
+    /// ```
+    #[must_use]
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+type Metadata = HashMap<String, Arc<dyn Any + Send + Sync>>;
+
+/// A subscription: a channel and the client's slot in its log.
+struct Cursor {
+    channel: Arc<ChannelInner>,
+    key: usize,
+}
+
+pub(crate) struct ClientInner {
+    id: ClientId,
+    broker: Weak<BrokerInner>,
+    /// The direct queue, for [`Client::send`]; closing it ends the response.
+    sender: Sender,
+    /// Channel subscriptions. Lock order: a client's `subs`, then a
+    /// channel's log; never the other way round.
+    subs: Mutex<Vec<Cursor>>,
+    metadata: Mutex<Metadata>,
+    counters: Arc<Counters>,
+    policy: OverflowPolicy,
+    /// Set once the client has been unregistered (the disconnect hook ran).
+    gone: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Guarded values are left consistent before anything that can panic.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One client connected to a [`Broker`](super::Broker): the Go `*Client`.
+///
+/// A cheap handle (clone it freely). A client receives everything broadcast
+/// on the broker, everything published on the channels it subscribes to,
+/// and what is sent to it directly. When its connection ends it leaves every
+/// channel and the broker forgets it; sends then fail with
+/// [`SendError::Closed`].
+///
+/// ```
+/// use ssehub::broker::Broker;
+///
+/// let broker = Broker::new();
+/// let (client, _body) = broker.connect(None).unwrap();
+/// client.set("user_id", String::from("alice"));
+/// client.subscribe("user:alice").unwrap();
+/// assert!(client.in_channel("user:alice"));
+/// assert_eq!(client.get_string("user_id").as_deref(), Some("alice"));
+/// client.send_data("only for this tab").unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<ClientInner>,
+}
+
+impl Client {
+    pub(crate) fn new(
+        id: ClientId,
+        broker: Weak<BrokerInner>,
+        sender: Sender,
+        counters: Arc<Counters>,
+        policy: OverflowPolicy,
+    ) -> Self {
+        Self {
+            inner: Arc::new(ClientInner {
+                id,
+                broker,
+                sender,
+                subs: Mutex::new(Vec::new()),
+                metadata: Mutex::new(HashMap::new()),
+                counters,
+                policy,
+                gone: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub(crate) fn from_inner(inner: Arc<ClientInner>) -> Self {
+        Self { inner }
+    }
+
+    /// The client's id (Go `ID`).
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// let (client, _body) = broker.connect(None).unwrap();
+    /// println!("client {}", client.id());
+    /// ```
+    #[must_use]
+    pub fn id(&self) -> ClientId {
+        self.inner.id
+    }
+
+    /// The `Last-Event-ID` the client sent when it connected (Go `LastEventID`).
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// let (client, _body) = broker.connect(Some("17".into())).unwrap();
+    /// assert_eq!(client.last_event_id(), Some("17"));
+    /// ```
+    #[must_use]
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.inner.sender.last_event_id()
+    }
+
+    /// The client's own stream (Go `Stream()`): send with backpressure
+    /// ([`Sender::send`] waits for room in this client's queue), or wait for
+    /// the end with [`Sender::closed`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let broker = ssehub::broker::Broker::new();
+    /// let (client, _body) = broker.connect(None).unwrap();
+    /// client.stream().send_data("waits for room if the queue is full").await.unwrap();
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn stream(&self) -> &Sender {
+        &self.inner.sender
+    }
+
+    /// Stores a value under `key` (Go `Set`); any `Send + Sync + 'static` type.
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// # let (client, _body) = broker.connect(None).unwrap();
+    /// #[derive(Debug, PartialEq)]
+    /// struct Role { admin: bool }
+    /// client.set("role", Role { admin: true });
+    /// assert_eq!(client.get::<Role>("role").unwrap().admin, true);
+    /// ```
+    pub fn set<T: Any + Send + Sync>(&self, key: impl Into<String>, value: T) {
+        lock(&self.inner.metadata).insert(key.into(), Arc::new(value));
+    }
+
+    /// The value stored under `key`, if there is one of type `T` (Go `Get`).
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// # let (client, _body) = broker.connect(None).unwrap();
+    /// client.set("visits", 3u32);
+    /// assert_eq!(client.get::<u32>("visits").as_deref(), Some(&3));
+    /// assert!(client.get::<String>("visits").is_none()); // wrong type
+    /// ```
+    #[must_use]
+    pub fn get<T: Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
+        let value = lock(&self.inner.metadata).get(key)?.clone();
+        value.downcast::<T>().ok()
+    }
+
+    /// The value under `key` as a string, if it is a `String` or a
+    /// `&'static str` (Go `GetString`).
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// # let (client, _body) = broker.connect(None).unwrap();
+    /// client.set("role", "admin");
+    /// assert_eq!(client.get_string("role").as_deref(), Some("admin"));
+    /// assert_eq!(client.get_string("missing"), None);
+    /// ```
+    #[must_use]
+    pub fn get_string(&self, key: &str) -> Option<String> {
+        let value = lock(&self.inner.metadata).get(key)?.clone();
+        if let Some(s) = value.downcast_ref::<String>() {
+            return Some(s.clone());
+        }
+        value
+            .downcast_ref::<&'static str>()
+            .map(|s| (*s).to_owned())
+    }
+
+    /// Sends an event to this client only (Go `Send`), without waiting.
+    ///
+    /// When the client's queue is full the broker's
+    /// [`OverflowPolicy`] applies: `Disconnect` closes the client and
+    /// returns [`SendError::Closed`]; `DropOldest` and `DropNewest` drop an
+    /// event (counted in [`BrokerStats::dropped`](super::BrokerStats::dropped)) and return `Ok`.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] when the client is gone, [`SendError::Invalid`]
+    /// for an event that cannot be encoded.
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// let (client, _body) = broker.connect(None).unwrap();
+    /// client.send(ssehub::Event::with_type("hello", "just you")).unwrap();
+    /// ```
+    pub fn send(&self, event: Event) -> Result<(), SendError> {
+        self.send_frame(event.encode()?)
+    }
+
+    /// Sends an encoded frame to this client only; see [`send`](Self::send).
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] when the client is gone.
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// let (client, _body) = broker.connect(None).unwrap();
+    /// let frame = ssehub::Event::new("pre-encoded").encode().unwrap();
+    /// client.send_frame(frame).unwrap();
+    /// ```
+    pub fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
+        let shared = self.inner.sender.shared();
+        let result = match shared.try_push(frame.clone()) {
+            Err(PushError::Full) => match self.inner.policy {
+                OverflowPolicy::Disconnect => {
+                    Counters::add(&self.inner.counters.slow_disconnects, 1);
+                    tracing::debug!(client = %self.id(), "client queue full: disconnecting");
+                    self.close();
+                    Err(SendError::Closed)
+                }
+                OverflowPolicy::DropNewest => {
+                    Counters::add(&self.inner.counters.dropped, 1);
+                    Ok(())
+                }
+                OverflowPolicy::DropOldest => {
+                    let evicted = shared.push_evicting(frame);
+                    Counters::add(&self.inner.counters.dropped, evicted);
+                    Ok(())
+                }
+            },
+            Err(PushError::Closed) => Err(SendError::Closed),
+            Ok(()) => Ok(()),
+        };
+        if result.is_ok() {
+            // A direct send is published and handed to its one client at once.
+            Counters::add(&self.inner.counters.published, 1);
+            Counters::add(&self.inner.counters.delivered, 1);
+        }
+        result
+    }
+
+    /// Sends a `message` event with `data` to this client (Go `SendData`).
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// # let (client, _body) = broker.connect(None).unwrap();
+    /// client.send_data("hello").unwrap();
+    /// ```
+    pub fn send_data(&self, data: impl Into<String>) -> Result<(), SendError> {
+        self.send(Event::new(data))
+    }
+
+    /// Sends an event of type `event` to this client (Go `SendEvent`).
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// # let (client, _body) = broker.connect(None).unwrap();
+    /// client.send_event("notification", "New message").unwrap();
+    /// ```
+    pub fn send_event(
+        &self,
+        event: impl Into<String>,
+        data: impl Into<String>,
+    ) -> Result<(), SendError> {
+        self.send(Event::with_type(event, data))
+    }
+
+    /// Sends `value` as JSON in an event of type `event` (Go `SendJSON`).
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// # let (client, _body) = broker.connect(None).unwrap();
+    /// client.send_json("update", &serde_json::json!({"count": 42})).unwrap();
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn send_json<T: serde::Serialize + ?Sized>(
+        &self,
+        event: impl Into<String>,
+        value: &T,
+    ) -> Result<(), SendError> {
+        self.send(Event::json(event, value)?)
+    }
+
+    /// Subscribes to channel `name`, creating it if needed (Go `Subscribe`).
+    /// Subscribing twice is a no-op. The client receives what is published
+    /// on the channel from now on.
+    ///
+    /// # Errors
+    /// [`BrokerError::Closed`] when the broker is closed or the client gone.
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// let (client, _body) = broker.connect(None).unwrap();
+    /// client.subscribe("news").unwrap();
+    /// assert_eq!(client.channels(), vec!["news".to_string()]);
+    /// ```
+    pub fn subscribe(&self, name: &str) -> Result<(), BrokerError> {
+        let broker = self.inner.broker.upgrade().ok_or(BrokerError::Closed)?;
+        loop {
+            let channel = broker.channel_inner(name)?;
+            match self.attach(&channel) {
+                // The channel was deleted between lookup and subscription:
+                // look it up again, which creates a fresh one.
+                Err(BrokerError::ChannelNotFound) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Adds a subscription to `channel` unless there is one.
+    pub(crate) fn attach(&self, channel: &Arc<ChannelInner>) -> Result<(), BrokerError> {
+        let mut subs = lock(&self.inner.subs);
+        if self.inner.gone.load(Ordering::Acquire) {
+            return Err(BrokerError::Closed);
+        }
+        if subs.iter().any(|c| Arc::ptr_eq(&c.channel, channel)) {
+            return Ok(());
+        }
+        let key = channel
+            .log
+            .subscribe(Arc::downgrade(&self.inner))
+            .map_err(|_| BrokerError::ChannelNotFound)?;
+        subs.push(Cursor {
+            channel: channel.clone(),
+            key,
+        });
+        drop(subs);
+        // The connection may be parked waiting on its other subscriptions:
+        // wake it so it starts waiting on this one too.
+        self.inner.sender.shared().wake_body();
+        Ok(())
+    }
+
+    /// Leaves channel `name` (Go `Unsubscribe`).
+    ///
+    /// # Errors
+    /// [`BrokerError::ChannelNotFound`] when the client is not in that channel.
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// let (client, _body) = broker.connect(None).unwrap();
+    /// client.subscribe("news").unwrap();
+    /// client.unsubscribe("news").unwrap();
+    /// assert!(!client.in_channel("news"));
+    /// ```
+    pub fn unsubscribe(&self, name: &str) -> Result<(), BrokerError> {
+        let mut subs = lock(&self.inner.subs);
+        let index = subs
+            .iter()
+            .position(|c| !c.channel.hidden && &*c.channel.name == name)
+            .ok_or(BrokerError::ChannelNotFound)?;
+        let cursor = subs.swap_remove(index);
+        drop(subs);
+        cursor.channel.log.unsubscribe(cursor.key);
+        Ok(())
+    }
+
+    /// Removes the subscription to `channel`, if any; true if there was one.
+    pub(crate) fn detach(&self, channel: &Arc<ChannelInner>) -> bool {
+        let mut subs = lock(&self.inner.subs);
+        let Some(index) = subs.iter().position(|c| Arc::ptr_eq(&c.channel, channel)) else {
+            return false;
+        };
+        let cursor = subs.swap_remove(index);
+        drop(subs);
+        cursor.channel.log.unsubscribe(cursor.key);
+        true
+    }
+
+    /// Forgets the subscription to a deleted channel (its log already
+    /// dropped every subscriber).
+    pub(crate) fn forget(&self, channel: &Arc<ChannelInner>) {
+        lock(&self.inner.subs).retain(|c| !Arc::ptr_eq(&c.channel, channel));
+    }
+
+    /// Names of the channels the client is in (Go `Channels`).
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// let (client, _body) = broker.connect(None).unwrap();
+    /// client.subscribe("a").unwrap();
+    /// client.subscribe("b").unwrap();
+    /// let mut names = client.channels();
+    /// names.sort();
+    /// assert_eq!(names, ["a", "b"]);
+    /// ```
+    #[must_use]
+    pub fn channels(&self) -> Vec<String> {
+        lock(&self.inner.subs)
+            .iter()
+            .filter(|c| !c.channel.hidden)
+            .map(|c| c.channel.name.to_string())
+            .collect()
+    }
+
+    /// Whether the client is in channel `name` (Go `InChannel`).
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// let (client, _body) = broker.connect(None).unwrap();
+    /// assert!(!client.in_channel("news"));
+    /// ```
+    #[must_use]
+    pub fn in_channel(&self, name: &str) -> bool {
+        lock(&self.inner.subs)
+            .iter()
+            .any(|c| !c.channel.hidden && &*c.channel.name == name)
+    }
+
+    pub(crate) fn has_channel(&self, channel: &Arc<ChannelInner>) -> bool {
+        lock(&self.inner.subs)
+            .iter()
+            .any(|c| Arc::ptr_eq(&c.channel, channel))
+    }
+
+    /// Whether the client is gone (disconnected or closed).
+    ///
+    /// ```
+    /// # let broker = ssehub::broker::Broker::new();
+    /// let (client, body) = broker.connect(None).unwrap();
+    /// drop(body);
+    /// assert!(client.is_closed());
+    /// ```
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.inner.sender.is_closed()
+    }
+
+    /// Resolves once the client is gone (Go `Done`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let broker = ssehub::broker::Broker::new();
+    /// let (client, body) = broker.connect(None).unwrap();
+    /// drop(body);
+    /// client.closed().await;
+    /// # }
+    /// ```
+    pub async fn closed(&self) {
+        self.inner.sender.closed().await;
+    }
+
+    /// Disconnects the client (Go `Close`): it leaves every channel at once,
+    /// and its HTTP response ends after what is already queued for it.
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// let (client, _body) = broker.connect(None).unwrap();
+    /// client.close();
+    /// assert!(client.is_closed());
+    /// assert_eq!(broker.clients(), 0);
+    /// ```
+    pub fn close(&self) {
+        self.inner.sender.close();
+        self.inner.unregister();
+    }
+}
+
+impl ClientInner {
+    /// Leaves every channel, leaves the broker and runs the disconnect hook;
+    /// only the first call does anything.
+    pub(crate) fn unregister(self: &Arc<Self>) {
+        if self.gone.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let cursors = std::mem::take(&mut *lock(&self.subs));
+        for cursor in cursors {
+            cursor.channel.log.unsubscribe(cursor.key);
+        }
+        if let Some(broker) = self.broker.upgrade() {
+            broker.forget_client(self.id);
+            if let Some(hook) = &broker.config.on_disconnect {
+                hook(&Client::from_inner(self.clone()));
+            }
+        }
+        tracing::debug!(client = %self.id, "client gone");
+    }
+}
+
+impl Feed for Arc<ClientInner> {
+    fn poll_feed(&self, waker: &Waker, chunk: &mut Chunk) -> Result<(), Overflowed> {
+        let mut subs = lock(&self.subs);
+        let mut delivered = 0;
+        let mut dropped = 0;
+        let mut result = Ok(());
+        subs.retain(
+            |cursor| match cursor.channel.log.take(cursor.key, waker, chunk) {
+                Ok(taken) => {
+                    delivered += taken.delivered;
+                    dropped += taken.dropped;
+                    true
+                }
+                Err(TakeError::Deleted) => false,
+                Err(TakeError::Overflowed) => {
+                    result = Err(Overflowed);
+                    true
+                }
+            },
+        );
+        drop(subs);
+        Counters::add(&self.counters.delivered, delivered);
+        Counters::add(&self.counters.dropped, dropped);
+        if result.is_err() {
+            Counters::add(&self.counters.slow_disconnects, 1);
+            tracing::debug!(client = %self.id, "client fell behind: disconnecting");
+        }
+        result
+    }
+
+    fn finished(&self) {
+        self.unregister();
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.inner.id)
+            .field("last_event_id", &self.last_event_id())
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}

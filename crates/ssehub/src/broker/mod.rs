@@ -1,0 +1,600 @@
+//! The [`Broker`]: many clients, named channels, broadcast — the Go
+//! package's `Broker`, `Client` and `Channel`.
+//!
+//! # How an event reaches a client
+//!
+//! ```text
+//! broadcast(Event) -> encode ONCE -> channel log (append, wake waiting clients)
+//!     each connection, when polled: take every frame past its position -> one chunk -> socket
+//! ```
+//!
+//! Every client is a position in the log of each channel it is in (see
+//! `log.rs` for the design); the broker-wide [`Broker::broadcast`] goes
+//! through a hidden channel every client is in. A publisher never waits for
+//! a client. A client that falls further behind than its buffer is handled
+//! by the [`OverflowPolicy`]: by default it is disconnected, so a browser
+//! reconnects with `Last-Event-ID`.
+//!
+//! # Lifecycle
+//!
+//! A connection registers a [`Client`], runs [`BrokerConfig::on_connect`],
+//! then the setup given to [`Broker::handle_request`], and only then
+//! returns the response — so no event reaches the client before both ran.
+//! When the connection ends (client gone, [`Client::close`],
+//! [`Broker::close`]) the client leaves every channel, the broker forgets it
+//! and [`BrokerConfig::on_disconnect`] runs, exactly once.
+//!
+//! # Locks
+//!
+//! Every lock is a `std::sync::Mutex` held for a few pointer moves and never
+//! across an `.await`. Order: the broker's maps, then a client's
+//! subscriptions, then a channel's log; a lock is never taken while one
+//! later in that order is held. Hooks and `for_each` callbacks run with no
+//! lock held.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use ssehub::broker::Broker;
+//!
+//! let broker = Broker::new();
+//! let request = http::Request::get("/notifications").body(()).unwrap();
+//! let (parts, ()) = request.into_parts();
+//! let response = broker.handle_request(&parts, |client| {
+//!     client.subscribe("user:alice").unwrap();
+//!     client.subscribe("broadcast").unwrap();
+//! });
+//! assert_eq!(response.status(), 200);
+//! broker.channel("user:alice").unwrap().broadcast_data("hi alice").unwrap();
+//! broker.broadcast_data("hi everyone").unwrap();
+//! # }
+//! ```
+
+mod channel;
+mod client;
+mod config;
+mod log;
+mod stats;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use http::Response;
+
+pub use channel::Channel;
+use channel::ChannelInner;
+pub use client::{Client, ClientId};
+pub use config::{BrokerConfig, OverflowPolicy};
+use log::Limits;
+pub use stats::BrokerStats;
+use stats::Counters;
+
+pub use crate::error::BrokerError;
+use crate::event::Event;
+use crate::http::ResponseBody;
+use crate::stream::{self, SseBody};
+
+/// Many clients, named channels and broadcast: the Go `*Broker`.
+///
+/// A cheap handle (clone it into handlers and tasks). See the
+/// [module docs](self) for how events flow and the guarantees.
+///
+/// | Go                      | Rust                                   |
+/// |-------------------------|----------------------------------------|
+/// | `NewBroker()`           | [`Broker::new`]                        |
+/// | `NewBrokerWithConfig(c)`| [`Broker::with_config`]                |
+/// | `Handler()` / `HandleFunc(setup)` | [`Broker::handler`] / [`Broker::handle_fn`] (axum) |
+/// | `HandleRequest(w, r, setup)` | [`Broker::handle_request`]        |
+/// | `Broadcast*`            | [`Broker::broadcast`], [`broadcast_data`](Broker::broadcast_data), [`broadcast_event`](Broker::broadcast_event), [`broadcast_json`](Broker::broadcast_json) |
+/// | `ForEach` / `Clients()` | [`Broker::for_each`] / [`Broker::clients`] |
+/// | `GetChannel` / `Channel`| [`Broker::channel`] / [`Broker::find_channel`] |
+/// | `DeleteChannel` / `Channels()` | [`Broker::delete_channel`] / [`Broker::channel_names`] |
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<BrokerInner>,
+}
+
+pub(crate) struct BrokerInner {
+    pub(crate) config: BrokerConfig,
+    clients: Mutex<HashMap<ClientId, Client>>,
+    channels: Mutex<HashMap<Arc<str>, Arc<ChannelInner>>>,
+    /// The hidden channel behind [`Broker::broadcast`].
+    everyone: Arc<ChannelInner>,
+    next_id: AtomicU64,
+    closed: AtomicBool,
+    counters: Arc<Counters>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The maps are only inserted into and removed from; a panic elsewhere
+    // cannot leave them inconsistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Broker {
+    /// A broker with the default configuration (Go `NewBroker`).
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// assert_eq!(broker.clients(), 0);
+    /// ```
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_config(BrokerConfig::default())
+    }
+
+    /// A broker with `config` (Go `NewBrokerWithConfig`).
+    ///
+    /// ```
+    /// use ssehub::broker::{Broker, BrokerConfig};
+    /// let broker = Broker::with_config(BrokerConfig::default().client_buffer_events(64));
+    /// # let _ = broker;
+    /// ```
+    #[must_use]
+    pub fn with_config(config: BrokerConfig) -> Self {
+        let counters = Arc::new(Counters::default());
+        let everyone = Arc::new(ChannelInner::new(
+            Arc::from("*"),
+            true,
+            limits(&config),
+            counters.clone(),
+        ));
+        Self {
+            inner: Arc::new(BrokerInner {
+                config,
+                clients: Mutex::new(HashMap::new()),
+                channels: Mutex::new(HashMap::new()),
+                everyone,
+                next_id: AtomicU64::new(1),
+                closed: AtomicBool::new(false),
+                counters,
+            }),
+        }
+    }
+
+    /// Registers a new client and returns it with the body of its response;
+    /// the building block of [`handle_request`](Self::handle_request) for
+    /// servers that assemble responses themselves.
+    ///
+    /// The `on_connect` hook runs before this returns. Serve the body with
+    /// [`SseBody::into_response`] (or return it from an axum handler).
+    ///
+    /// # Errors
+    /// [`BrokerError::Closed`] once the broker is closed.
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// let (client, body) = broker.connect(None).unwrap();
+    /// assert_eq!(broker.clients(), 1);
+    /// drop(body); // the connection ends
+    /// assert_eq!(broker.clients(), 0);
+    /// assert!(client.is_closed());
+    /// ```
+    pub fn connect(&self, last_event_id: Option<String>) -> Result<(Client, SseBody), BrokerError> {
+        if self.is_closed() {
+            return Err(BrokerError::Closed);
+        }
+        let id = ClientId::new(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let (sender, body) = stream::new_resuming(&self.inner.config.stream, last_event_id);
+        let client = Client::new(
+            id,
+            Arc::downgrade(&self.inner),
+            sender,
+            self.inner.counters.clone(),
+            self.inner.config.overflow,
+        );
+        let body = body.with_feed(Arc::new(client.inner.clone()));
+        client.attach(&self.inner.everyone)?;
+        lock(&self.inner.clients).insert(id, client.clone());
+        Counters::add(&self.inner.counters.clients, 1);
+        // A close that raced with this registration must not leave the
+        // client behind.
+        if self.is_closed() {
+            client.close();
+            return Err(BrokerError::Closed);
+        }
+        if let Some(hook) = &self.inner.config.on_connect {
+            hook(&client);
+        }
+        tracing::debug!(client = %id, "client connected");
+        Ok((client, body))
+    }
+
+    /// Answers an event-stream request (Go `HandleRequest`): registers a
+    /// client with the request's `Last-Event-ID`, runs `on_connect`, then
+    /// `setup` (subscribe it to channels, store data), and returns the
+    /// response. Framework-neutral: any server that speaks `http` can send it.
+    ///
+    /// An over-long `Last-Event-ID` is answered `400`. A closed broker
+    /// answers `200` with a `retry:` and an immediately ended stream, so
+    /// browsers try again later (perhaps on another node) instead of giving
+    /// up as they would on an error status.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let broker = ssehub::broker::Broker::new();
+    /// let (parts, ()) = http::Request::get("/events").body(()).unwrap().into_parts();
+    /// let response = broker.handle_request(&parts, |client| {
+    ///     client.subscribe("news").unwrap();
+    /// });
+    /// assert_eq!(response.headers()["content-type"], "text/event-stream");
+    /// # }
+    /// ```
+    pub fn handle_request(
+        &self,
+        request: &http::request::Parts,
+        setup: impl FnOnce(&Client),
+    ) -> Response<ResponseBody> {
+        let last_event_id = match crate::last_event_id(&request.headers, request.uri.query()) {
+            Ok(id) => id,
+            Err(err) => return crate::http::bad_request(&err.to_string()),
+        };
+        match self.connect(last_event_id) {
+            Ok((client, body)) => {
+                setup(&client);
+                body.into_response().map(ResponseBody::Stream)
+            }
+            Err(_) => {
+                let (sender, body) = stream::new(&self.inner.config.stream);
+                sender.close();
+                body.into_response().map(ResponseBody::Stream)
+            }
+        }
+    }
+
+    /// Publishes an event to every client (Go `Broadcast`): encoded once,
+    /// never waiting for a slow client.
+    ///
+    /// # Errors
+    /// [`BrokerError::Closed`] once the broker is closed,
+    /// [`BrokerError::Invalid`] for an event that cannot be encoded.
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// broker.broadcast(ssehub::Event::with_type("announcement", "Maintenance at midnight")).unwrap();
+    /// ```
+    pub fn broadcast(&self, event: Event) -> Result<(), BrokerError> {
+        self.broadcast_frame(event.encode()?)
+    }
+
+    /// Publishes an already encoded frame to every client.
+    ///
+    /// # Errors
+    /// [`BrokerError::Closed`] once the broker is closed.
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// broker.broadcast_frame(ssehub::Event::new("x").encode().unwrap()).unwrap();
+    /// ```
+    pub fn broadcast_frame(&self, frame: Bytes) -> Result<(), BrokerError> {
+        if self.is_closed() {
+            return Err(BrokerError::Closed);
+        }
+        self.inner
+            .everyone
+            .publish(frame)
+            .map_err(|_| BrokerError::Closed)
+    }
+
+    /// Publishes a `message` event with `data` to every client (Go `BroadcastData`).
+    ///
+    /// # Errors
+    /// As [`broadcast`](Self::broadcast).
+    ///
+    /// ```
+    /// ssehub::broker::Broker::new().broadcast_data("Hello everyone!").unwrap();
+    /// ```
+    pub fn broadcast_data(&self, data: impl Into<String>) -> Result<(), BrokerError> {
+        self.broadcast(Event::new(data))
+    }
+
+    /// Publishes an event of type `event` to every client (Go `BroadcastEvent`).
+    ///
+    /// # Errors
+    /// As [`broadcast`](Self::broadcast).
+    ///
+    /// ```
+    /// ssehub::broker::Broker::new().broadcast_event("announcement", "Hi").unwrap();
+    /// ```
+    pub fn broadcast_event(
+        &self,
+        event: impl Into<String>,
+        data: impl Into<String>,
+    ) -> Result<(), BrokerError> {
+        self.broadcast(Event::with_type(event, data))
+    }
+
+    /// Publishes `value` as JSON to every client (Go `BroadcastJSON`).
+    ///
+    /// # Errors
+    /// As [`broadcast`](Self::broadcast).
+    ///
+    /// ```
+    /// ssehub::broker::Broker::new()
+    ///     .broadcast_json("stats", &serde_json::json!({"users": 100}))
+    ///     .unwrap();
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn broadcast_json<T: serde::Serialize + ?Sized>(
+        &self,
+        event: impl Into<String>,
+        value: &T,
+    ) -> Result<(), BrokerError> {
+        self.broadcast(Event::json(event, value)?)
+    }
+
+    /// Calls `f` for every connected client (Go `ForEach`), with no lock
+    /// held, so `f` may call any broker method.
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// let (admin, _body) = broker.connect(None).unwrap();
+    /// admin.set("role", "admin");
+    /// broker.for_each(|client| {
+    ///     if client.get_string("role").as_deref() == Some("admin") {
+    ///         let _ = client.send_event("admin", "Special message");
+    ///     }
+    /// });
+    /// ```
+    pub fn for_each(&self, mut f: impl FnMut(&Client)) {
+        let clients: Vec<Client> = lock(&self.inner.clients).values().cloned().collect();
+        for client in &clients {
+            f(client);
+        }
+    }
+
+    /// Number of connected clients (Go `Clients()`).
+    ///
+    /// ```
+    /// assert_eq!(ssehub::broker::Broker::new().clients(), 0);
+    /// ```
+    #[must_use]
+    pub fn clients(&self) -> usize {
+        lock(&self.inner.clients).len()
+    }
+
+    /// The connected client with this id.
+    ///
+    /// # Errors
+    /// [`BrokerError::ClientNotFound`] if there is none (or it is gone).
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// let (client, _body) = broker.connect(None).unwrap();
+    /// assert_eq!(broker.client(client.id()).unwrap().id(), client.id());
+    /// client.close();
+    /// assert_eq!(broker.client(client.id()).unwrap_err(), ssehub::BrokerError::ClientNotFound);
+    /// ```
+    pub fn client(&self, id: ClientId) -> Result<Client, BrokerError> {
+        lock(&self.inner.clients)
+            .get(&id)
+            .cloned()
+            .ok_or(BrokerError::ClientNotFound)
+    }
+
+    /// The channel `name`, created if needed (Go `GetChannel`).
+    ///
+    /// # Errors
+    /// [`BrokerError::Closed`] once the broker is closed.
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// let news = broker.channel("news").unwrap();
+    /// assert_eq!(broker.channel_names(), ["news"]);
+    /// # let _ = news;
+    /// ```
+    pub fn channel(&self, name: &str) -> Result<Channel, BrokerError> {
+        self.inner
+            .channel_inner(name)
+            .map(|inner| Channel { inner })
+    }
+
+    /// The channel `name` if it exists (Go `Channel`).
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// assert!(broker.find_channel("news").is_none());
+    /// broker.channel("news").unwrap();
+    /// assert!(broker.find_channel("news").is_some());
+    /// ```
+    #[must_use]
+    pub fn find_channel(&self, name: &str) -> Option<Channel> {
+        lock(&self.inner.channels)
+            .get(name)
+            .cloned()
+            .map(|inner| Channel { inner })
+    }
+
+    /// Deletes channel `name` (Go `DeleteChannel`): every subscriber leaves
+    /// it, and old handles to it fail with [`BrokerError::ChannelNotFound`].
+    ///
+    /// # Errors
+    /// [`BrokerError::ChannelNotFound`] if there is no such channel.
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// let old = broker.channel("job:1").unwrap();
+    /// broker.delete_channel("job:1").unwrap();
+    /// assert_eq!(old.broadcast_data("x"), Err(ssehub::BrokerError::ChannelNotFound));
+    /// ```
+    pub fn delete_channel(&self, name: &str) -> Result<(), BrokerError> {
+        let channel = lock(&self.inner.channels)
+            .remove(name)
+            .ok_or(BrokerError::ChannelNotFound)?;
+        Counters::sub(&self.inner.counters.channels, 1);
+        channel.delete();
+        Ok(())
+    }
+
+    /// Deletes every channel that has no subscriber; returns how many.
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// broker.channel("empty").unwrap();
+    /// assert_eq!(broker.reclaim_empty_channels(), 1);
+    /// assert!(broker.channel_names().is_empty());
+    /// ```
+    pub fn reclaim_empty_channels(&self) -> usize {
+        let mut channels = lock(&self.inner.channels);
+        let before = channels.len();
+        channels.retain(|_, channel| !channel.log.delete_if_unused());
+        let reclaimed = before - channels.len();
+        Counters::sub(&self.inner.counters.channels, reclaimed as u64);
+        reclaimed
+    }
+
+    /// Names of the existing channels (Go `Channels()`).
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// broker.channel("a").unwrap();
+    /// assert_eq!(broker.channel_names(), ["a"]);
+    /// ```
+    #[must_use]
+    pub fn channel_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.inner.channels)
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// A snapshot of the broker's counters.
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// let (_client, _body) = broker.connect(None).unwrap();
+    /// assert_eq!(broker.stats().clients, 1);
+    /// ```
+    #[must_use]
+    pub fn stats(&self) -> BrokerStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Whether the broker is closed.
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// broker.close();
+    /// assert!(broker.is_closed());
+    /// ```
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the broker: every client's response ends (after what is queued
+    /// for it), every channel is deleted, and later calls fail with
+    /// [`BrokerError::Closed`]. Closing twice is harmless.
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// let (client, _body) = broker.connect(None).unwrap();
+    /// broker.close();
+    /// assert!(client.is_closed());
+    /// assert!(broker.connect(None).is_err());
+    /// ```
+    pub fn close(&self) {
+        // Closing a closed broker is a no-op by design.
+        let _ = self.shutdown(None);
+    }
+
+    /// Closes the broker like [`close`](Self::close), after sending
+    /// `farewell` to every client.
+    ///
+    /// # Errors
+    /// [`BrokerError::Invalid`] if `farewell` cannot be encoded (the broker
+    /// is then closed without it); [`BrokerError::Closed`] if it was
+    /// already closed.
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// broker.close_with(ssehub::Event::with_type("bye", "server restarting")).unwrap();
+    /// ```
+    pub fn close_with(&self, farewell: Event) -> Result<(), BrokerError> {
+        match farewell.encode() {
+            Ok(frame) => self.shutdown(Some(frame)),
+            Err(err) => {
+                self.close();
+                Err(err.into())
+            }
+        }
+    }
+
+    fn shutdown(&self, farewell: Option<Bytes>) -> Result<(), BrokerError> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Err(BrokerError::Closed);
+        }
+        let clients: Vec<Client> = lock(&self.inner.clients).values().cloned().collect();
+        for client in clients {
+            if let Some(frame) = &farewell {
+                let _ = client.send_frame(frame.clone());
+            }
+            client.close();
+        }
+        let channels: Vec<Arc<ChannelInner>> =
+            lock(&self.inner.channels).drain().map(|(_, c)| c).collect();
+        Counters::sub(&self.inner.counters.channels, channels.len() as u64);
+        for channel in channels {
+            channel.delete();
+        }
+        self.inner.everyone.delete();
+        tracing::debug!("broker closed");
+        Ok(())
+    }
+}
+
+impl BrokerInner {
+    pub(crate) fn channel_inner(&self, name: &str) -> Result<Arc<ChannelInner>, BrokerError> {
+        let mut channels = lock(&self.channels);
+        if self.closed.load(Ordering::Acquire) {
+            return Err(BrokerError::Closed);
+        }
+        if let Some(channel) = channels.get(name) {
+            return Ok(channel.clone());
+        }
+        let name: Arc<str> = Arc::from(name);
+        let channel = Arc::new(ChannelInner::new(
+            name.clone(),
+            false,
+            limits(&self.config),
+            self.counters.clone(),
+        ));
+        channels.insert(name, channel.clone());
+        Counters::add(&self.counters.channels, 1);
+        Ok(channel)
+    }
+
+    pub(crate) fn forget_client(&self, id: ClientId) {
+        if lock(&self.clients).remove(&id).is_some() {
+            Counters::sub(&self.counters.clients, 1);
+        }
+    }
+}
+
+fn limits(config: &BrokerConfig) -> Limits {
+    Limits {
+        events: config.buffer_events() as u64,
+        bytes: config.buffer_bytes() as u64,
+        policy: config.overflow,
+    }
+}
+
+impl fmt::Debug for Broker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broker")
+            .field("config", &self.inner.config)
+            .field("stats", &self.stats())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}

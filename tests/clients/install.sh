@@ -17,7 +17,7 @@ apt_install() {
     apt-get update
     apt_updated=1
   fi
-  apt-get install -y --no-install-recommends "$@"
+  apt-get install -y "$@"
 }
 
 # Browser: only when missing.

@@ -103,10 +103,7 @@ export function sharedTests(client, record) {
   it('KA-INTERVAL: keep-alives after an event with an id dispatch nothing either', async () => {
     const { timeline } = await record({ url: `${BASE}/idle/with-id`, durationMs: 1200 });
     assert.deepEqual(kinds(timeline), ['open(1)', 'message:"first"', 'message:"last"']);
-    assert.deepEqual(
-      events(timeline).map((e) => e.lastEventId),
-      ['k1', 'k1'],
-    );
+    assert.deepEqual(events(timeline).map((e) => e.lastEventId), ['k1', 'k1']);
   });
 
   it('CONN-RETRY-ON-CONNECT HTTP-CLEAN-END: reconnects after retry (500 ms) with Last-Event-ID', async () => {

@@ -157,3 +157,56 @@ impl crate::broker::Broker {
         }
     }
 }
+
+/// A listener for [`axum::serve`] whose connections carry a write deadline
+/// (see [`WriteTimeout`](crate::io::WriteTimeout)): a client that stops
+/// reading is disconnected instead of holding its connection forever.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use std::time::Duration;
+/// use ssehub::axum::WriteTimeoutListener;
+///
+/// let broker = ssehub::broker::Broker::new();
+/// let app = axum::Router::new().route("/events", axum::routing::get(broker.handler()));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// axum::serve(WriteTimeoutListener::new(listener, Duration::from_secs(10)), app).await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct WriteTimeoutListener {
+    inner: tokio::net::TcpListener,
+    timeout: std::time::Duration,
+}
+
+impl WriteTimeoutListener {
+    /// Wraps `listener`; every accepted connection gets `timeout` on writes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let listener = ssehub::axum::WriteTimeoutListener::new(listener, std::time::Duration::from_secs(5));
+    /// # let _ = listener; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn new(listener: tokio::net::TcpListener, timeout: std::time::Duration) -> Self {
+        Self {
+            inner: listener,
+            timeout,
+        }
+    }
+}
+
+impl axum::serve::Listener for WriteTimeoutListener {
+    type Io = crate::io::WriteTimeout<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (socket, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        (crate::io::WriteTimeout::new(socket, self.timeout), addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}

@@ -32,6 +32,7 @@ pub mod broker;
 pub mod error;
 pub mod event;
 mod http;
+pub mod io;
 pub mod parse;
 pub mod stream;
 

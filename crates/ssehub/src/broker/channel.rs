@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 
@@ -25,20 +26,23 @@ impl ChannelInner {
         hidden: bool,
         limits: Limits,
         counters: Arc<Counters>,
+        order: Arc<AtomicU64>,
     ) -> Self {
         Self {
             name,
             hidden,
-            log: Log::new(limits),
+            log: Log::new(limits, order),
             counters,
         }
     }
 
     pub(crate) fn publish(&self, frame: Bytes) -> Result<(), BrokerError> {
-        self.log
+        let skipped = self
+            .log
             .publish(frame)
             .map_err(|_| BrokerError::ChannelNotFound)?;
         Counters::add(&self.counters.published, 1);
+        Counters::add(&self.counters.dropped, skipped);
         Ok(())
     }
 

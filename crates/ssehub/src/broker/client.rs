@@ -537,11 +537,14 @@ impl Feed for Arc<ClientInner> {
         let mut delivered = 0;
         let mut dropped = 0;
         let mut result = Ok(());
+        let mut sources = 0;
+        let mut gathered = Vec::new();
         subs.retain(
-            |cursor| match cursor.channel.log.take(cursor.key, waker, chunk) {
+            |cursor| match cursor.channel.log.take(cursor.key, waker, &mut gathered) {
                 Ok(taken) => {
                     delivered += taken.delivered;
                     dropped += taken.dropped;
+                    sources += usize::from(taken.delivered > 0);
                     true
                 }
                 Err(TakeError::Deleted) => false,
@@ -552,6 +555,14 @@ impl Feed for Arc<ClientInner> {
             },
         );
         drop(subs);
+        // Frames from several channels go out in the order they were
+        // published; each channel's own frames are already in order.
+        if sources > 1 {
+            gathered.sort_by_key(|(order, _)| *order);
+        }
+        for (_, frame) in gathered {
+            chunk.push(frame);
+        }
         Counters::add(&self.counters.delivered, delivered);
         Counters::add(&self.counters.dropped, dropped);
         if result.is_err() {

@@ -20,7 +20,8 @@
 //! since nothing else reads that subscriber's position meanwhile.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Waker;
 
 use bytes::Bytes;
@@ -28,10 +29,12 @@ use slab::Slab;
 
 use super::client::ClientInner;
 use super::config::OverflowPolicy;
-use crate::stream::Chunk;
 
 #[derive(Debug)]
 struct Frame {
+    /// Broker-wide publish order, so a connection in several channels can
+    /// write what it gathered from them in the order it was published.
+    order: u64,
     bytes: Bytes,
     /// Bytes published on the channel up to and including this frame, so the
     /// byte size of any suffix of the log is one subtraction.
@@ -45,6 +48,9 @@ struct Subscriber {
     pos: u64,
     /// Set while the subscriber's connection waits for a frame.
     waker: Option<Waker>,
+    /// Under [`OverflowPolicy::DropNewest`], the frames a full subscriber
+    /// keeps; while set, every newer frame skips it.
+    held: Option<Vec<(u64, Bytes)>>,
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +122,8 @@ pub(crate) struct Limits {
 pub(crate) struct Log {
     state: Mutex<State>,
     limits: Limits,
+    /// The broker's publish counter, shared by all its logs.
+    order: Arc<AtomicU64>,
 }
 
 thread_local! {
@@ -125,10 +133,11 @@ thread_local! {
 }
 
 impl Log {
-    pub(crate) fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits, order: Arc<AtomicU64>) -> Self {
         Self {
             state: Mutex::new(State::default()),
             limits,
+            order,
         }
     }
 
@@ -138,21 +147,29 @@ impl Log {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends a frame and wakes the subscribers waiting for one.
-    pub(crate) fn publish(&self, bytes: Bytes) -> Result<(), Deleted> {
+    /// Appends a frame and wakes the subscribers waiting for one; returns
+    /// how many subscribers had to skip it (full, under `DropNewest`).
+    pub(crate) fn publish(&self, bytes: Bytes) -> Result<u64, Deleted> {
         WAKE_LIST.with(|list| {
             // A re-entrant publish (from a waker) falls back to a fresh list.
             let mut fresh = Vec::new();
             let mut guard = list.try_borrow_mut().ok();
             let wakers = guard.as_deref_mut().unwrap_or(&mut fresh);
-            {
+            let skipped = {
                 let mut st = self.lock();
                 if st.deleted {
                     return Err(Deleted);
                 }
+                let skipped = if self.limits.policy == OverflowPolicy::DropNewest {
+                    self.hold_full_subscribers(&mut st, bytes.len() as u64)
+                } else {
+                    0
+                };
                 st.end += bytes.len() as u64;
                 let end = st.end;
-                st.frames.push_back(Frame { bytes, end });
+                // Taken under this log's lock, so orders rise along the log.
+                let order = self.order.fetch_add(1, Ordering::Relaxed);
+                st.frames.push_back(Frame { order, bytes, end });
                 st.next_seq += 1;
                 let mut keep_from = st.next_seq;
                 for (_, sub) in &mut st.subscribers {
@@ -162,12 +179,48 @@ impl Log {
                     keep_from = keep_from.min(sub.pos);
                 }
                 self.trim(&mut st, keep_from);
-            }
+                skipped
+            };
             for waker in wakers.drain(..) {
                 waker.wake();
             }
-            Ok(())
+            Ok(skipped)
         })
+    }
+
+    /// `DropNewest`, applied before a frame of `len` bytes is appended: a
+    /// subscriber it would overflow keeps what it has (copied out of the log
+    /// as reference-counted frames, so the log can still be trimmed) and
+    /// skips this frame and every later one until its connection takes them.
+    fn hold_full_subscribers(&self, st: &mut State, len: u64) -> u64 {
+        let (first_seq, next_seq) = (st.first_seq, st.next_seq);
+        let mut full = Vec::new();
+        for (key, sub) in &st.subscribers {
+            if sub.held.is_some() {
+                full.push((key, None));
+            } else if sub.pos >= first_seq
+                && (next_seq - sub.pos >= self.limits.events
+                    || st.bytes_between(sub.pos, next_seq) + len > self.limits.bytes)
+            {
+                let kept = (sub.pos..next_seq)
+                    .map(|seq| {
+                        let frame = &st.frames[(seq - first_seq) as usize];
+                        (frame.order, frame.bytes.clone())
+                    })
+                    .collect();
+                full.push((key, Some(kept)));
+            }
+        }
+        let skipped = full.len() as u64;
+        for (key, kept) in full {
+            let sub = &mut st.subscribers[key];
+            if let Some(kept) = kept {
+                sub.held = Some(kept);
+            }
+            // Past the frame about to be appended.
+            sub.pos = next_seq + 1;
+        }
+        skipped
     }
 
     /// Drops frames every subscriber has taken, and frames so old that any
@@ -193,6 +246,7 @@ impl Log {
             client,
             pos,
             waker: None,
+            held: None,
         }))
     }
 
@@ -240,22 +294,33 @@ impl Log {
         }
     }
 
-    /// Appends the frames subscriber `key` has not taken to `chunk`, applying
-    /// the overflow policy, or parks `waker` until the next publish.
+    /// Appends the frames subscriber `key` has not taken to `out`, with
+    /// their publish order, applying the overflow policy; or parks `waker`
+    /// until the next publish.
     pub(crate) fn take(
         &self,
         key: usize,
         waker: &Waker,
-        chunk: &mut Chunk,
+        out: &mut Vec<(u64, Bytes)>,
     ) -> Result<Taken, TakeError> {
         let mut st = self.lock();
         if st.deleted {
             return Err(TakeError::Deleted);
         }
         let (first_seq, next_seq) = (st.first_seq, st.next_seq);
-        let Some(pos) = st.subscribers.get(key).map(|s| s.pos) else {
+        let Some(sub) = st.subscribers.get_mut(key) else {
             return Err(TakeError::Deleted);
         };
+        let held = sub.held.take().unwrap_or_default();
+        let held_count = held.len() as u64;
+        out.extend(held);
+        let pos = sub.pos;
+        if pos == next_seq && held_count > 0 {
+            return Ok(Taken {
+                delivered: held_count,
+                dropped: 0,
+            });
+        }
         if pos == next_seq {
             let sub = &mut st.subscribers[key];
             match &mut sub.waker {
@@ -291,14 +356,15 @@ impl Log {
             }
         };
         for seq in from..to {
-            chunk.push(st.frames[(seq - first_seq) as usize].bytes.clone());
+            let frame = &st.frames[(seq - first_seq) as usize];
+            out.push((frame.order, frame.bytes.clone()));
         }
         // After an overflow the subscriber resumes at the end of the log:
         // what it skipped is counted as dropped.
         st.subscribers[key].pos = next_seq;
         let delivered = to - from;
         Ok(Taken {
-            delivered,
+            delivered: delivered + held_count,
             dropped: next_seq - pos - delivered,
         })
     }

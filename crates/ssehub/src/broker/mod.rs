@@ -103,6 +103,8 @@ pub(crate) struct BrokerInner {
     /// The hidden channel behind [`Broker::broadcast`].
     everyone: Arc<ChannelInner>,
     next_id: AtomicU64,
+    /// Publish order across all channels (see `log.rs`).
+    order: Arc<AtomicU64>,
     closed: AtomicBool,
     counters: Arc<Counters>,
 }
@@ -141,11 +143,13 @@ impl Broker {
     #[must_use]
     pub fn with_config(config: BrokerConfig) -> Self {
         let counters = Arc::new(Counters::default());
+        let order = Arc::new(AtomicU64::new(0));
         let everyone = Arc::new(ChannelInner::new(
             Arc::from("*"),
             true,
             limits(&config),
             counters.clone(),
+            order.clone(),
         ));
         Self {
             inner: Arc::new(BrokerInner {
@@ -154,6 +158,7 @@ impl Broker {
                 channels: Mutex::new(HashMap::new()),
                 everyone,
                 next_id: AtomicU64::new(1),
+                order,
                 closed: AtomicBool::new(false),
                 counters,
             }),
@@ -568,6 +573,7 @@ impl BrokerInner {
             false,
             limits(&self.config),
             self.counters.clone(),
+            self.order.clone(),
         ));
         channels.insert(name, channel.clone());
         Counters::add(&self.counters.channels, 1);

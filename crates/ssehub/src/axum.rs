@@ -158,7 +158,7 @@ impl crate::broker::Broker {
     }
 }
 
-/// A listener for [`axum::serve`] whose connections carry a write deadline
+/// A listener for [`axum::serve()`] whose connections carry a write deadline
 /// (see [`WriteTimeout`](crate::io::WriteTimeout)): a client that stops
 /// reading is disconnected instead of holding its connection forever.
 ///

@@ -288,3 +288,87 @@ fn count(haystack: &[u8], needle: &[u8]) -> usize {
         .filter(|w| *w == needle)
         .count()
 }
+
+/// HTTP-H2: over HTTP/2 (h2c) the response carries no connection-specific
+/// header, and events still arrive.
+#[tokio::test]
+async fn http2_responses_have_no_connection_specific_headers() {
+    use http_body_util::BodyExt;
+    let addr = serve_hyper(|parts| {
+        ssehub::respond(&parts, &fast_config().retry(None), |sender| async move {
+            let _ = sender.send_data("over h2").await;
+        })
+    })
+    .await;
+    let socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut request_sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(socket),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{addr}/events"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = request_sender.send_request(request).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    for name in [
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+    ] {
+        assert!(response.headers().get(name).is_none(), "{name} on HTTP/2");
+    }
+    let body = timeout(Duration::from_secs(2), response.into_body().collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b":\n\ndata: over h2\n\n");
+}
+
+/// The axum extractor and handler helper over real TCP.
+#[tokio::test]
+async fn axum_last_event_id_extractor_and_handler() {
+    use ssehub::axum::LastEventId;
+    async fn resume(LastEventId(id): LastEventId) -> ssehub::SseBody {
+        let (sender, body) = ssehub::stream::new_resuming(&StreamConfig::default().retry(None), id);
+        tokio::spawn(async move {
+            let _ = sender
+                .send_data(format!("after {:?}", sender.last_event_id()))
+                .await;
+        });
+        body
+    }
+    let app = axum::Router::new()
+        .route("/resume", axum::routing::get(resume))
+        .route(
+            "/hello",
+            axum::routing::get(ssehub::axum::handler(
+                StreamConfig::default().retry(None),
+                |sender, request| async move {
+                    let _ = sender.send_data(request.uri.path().to_owned()).await;
+                },
+            )),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut response = RawResponse::get(addr, "/resume", &[("last-event-id", b"41")]).await;
+    assert_eq!(response.header("content-type"), Some("text/event-stream"));
+    let body = response.read_to_end(Duration::from_secs(2)).await;
+    assert_eq!(body, b":\n\ndata: after Some(\"41\")\n\n");
+    let mut response = RawResponse::get(addr, "/resume?lastEventId=7", &[]).await;
+    let body = response.read_to_end(Duration::from_secs(2)).await;
+    assert_eq!(body, b":\n\ndata: after Some(\"7\")\n\n");
+    let long = vec![b'x'; ssehub::MAX_LAST_EVENT_ID_LEN + 1];
+    let response = RawResponse::get(addr, "/resume", &[("last-event-id", &long)]).await;
+    assert_eq!(response.status, 400);
+    let mut response = RawResponse::get(addr, "/hello", &[]).await;
+    let body = response.read_to_end(Duration::from_secs(2)).await;
+    assert_eq!(body, b":\n\ndata: /hello\n\n");
+}

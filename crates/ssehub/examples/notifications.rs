@@ -193,7 +193,11 @@ async fn send(State(app): State<App>, Json(request): Json<SendRequest>) -> Respo
         id: id.to_string(),
         title: request.title,
         message: request.message,
-        kind: if request.kind.is_empty() { "info".into() } else { request.kind },
+        kind: if request.kind.is_empty() {
+            "info".into()
+        } else {
+            request.kind
+        },
     };
     if let Err(err) = channel.broadcast(notification_event(&notification)) {
         return (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response();

@@ -280,8 +280,10 @@ const PAGE: &str = r#"<!doctype html>
   };
 
   const seen = new Set();
+  window.received = []; // every notification id, as it arrives (the tests read it)
   source.addEventListener("notification", (e) => {
     const n = JSON.parse(e.data);
+    received.push(n.id);
     if (seen.has(n.id)) return; // already shown (possible after a replay)
     seen.add(n.id);
     const li = document.createElement("li");

@@ -180,20 +180,20 @@ impl fmt::Debug for SseBody {
 /// Resetting a timer on every write would touch the timer wheel once per
 /// event; instead a write only records its time, and when the timer fires
 /// early (because data went out meanwhile) it is re-armed for the true
-/// deadline.
+/// deadline. The timer itself is created on the first poll, which always
+/// runs inside the server's runtime, so a body can be made anywhere.
 struct KeepAlive {
     interval: Duration,
     last_write: Instant,
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl KeepAlive {
     fn new(interval: Duration) -> Self {
-        let now = Instant::now();
         Self {
             interval,
-            last_write: now,
-            sleep: Box::pin(tokio::time::sleep_until(now + interval)),
+            last_write: Instant::now(),
+            sleep: None,
         }
     }
 
@@ -203,16 +203,20 @@ impl KeepAlive {
 
     /// Ready when the stream has been idle for a whole interval.
     fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let first_deadline = self.last_write + self.interval;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(first_deadline)));
         loop {
-            ready!(self.sleep.as_mut().poll(cx));
+            ready!(sleep.as_mut().poll(cx));
             let deadline = self.last_write + self.interval;
             let now = Instant::now();
             if deadline <= now {
                 self.last_write = now;
-                self.sleep.as_mut().reset(now + self.interval);
+                sleep.as_mut().reset(now + self.interval);
                 return Poll::Ready(());
             }
-            self.sleep.as_mut().reset(deadline);
+            sleep.as_mut().reset(deadline);
         }
     }
 }

@@ -115,9 +115,41 @@ pub struct Event {
     data: Option<String>,
     retry: Option<Duration>,
     comment: Option<String>,
+    /// Kept out of replay history (see [`Event::with_replay`]).
+    no_replay: bool,
 }
 
 impl Event {
+    /// Whether a broker keeps this event in its replay history (the
+    /// default), so a client that reconnects with `Last-Event-ID` gets it
+    /// again. Pass `false` for events pointless to replay, such as a stats
+    /// tick that the next tick supersedes; such events also get no
+    /// broker-generated id, so a client's `Last-Event-ID` keeps pointing at
+    /// the last event that can be resumed after.
+    ///
+    /// ```
+    /// use ssehub::event::Event;
+    ///
+    /// let tick = Event::with_type("stats", "{}").with_replay(false);
+    /// assert!(!tick.is_replayable());
+    /// assert!(Event::new("x").is_replayable());
+    /// ```
+    #[must_use]
+    pub fn with_replay(mut self, replay: bool) -> Self {
+        self.no_replay = !replay;
+        self
+    }
+
+    /// Whether the event goes into replay history; see [`with_replay`](Event::with_replay).
+    ///
+    /// ```
+    /// assert!(ssehub::Event::new("x").is_replayable());
+    /// ```
+    #[must_use]
+    pub fn is_replayable(&self) -> bool {
+        !self.no_replay
+    }
+
     /// Creates an event carrying `data` (Go: `NewEvent`).
     ///
     /// ```

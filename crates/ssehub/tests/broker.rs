@@ -29,8 +29,13 @@ async fn chunk_now(body: &mut SseBody) -> Option<Option<Bytes>> {
     }
 }
 
+/// No `retry:`, no keep-alive and no generated ids, so frames can be
+/// compared byte for byte.
 fn quiet() -> BrokerConfig {
-    BrokerConfig::default().retry(None).keep_alive(None)
+    BrokerConfig::default()
+        .retry(None)
+        .keep_alive(None)
+        .generate_ids(false)
 }
 
 /// Data of the messages in `bytes`.

@@ -1,14 +1,13 @@
 //! [`Channel`]: a named group of clients that receive what is published on it.
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 
 use super::client::Client;
 use super::log::{Limits, Log};
-use super::stats::Counters;
+use super::{BrokerInner, Publish};
 use crate::error::BrokerError;
 use crate::event::Event;
 
@@ -17,7 +16,7 @@ pub(crate) struct ChannelInner {
     /// The broker-wide broadcast channel every client is in; not listed.
     pub(crate) hidden: bool,
     pub(crate) log: Log,
-    counters: Arc<Counters>,
+    pub(crate) broker: Weak<BrokerInner>,
 }
 
 impl ChannelInner {
@@ -25,25 +24,28 @@ impl ChannelInner {
         name: Arc<str>,
         hidden: bool,
         limits: Limits,
-        counters: Arc<Counters>,
-        order: Arc<AtomicU64>,
+        watermark: u64,
+        broker: Weak<BrokerInner>,
     ) -> Self {
         Self {
             name,
             hidden,
-            log: Log::new(limits, order),
-            counters,
+            log: Log::new(limits, watermark),
+            broker,
         }
     }
 
-    pub(crate) fn publish(&self, frame: Bytes) -> Result<(), BrokerError> {
-        let skipped = self
-            .log
-            .publish(frame)
-            .map_err(|_| BrokerError::ChannelNotFound)?;
-        Counters::add(&self.counters.published, 1);
-        Counters::add(&self.counters.dropped, skipped);
-        Ok(())
+    fn broker(&self) -> Result<Arc<BrokerInner>, BrokerError> {
+        self.broker.upgrade().ok_or(BrokerError::Closed)
+    }
+
+    /// Publishes through the broker, which assigns the position and id.
+    pub(crate) fn publish(&self, event: Event) -> Result<(), BrokerError> {
+        self.broker()?.publish(self, Publish::Event(event))
+    }
+
+    pub(crate) fn publish_frame(&self, frame: Bytes) -> Result<(), BrokerError> {
+        self.broker()?.publish(self, Publish::Frame(frame))
     }
 
     /// Deletes the channel: every subscriber leaves it.
@@ -185,10 +187,13 @@ impl Channel {
     /// channel.broadcast(ssehub::Event::with_type("article", "…").with_id("a1")).unwrap();
     /// ```
     pub fn broadcast(&self, event: Event) -> Result<(), BrokerError> {
-        self.broadcast_frame(event.encode()?)
+        self.inner.publish(event)
     }
 
-    /// Publishes an already encoded frame (see [`Event::encode`]).
+    /// Publishes an already encoded frame (see [`Event::encode`]). It is
+    /// recorded in replay history as it is: the broker cannot add an id to
+    /// bytes already encoded, so give the event its id before encoding it
+    /// if clients should resume after it.
     ///
     /// # Errors
     /// [`BrokerError::ChannelNotFound`] if the channel was deleted.
@@ -199,7 +204,7 @@ impl Channel {
     /// broker.channel("news").unwrap().broadcast_frame(frame).unwrap();
     /// ```
     pub fn broadcast_frame(&self, frame: Bytes) -> Result<(), BrokerError> {
-        self.inner.publish(frame)
+        self.inner.publish_frame(frame)
     }
 
     /// Publishes a `message` event with `data` (Go `BroadcastData`).

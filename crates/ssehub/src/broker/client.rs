@@ -3,15 +3,17 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Waker;
 
 use bytes::Bytes;
 
 use super::channel::ChannelInner;
+use super::config::GapReplay;
 use super::config::OverflowPolicy;
-use super::log::TakeError;
+use super::ids::ResumePoint;
+use super::log::{Positioned, TakeError};
 use super::stats::Counters;
 use super::{BrokerError, BrokerInner};
 use crate::error::SendError;
@@ -62,6 +64,45 @@ struct Cursor {
     key: usize,
 }
 
+/// Whether a client's reconnect was resumed exactly.
+///
+/// ```
+/// use ssehub::broker::{Broker, ResumeStatus};
+///
+/// let broker = Broker::new();
+/// let (fresh, _a) = broker.connect(None).unwrap();
+/// assert_eq!(fresh.resume_status(), ResumeStatus::NotRequested);
+/// let (stranger, _b) = broker.connect(Some("not-an-id-we-issued".into())).unwrap();
+/// assert_eq!(stranger.resume_status(), ResumeStatus::Gap);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResumeStatus {
+    /// The client sent no `Last-Event-ID`.
+    NotRequested,
+    /// Everything it missed on its channels is being replayed.
+    Complete,
+    /// Its id is unknown, or events after it were evicted from history on
+    /// a channel it subscribed to (see [`GapPolicy`](super::GapPolicy)).
+    Gap,
+}
+
+/// Why a resume has a gap; the `reason` of the gap event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GapReason {
+    UnknownId,
+    HistoryLost,
+}
+
+/// A reconnecting client's resume, active until its connection first runs.
+#[derive(Debug)]
+struct Resume {
+    point: Option<ResumePoint>,
+    active: bool,
+    gap: Option<GapReason>,
+    signaled: bool,
+}
+
 pub(crate) struct ClientInner {
     id: ClientId,
     broker: Weak<BrokerInner>,
@@ -73,6 +114,12 @@ pub(crate) struct ClientInner {
     metadata: Mutex<Metadata>,
     counters: Arc<Counters>,
     policy: OverflowPolicy,
+    /// The broker's publish watermark (see `log.rs`).
+    watermark: Arc<AtomicU64>,
+    /// Lock order: after a channel's log (it is locked inside `Log::subscribe`).
+    resume: Mutex<Resume>,
+    /// Set on the connection's first poll, which ends the resume window.
+    started: AtomicBool,
     /// Set once the client has been unregistered (the disconnect hook ran).
     gone: AtomicBool,
 }
@@ -113,6 +160,8 @@ impl Client {
         sender: Sender,
         counters: Arc<Counters>,
         policy: OverflowPolicy,
+        watermark: Arc<AtomicU64>,
+        resume: Option<ResumePoint>,
     ) -> Self {
         Self {
             inner: Arc::new(ClientInner {
@@ -123,8 +172,35 @@ impl Client {
                 metadata: Mutex::new(HashMap::new()),
                 counters,
                 policy,
+                watermark,
+                resume: Mutex::new(Resume {
+                    point: resume,
+                    active: resume.is_some(),
+                    gap: None,
+                    signaled: false,
+                }),
+                started: AtomicBool::new(false),
                 gone: AtomicBool::new(false),
             }),
+        }
+    }
+
+    /// Whether this client's reconnect is resumed exactly. Final once the
+    /// setup of [`Broker::handle_request`](super::Broker::handle_request)
+    /// has run (subscriptions made later are not resumed).
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// let (client, _body) = broker.connect(Some(ssehub::broker::EARLIEST.into())).unwrap();
+    /// assert_eq!(client.resume_status(), ssehub::broker::ResumeStatus::Complete);
+    /// ```
+    #[must_use]
+    pub fn resume_status(&self) -> ResumeStatus {
+        let resume = lock(&self.inner.resume);
+        match (resume.point, resume.gap) {
+            (None, _) => ResumeStatus::NotRequested,
+            (Some(_), Some(_)) => ResumeStatus::Gap,
+            (Some(_), None) => ResumeStatus::Complete,
         }
     }
 
@@ -372,13 +448,16 @@ impl Client {
         }
         let key = channel
             .log
-            .subscribe(Arc::downgrade(&self.inner))
+            .subscribe(Arc::downgrade(&self.inner), |until| {
+                self.inner.replay_for(channel, until)
+            })
             .map_err(|_| BrokerError::ChannelNotFound)?;
         subs.push(Cursor {
             channel: channel.clone(),
             key,
         });
         drop(subs);
+        self.inner.signal_gap();
         // The connection may be parked waiting on its other subscriptions:
         // wake it so it starts waiting on this one too.
         self.inner.sender.shared().wake_body();
@@ -511,6 +590,71 @@ impl Client {
 }
 
 impl ClientInner {
+    /// History of `channel` up to position `until` that this client missed,
+    /// while its resume window is open. Runs under the channel log's lock.
+    fn replay_for(&self, channel: &ChannelInner, until: u64) -> Vec<Positioned> {
+        let mut resume = lock(&self.resume);
+        let Some(point) = resume.point.filter(|_| resume.active) else {
+            return Vec::new();
+        };
+        let Some(broker) = self.broker.upgrade() else {
+            return Vec::new();
+        };
+        let history = &broker.history;
+        let exact = match point {
+            ResumePoint::After(position) => history
+                .replay(&channel.name, Some(position), until)
+                .map_err(|_| GapReason::HistoryLost),
+            ResumePoint::Earliest => Ok(history
+                .replay(&channel.name, None, until)
+                .unwrap_or_default()),
+            ResumePoint::Unknown => Err(GapReason::UnknownId),
+        };
+        let entries = match exact {
+            Ok(entries) => entries,
+            Err(reason) => {
+                resume.gap.get_or_insert(reason);
+                match broker.config.gap.replay {
+                    GapReplay::AllRetained => history
+                        .replay(&channel.name, None, until)
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                }
+            }
+        };
+        entries.into_iter().map(|e| (e.position, e.frame)).collect()
+    }
+
+    /// Sends the gap event, once, if the resume has a gap.
+    fn signal_gap(&self) {
+        let mut resume = lock(&self.resume);
+        let Some(reason) = resume.gap.filter(|_| !resume.signaled) else {
+            return;
+        };
+        resume.signaled = true;
+        let last_event_id = self.sender.last_event_id().unwrap_or_default();
+        drop(resume);
+        let Some(broker) = self.broker.upgrade() else {
+            return;
+        };
+        if !broker.config.gap.event {
+            return;
+        }
+        let reason = match reason {
+            GapReason::UnknownId => "unknown-id",
+            GapReason::HistoryLost => "history-lost",
+        };
+        let data = format!(
+            "{{\"last_event_id\":{},\"reason\":\"{reason}\"}}",
+            json_string(last_event_id)
+        );
+        // The direct queue is written before any channel frame, so the
+        // signal precedes whatever is replayed or live.
+        if let Ok(frame) = Event::with_type(super::GAP_EVENT, data).encode() {
+            let _ = self.sender.shared().try_push(frame);
+        }
+    }
+
     /// Leaves every channel, leaves the broker and runs the disconnect hook;
     /// only the first call does anything.
     pub(crate) fn unregister(self: &Arc<Self>) {
@@ -533,17 +677,29 @@ impl ClientInner {
 
 impl Feed for Arc<ClientInner> {
     fn poll_feed(&self, waker: &Waker, chunk: &mut Chunk) -> Result<(), Overflowed> {
+        if !self.started.swap(true, Ordering::AcqRel) {
+            // The connection runs: subscriptions from now on start live.
+            lock(&self.resume).active = false;
+        }
+        // Read before any log: every frame below it is already appended.
+        let watermark = self.watermark.load(Ordering::Acquire);
+        let mut deferred = false;
         let mut subs = lock(&self.subs);
         let mut delivered = 0;
         let mut dropped = 0;
         let mut result = Ok(());
         let mut sources = 0;
         let mut gathered = Vec::new();
-        subs.retain(
-            |cursor| match cursor.channel.log.take(cursor.key, waker, &mut gathered) {
+        subs.retain(|cursor| {
+            match cursor
+                .channel
+                .log
+                .take(cursor.key, waker, watermark, &mut gathered)
+            {
                 Ok(taken) => {
                     delivered += taken.delivered;
                     dropped += taken.dropped;
+                    deferred |= taken.deferred;
                     sources += usize::from(taken.delivered > 0);
                     true
                 }
@@ -552,8 +708,8 @@ impl Feed for Arc<ClientInner> {
                     result = Err(Overflowed);
                     true
                 }
-            },
-        );
+            }
+        });
         drop(subs);
         // Frames from several channels go out in the order they were
         // published; each channel's own frames are already in order.
@@ -562,6 +718,10 @@ impl Feed for Arc<ClientInner> {
         }
         for (_, frame) in gathered {
             chunk.push(frame);
+        }
+        if deferred {
+            // Frames left above the watermark were not waited for: poll again.
+            waker.wake_by_ref();
         }
         Counters::add(&self.counters.delivered, delivered);
         Counters::add(&self.counters.dropped, dropped);
@@ -585,4 +745,20 @@ impl fmt::Debug for Client {
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Client;
+use super::history::{HistoryConfig, HistoryStore};
 use crate::stream::{DEFAULT_BUFFER_BYTES, DEFAULT_BUFFER_EVENTS, StreamConfig};
 
 /// A broker hook, called with the client concerned.
@@ -70,6 +71,10 @@ pub enum OverflowPolicy {
 pub struct BrokerConfig {
     pub(crate) stream: StreamConfig,
     pub(crate) overflow: OverflowPolicy,
+    pub(crate) history: HistoryConfig,
+    pub(crate) history_store: Option<Arc<dyn HistoryStore>>,
+    pub(crate) generate_ids: bool,
+    pub(crate) gap: GapPolicy,
     pub(crate) on_connect: Option<ClientHook>,
     pub(crate) on_disconnect: Option<ClientHook>,
 }
@@ -81,6 +86,10 @@ impl Default for BrokerConfig {
                 .buffer_events(DEFAULT_BUFFER_EVENTS)
                 .buffer_bytes(DEFAULT_BUFFER_BYTES),
             overflow: OverflowPolicy::default(),
+            history: HistoryConfig::default(),
+            history_store: None,
+            generate_ids: true,
+            gap: GapPolicy::default(),
             on_connect: None,
             on_disconnect: None,
         }
@@ -151,6 +160,57 @@ impl BrokerConfig {
         self
     }
 
+    /// Bounds of the in-memory replay history (see [`HistoryConfig`]).
+    ///
+    /// ```
+    /// use ssehub::broker::{BrokerConfig, HistoryConfig};
+    /// let config = BrokerConfig::default().history(HistoryConfig::default().max_events(100));
+    /// # let _ = config;
+    /// ```
+    pub fn history(mut self, history: HistoryConfig) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// Keeps replay history in `store` instead of the in-memory default.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ssehub::broker::{BrokerConfig, MemoryHistory};
+    /// let config = BrokerConfig::default().history_store(Arc::new(MemoryHistory::new(Default::default())));
+    /// # let _ = config;
+    /// ```
+    pub fn history_store(mut self, store: Arc<dyn HistoryStore>) -> Self {
+        self.history_store = Some(store);
+        self
+    }
+
+    /// Whether events published without an id get one from the broker (on
+    /// by default): `EEEEEEEE-P`, the broker's epoch and the event's publish
+    /// position. Without ids a client cannot resume after an event.
+    ///
+    /// ```
+    /// let config = ssehub::broker::BrokerConfig::default().generate_ids(false);
+    /// # let _ = config;
+    /// ```
+    pub fn generate_ids(mut self, on: bool) -> Self {
+        self.generate_ids = on;
+        self
+    }
+
+    /// What a client whose `Last-Event-ID` cannot be resumed after is told
+    /// and gets (see [`GapPolicy`]).
+    ///
+    /// ```
+    /// use ssehub::broker::{BrokerConfig, GapPolicy, GapReplay};
+    /// let config = BrokerConfig::default().gap(GapPolicy::default().replay(GapReplay::AllRetained));
+    /// # let _ = config;
+    /// ```
+    pub fn gap(mut self, gap: GapPolicy) -> Self {
+        self.gap = gap;
+        self
+    }
+
     /// Whether responses carry `X-Accel-Buffering: no` (on by default).
     ///
     /// ```
@@ -202,8 +262,83 @@ impl fmt::Debug for BrokerConfig {
         f.debug_struct("BrokerConfig")
             .field("stream", &self.stream)
             .field("overflow", &self.overflow)
+            .field("history", &self.history)
+            .field("history_store", &self.history_store)
+            .field("generate_ids", &self.generate_ids)
+            .field("gap", &self.gap)
             .field("on_connect", &self.on_connect.is_some())
             .field("on_disconnect", &self.on_disconnect.is_some())
             .finish()
+    }
+}
+
+/// What a client that cannot be resumed exactly receives from history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GapReplay {
+    /// Nothing from history: only live events (the default). The gap
+    /// signal tells the application to reload its state.
+    #[default]
+    Nothing,
+    /// Every retained event of the channels it subscribes to, oldest first.
+    AllRetained,
+}
+
+/// How a broker handles a `Last-Event-ID` it cannot resume after exactly:
+/// an id it does not know (another broker's, one from before a restart, or
+/// one evicted from history), or a known id some of whose successors were
+/// evicted on a channel the client subscribes to.
+///
+/// The client is told in two ways, both on by default: a response header
+/// [`RESUME_HEADER`](super::RESUME_HEADER) `: gap` (where the broker builds the
+/// response, as in [`Broker::handle_request`](super::Broker::handle_request)),
+/// and an event of type [`GAP_EVENT`](super::GAP_EVENT) whose data is
+/// JSON: `{"last_event_id": "<the id>", "reason": "unknown-id" | "history-lost"}`,
+/// sent before anything else. A resume that is exact gets
+/// `SSEHub-Resume: complete`.
+///
+/// ```
+/// use ssehub::broker::{GapPolicy, GapReplay};
+/// let policy = GapPolicy::default().replay(GapReplay::AllRetained).event(false);
+/// # let _ = policy;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct GapPolicy {
+    pub(crate) replay: GapReplay,
+    pub(crate) event: bool,
+}
+
+impl Default for GapPolicy {
+    fn default() -> Self {
+        Self {
+            replay: GapReplay::Nothing,
+            event: true,
+        }
+    }
+}
+
+impl GapPolicy {
+    /// What the client gets from history after a gap.
+    ///
+    /// ```
+    /// use ssehub::broker::{GapPolicy, GapReplay};
+    /// let policy = GapPolicy::default().replay(GapReplay::Nothing);
+    /// # let _ = policy;
+    /// ```
+    pub fn replay(mut self, replay: GapReplay) -> Self {
+        self.replay = replay;
+        self
+    }
+
+    /// Whether the gap event is sent (the header always is).
+    ///
+    /// ```
+    /// let policy = ssehub::broker::GapPolicy::default().event(false);
+    /// # let _ = policy;
+    /// ```
+    pub fn event(mut self, on: bool) -> Self {
+        self.event = on;
+        self
     }
 }

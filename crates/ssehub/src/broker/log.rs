@@ -1,27 +1,37 @@
 //! The channel log: the frames a channel's subscribers have not all taken
-//! yet, and each subscriber's position in it.
+//! yet, and each subscriber's place in it.
 //!
 //! # Design
 //!
 //! A publish appends the encoded frame once and wakes the subscribers that
 //! were waiting; it never touches a subscriber's own buffer, because a
-//! subscriber *is* a position in this log. A connection, when its server
-//! polls it, takes every frame from its position to the end in one go (a
+//! subscriber *is* a place in this log. A connection, when its server
+//! polls it, takes every frame from its place to the end in one go (a
 //! reference-count bump per frame) and hands them to the server as a
 //! single chunk. So a publish to N subscribers costs N wake-ups at most —
 //! and none for a subscriber that is still busy writing — and the frames of
 //! a burst reach each socket in one write.
+//!
+//! Every frame carries its broker-wide publish *position*. Publishes are
+//! serialized by the broker, which raises a watermark after each append: all
+//! frames below the watermark are in their logs. A connection in several
+//! channels reads the watermark first and takes only frames below it, then
+//! sorts what it gathered by position; so each connection receives its
+//! frames in strictly rising position, and the id of the last event a
+//! client saw says exactly what it has seen on *every* channel — which is
+//! what makes resuming with one `Last-Event-ID` exact.
 //!
 //! A subscriber that falls more than the client buffer behind the end of
 //! the log has overflowed; the log is never kept longer than that for it,
 //! so a stalled client pins no memory. What happens to it then is the
 //! broker's [`OverflowPolicy`], applied lazily when it is next polled: the
 //! outcome is the same as if the policy had been applied at each publish,
-//! since nothing else reads that subscriber's position meanwhile.
+//! since nothing else reads that subscriber's place meanwhile. Only
+//! `DropNewest` acts at publish time, since it must remember which frames
+//! the full subscriber keeps.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Waker;
 
 use bytes::Bytes;
@@ -30,27 +40,31 @@ use slab::Slab;
 use super::client::ClientInner;
 use super::config::OverflowPolicy;
 
+/// A frame and its broker-wide publish position.
+pub(crate) type Positioned = (u64, Bytes);
+
 #[derive(Debug)]
 struct Frame {
-    /// Broker-wide publish order, so a connection in several channels can
-    /// write what it gathered from them in the order it was published.
-    order: u64,
+    position: u64,
     bytes: Bytes,
-    /// Bytes published on the channel up to and including this frame, so the
-    /// byte size of any suffix of the log is one subtraction.
+    /// Bytes appended to this log up to and including this frame, so the
+    /// byte size of any stretch of the log is one subtraction.
     end: u64,
 }
 
 #[derive(Debug)]
 struct Subscriber {
     client: Weak<ClientInner>,
-    /// Sequence number of the next frame this subscriber takes.
+    /// Sequence number (index in this log, not position) of the next frame
+    /// this subscriber takes.
     pos: u64,
     /// Set while the subscriber's connection waits for a frame.
     waker: Option<Waker>,
+    /// Replayed history, delivered before anything from the log.
+    replay: Vec<Positioned>,
     /// Under [`OverflowPolicy::DropNewest`], the frames a full subscriber
     /// keeps; while set, every newer frame skips it.
-    held: Option<Vec<(u64, Bytes)>>,
+    held: Option<Vec<Positioned>>,
 }
 
 #[derive(Debug, Default)]
@@ -58,18 +72,20 @@ struct State {
     frames: VecDeque<Frame>,
     /// Sequence number of `frames[0]`.
     first_seq: u64,
-    /// Sequence number of the next frame published.
+    /// Sequence number of the next frame appended.
     next_seq: u64,
-    /// Bytes published before `frames[0]`.
+    /// Bytes appended before `frames[0]`.
     start: u64,
-    /// Bytes published in all.
+    /// Bytes appended in all.
     end: u64,
+    /// Position of the last frame appended (0: none yet).
+    last_position: u64,
     subscribers: Slab<Subscriber>,
     deleted: bool,
 }
 
 impl State {
-    /// Bytes published before frame `seq`; `first_seq <= seq <= next_seq`.
+    /// Bytes appended before frame `seq`; `first_seq <= seq <= next_seq`.
     fn offset_before(&self, seq: u64) -> u64 {
         match ((seq - self.first_seq) as usize).checked_sub(1) {
             Some(prev) => self.frames[prev].end,
@@ -80,6 +96,10 @@ impl State {
     /// Bytes of frames `from..to`, both within the log.
     fn bytes_between(&self, from: u64, to: u64) -> u64 {
         self.offset_before(to) - self.offset_before(from)
+    }
+
+    fn frame(&self, seq: u64) -> &Frame {
+        &self.frames[(seq - self.first_seq) as usize]
     }
 
     fn pop_front(&mut self) {
@@ -99,6 +119,8 @@ pub(crate) struct Deleted;
 pub(crate) struct Taken {
     pub(crate) delivered: u64,
     pub(crate) dropped: u64,
+    /// Frames at or above the watermark were left for the next poll.
+    pub(crate) deferred: bool,
 }
 
 /// Why a subscriber got nothing more.
@@ -122,8 +144,6 @@ pub(crate) struct Limits {
 pub(crate) struct Log {
     state: Mutex<State>,
     limits: Limits,
-    /// The broker's publish counter, shared by all its logs.
-    order: Arc<AtomicU64>,
 }
 
 thread_local! {
@@ -133,11 +153,15 @@ thread_local! {
 }
 
 impl Log {
-    pub(crate) fn new(limits: Limits, order: Arc<AtomicU64>) -> Self {
+    /// A log for a channel created when every frame below `watermark` had
+    /// been published: none of those can be delivered live from this log.
+    pub(crate) fn new(limits: Limits, watermark: u64) -> Self {
         Self {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                last_position: watermark.saturating_sub(1),
+                ..State::default()
+            }),
             limits,
-            order,
         }
     }
 
@@ -147,11 +171,16 @@ impl Log {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends a frame and wakes the subscribers waiting for one; returns
-    /// how many subscribers had to skip it (full, under `DropNewest`).
-    pub(crate) fn publish(&self, bytes: Bytes) -> Result<u64, Deleted> {
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.lock().deleted
+    }
+
+    /// Appends the frame published at `position` and wakes the subscribers
+    /// waiting for one; returns how many subscribers had to skip it (full,
+    /// under `DropNewest`). The broker calls this in rising position order.
+    pub(crate) fn append(&self, position: u64, bytes: Bytes) -> Result<u64, Deleted> {
         WAKE_LIST.with(|list| {
-            // A re-entrant publish (from a waker) falls back to a fresh list.
+            // A re-entrant append (from a waker) falls back to a fresh list.
             let mut fresh = Vec::new();
             let mut guard = list.try_borrow_mut().ok();
             let wakers = guard.as_deref_mut().unwrap_or(&mut fresh);
@@ -167,10 +196,13 @@ impl Log {
                 };
                 st.end += bytes.len() as u64;
                 let end = st.end;
-                // Taken under this log's lock, so orders rise along the log.
-                let order = self.order.fetch_add(1, Ordering::Relaxed);
-                st.frames.push_back(Frame { order, bytes, end });
+                st.frames.push_back(Frame {
+                    position,
+                    bytes,
+                    end,
+                });
                 st.next_seq += 1;
+                st.last_position = position;
                 let mut keep_from = st.next_seq;
                 for (_, sub) in &mut st.subscribers {
                     if let Some(waker) = sub.waker.take() {
@@ -204,8 +236,8 @@ impl Log {
             {
                 let kept = (sub.pos..next_seq)
                     .map(|seq| {
-                        let frame = &st.frames[(seq - first_seq) as usize];
-                        (frame.order, frame.bytes.clone())
+                        let frame = st.frame(seq);
+                        (frame.position, frame.bytes.clone())
                     })
                     .collect();
                 full.push((key, Some(kept)));
@@ -235,17 +267,29 @@ impl Log {
         }
     }
 
-    /// Registers a subscriber at the end of the log.
-    pub(crate) fn subscribe(&self, client: Weak<ClientInner>) -> Result<usize, Deleted> {
+    /// Registers a subscriber at the end of the log and returns its key.
+    ///
+    /// `replay` is called with the position of the last frame that will not
+    /// reach the subscriber live; what it returns (history up to that
+    /// position) is delivered first. It runs under this log's lock, so no
+    /// frame can be appended between the two — which is what makes a resume
+    /// free of gaps and duplicates while publishers keep publishing.
+    pub(crate) fn subscribe(
+        &self,
+        client: Weak<ClientInner>,
+        replay: impl FnOnce(u64) -> Vec<Positioned>,
+    ) -> Result<usize, Deleted> {
         let mut st = self.lock();
         if st.deleted {
             return Err(Deleted);
         }
         let pos = st.next_seq;
+        let replay = replay(st.last_position);
         Ok(st.subscribers.insert(Subscriber {
             client,
             pos,
             waker: None,
+            replay,
             held: None,
         }))
     }
@@ -294,14 +338,15 @@ impl Log {
         }
     }
 
-    /// Appends the frames subscriber `key` has not taken to `out`, with
-    /// their publish order, applying the overflow policy; or parks `waker`
-    /// until the next publish.
+    /// Appends to `out` the frames subscriber `key` has not taken and whose
+    /// position is below `watermark`, applying the overflow policy; or parks
+    /// `waker` until the next append.
     pub(crate) fn take(
         &self,
         key: usize,
         waker: &Waker,
-        out: &mut Vec<(u64, Bytes)>,
+        watermark: u64,
+        out: &mut Vec<Positioned>,
     ) -> Result<Taken, TakeError> {
         let mut st = self.lock();
         if st.deleted {
@@ -311,23 +356,22 @@ impl Log {
         let Some(sub) = st.subscribers.get_mut(key) else {
             return Err(TakeError::Deleted);
         };
-        let held = sub.held.take().unwrap_or_default();
-        let held_count = held.len() as u64;
-        out.extend(held);
+        let mut earlier = std::mem::take(&mut sub.replay);
+        earlier.extend(sub.held.take().unwrap_or_default());
+        let earlier_count = earlier.len() as u64;
+        out.extend(earlier);
         let pos = sub.pos;
-        if pos == next_seq && held_count > 0 {
-            return Ok(Taken {
-                delivered: held_count,
-                dropped: 0,
-            });
-        }
-        if pos == next_seq {
-            let sub = &mut st.subscribers[key];
-            match &mut sub.waker {
-                Some(w) => w.clone_from(waker),
-                slot @ None => *slot = Some(waker.clone()),
+        if pos >= next_seq {
+            if earlier_count == 0 {
+                match &mut sub.waker {
+                    Some(w) => w.clone_from(waker),
+                    slot @ None => *slot = Some(waker.clone()),
+                }
             }
-            return Ok(Taken::default());
+            return Ok(Taken {
+                delivered: earlier_count,
+                ..Taken::default()
+            });
         }
         let limits = self.limits;
         let overflowed = pos < first_seq
@@ -339,33 +383,37 @@ impl Log {
             match limits.policy {
                 OverflowPolicy::Disconnect => return Err(TakeError::Overflowed),
                 OverflowPolicy::DropOldest => {
-                    let mut from = first_seq.max(next_seq.saturating_sub(limits.events));
+                    let mut from = pos
+                        .max(first_seq)
+                        .max(next_seq.saturating_sub(limits.events));
                     while from + 1 < next_seq && st.bytes_between(from, next_seq) > limits.bytes {
                         from += 1;
                     }
                     (from, next_seq)
                 }
-                OverflowPolicy::DropNewest => {
-                    let from = pos.max(first_seq);
-                    let mut to = next_seq.min(from + limits.events);
-                    while to > from + 1 && st.bytes_between(from, to) > limits.bytes {
-                        to -= 1;
-                    }
-                    (from, to)
-                }
+                // `DropNewest` acts at append time; what remains is frames
+                // the byte bound trimmed: deliver what the log still has.
+                OverflowPolicy::DropNewest => (pos.max(first_seq), next_seq),
             }
         };
-        for seq in from..to {
-            let frame = &st.frames[(seq - first_seq) as usize];
-            out.push((frame.order, frame.bytes.clone()));
+        // Frames at or above the watermark may have a lower-positioned
+        // frame still being appended to another channel: leave them.
+        let mut to_taken = from;
+        while to_taken < to && st.frame(to_taken).position < watermark {
+            let frame = st.frame(to_taken);
+            out.push((frame.position, frame.bytes.clone()));
+            to_taken += 1;
         }
-        // After an overflow the subscriber resumes at the end of the log:
-        // what it skipped is counted as dropped.
-        st.subscribers[key].pos = next_seq;
-        let delivered = to - from;
+        let deferred = to_taken < to;
+        // The subscriber resumes where it stopped taking, or — when frames
+        // were skipped by the policy — past them: those count as dropped.
+        let resume = if deferred { to_taken } else { next_seq };
+        st.subscribers[key].pos = resume;
+        let delivered = to_taken - from;
         Ok(Taken {
-            delivered: delivered + held_count,
-            dropped: next_seq - pos - delivered,
+            delivered: delivered + earlier_count,
+            dropped: (from - pos) + if deferred { 0 } else { next_seq - to },
+            deferred,
         })
     }
 }

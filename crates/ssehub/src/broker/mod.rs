@@ -52,6 +52,8 @@
 mod channel;
 mod client;
 mod config;
+mod history;
+mod ids;
 mod log;
 mod stats;
 
@@ -65,8 +67,11 @@ use http::Response;
 
 pub use channel::Channel;
 use channel::ChannelInner;
-pub use client::{Client, ClientId};
-pub use config::{BrokerConfig, OverflowPolicy};
+pub use client::{Client, ClientId, ResumeStatus};
+pub use config::{BrokerConfig, GapPolicy, GapReplay, OverflowPolicy};
+pub use history::{HistoryConfig, HistoryEntry, HistoryGap, HistoryStore, MemoryHistory};
+pub use ids::EARLIEST;
+use ids::ResumePoint;
 use log::Limits;
 pub use stats::BrokerStats;
 use stats::Counters;
@@ -96,6 +101,13 @@ pub struct Broker {
     inner: Arc<BrokerInner>,
 }
 
+/// The response header that says whether a resume was exact:
+/// `complete`, or `gap` (see [`GapPolicy`]).
+pub const RESUME_HEADER: http::HeaderName = http::HeaderName::from_static("ssehub-resume");
+
+/// The type of the event that tells a client its resume has a gap.
+pub const GAP_EVENT: &str = "ssehub-gap";
+
 pub(crate) struct BrokerInner {
     pub(crate) config: BrokerConfig,
     clients: Mutex<HashMap<ClientId, Client>>,
@@ -103,10 +115,21 @@ pub(crate) struct BrokerInner {
     /// The hidden channel behind [`Broker::broadcast`].
     everyone: Arc<ChannelInner>,
     next_id: AtomicU64,
-    /// Publish order across all channels (see `log.rs`).
-    order: Arc<AtomicU64>,
+    /// The next publish position, held for the whole of each publish so
+    /// positions rise along every log and history records in order.
+    publishing: Mutex<u64>,
+    /// Every frame below this position is in its log (see `log.rs`).
+    pub(crate) watermark: Arc<AtomicU64>,
+    epoch: u32,
+    pub(crate) history: Arc<dyn HistoryStore>,
     closed: AtomicBool,
     counters: Arc<Counters>,
+}
+
+/// What a publish carries.
+pub(crate) enum Publish {
+    Event(Event),
+    Frame(Bytes),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,27 +165,30 @@ impl Broker {
     /// ```
     #[must_use]
     pub fn with_config(config: BrokerConfig) -> Self {
-        let counters = Arc::new(Counters::default());
-        let order = Arc::new(AtomicU64::new(0));
-        let everyone = Arc::new(ChannelInner::new(
-            Arc::from("*"),
-            true,
-            limits(&config),
-            counters.clone(),
-            order.clone(),
-        ));
-        Self {
-            inner: Arc::new(BrokerInner {
-                config,
-                clients: Mutex::new(HashMap::new()),
-                channels: Mutex::new(HashMap::new()),
-                everyone,
-                next_id: AtomicU64::new(1),
-                order,
-                closed: AtomicBool::new(false),
-                counters,
-            }),
-        }
+        let history = config
+            .history_store
+            .clone()
+            .unwrap_or_else(|| Arc::new(MemoryHistory::new(config.history)));
+        let inner = Arc::new_cyclic(|weak| BrokerInner {
+            everyone: Arc::new(ChannelInner::new(
+                Arc::from("*"),
+                true,
+                limits(&config),
+                FIRST_POSITION,
+                weak.clone(),
+            )),
+            config,
+            clients: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            publishing: Mutex::new(FIRST_POSITION),
+            watermark: Arc::new(AtomicU64::new(FIRST_POSITION)),
+            epoch: ids::new_epoch(),
+            history,
+            closed: AtomicBool::new(false),
+            counters: Arc::new(Counters::default()),
+        });
+        Self { inner }
     }
 
     /// Registers a new client and returns it with the body of its response;
@@ -188,6 +214,9 @@ impl Broker {
             return Err(BrokerError::Closed);
         }
         let id = ClientId::new(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let resume = last_event_id
+            .as_deref()
+            .map(|id| self.inner.resume_point(id));
         let (sender, body) = stream::new_resuming(&self.inner.config.stream, last_event_id);
         let client = Client::new(
             id,
@@ -195,6 +224,8 @@ impl Broker {
             sender,
             self.inner.counters.clone(),
             self.inner.config.overflow,
+            self.inner.watermark.clone(),
+            resume,
         );
         let body = body.with_feed(Arc::new(client.inner.clone()));
         client.attach(&self.inner.everyone)?;
@@ -245,7 +276,18 @@ impl Broker {
         match self.connect(last_event_id) {
             Ok((client, body)) => {
                 setup(&client);
-                body.into_response().map(ResponseBody::Stream)
+                let mut response = body.into_response();
+                let status = match client.resume_status() {
+                    ResumeStatus::Complete => Some("complete"),
+                    ResumeStatus::Gap => Some("gap"),
+                    ResumeStatus::NotRequested => None,
+                };
+                if let Some(status) = status {
+                    response
+                        .headers_mut()
+                        .insert(RESUME_HEADER, http::HeaderValue::from_static(status));
+                }
+                response.map(ResponseBody::Stream)
             }
             Err(_) => {
                 let (sender, body) = stream::new(&self.inner.config.stream);
@@ -267,7 +309,11 @@ impl Broker {
     /// broker.broadcast(ssehub::Event::with_type("announcement", "Maintenance at midnight")).unwrap();
     /// ```
     pub fn broadcast(&self, event: Event) -> Result<(), BrokerError> {
-        self.broadcast_frame(event.encode()?)
+        if self.is_closed() {
+            return Err(BrokerError::Closed);
+        }
+        self.inner
+            .publish(&self.inner.everyone, Publish::Event(event))
     }
 
     /// Publishes an already encoded frame to every client.
@@ -284,9 +330,7 @@ impl Broker {
             return Err(BrokerError::Closed);
         }
         self.inner
-            .everyone
-            .publish(frame)
-            .map_err(|_| BrokerError::Closed)
+            .publish(&self.inner.everyone, Publish::Frame(frame))
     }
 
     /// Publishes a `message` event with `data` to every client (Go `BroadcastData`).
@@ -431,15 +475,19 @@ impl Broker {
     /// assert_eq!(old.broadcast_data("x"), Err(ssehub::BrokerError::ChannelNotFound));
     /// ```
     pub fn delete_channel(&self, name: &str) -> Result<(), BrokerError> {
+        // Under the publishing lock, so no publish is half done on it.
+        let _publishing = lock(&self.inner.publishing);
         let channel = lock(&self.inner.channels)
             .remove(name)
             .ok_or(BrokerError::ChannelNotFound)?;
         Counters::sub(&self.inner.counters.channels, 1);
         channel.delete();
+        self.inner.history.forget(name);
         Ok(())
     }
 
-    /// Deletes every channel that has no subscriber; returns how many.
+    /// Deletes every channel that has no subscriber, with its replay
+    /// history; returns how many.
     ///
     /// ```
     /// let broker = ssehub::broker::Broker::new();
@@ -448,9 +496,16 @@ impl Broker {
     /// assert!(broker.channel_names().is_empty());
     /// ```
     pub fn reclaim_empty_channels(&self) -> usize {
+        let _publishing = lock(&self.inner.publishing);
         let mut channels = lock(&self.inner.channels);
         let before = channels.len();
-        channels.retain(|_, channel| !channel.log.delete_if_unused());
+        channels.retain(|name, channel| {
+            let unused = channel.log.delete_if_unused();
+            if unused {
+                self.inner.history.forget(name);
+            }
+            !unused
+        });
         let reclaimed = before - channels.len();
         Counters::sub(&self.inner.counters.channels, reclaimed as u64);
         reclaimed
@@ -546,6 +601,7 @@ impl Broker {
             }
             client.close();
         }
+        let _publishing = lock(&self.inner.publishing);
         let channels: Vec<Arc<ChannelInner>> =
             lock(&self.inner.channels).drain().map(|(_, c)| c).collect();
         Counters::sub(&self.inner.counters.channels, channels.len() as u64);
@@ -572,12 +628,79 @@ impl BrokerInner {
             name.clone(),
             false,
             limits(&self.config),
-            self.counters.clone(),
-            self.order.clone(),
+            self.watermark.load(Ordering::Acquire),
+            self.everyone.broker.clone(),
         ));
         channels.insert(name, channel.clone());
         Counters::add(&self.counters.channels, 1);
         Ok(channel)
+    }
+
+    /// Publishes on `channel`: assigns the next position, gives the event
+    /// its id, records it in history, appends it to the channel's log.
+    pub(crate) fn publish(&self, channel: &ChannelInner, what: Publish) -> Result<(), BrokerError> {
+        if let Publish::Event(event) = &what {
+            event.validate()?;
+        }
+        let mut next = lock(&self.publishing);
+        if channel.log.is_deleted() {
+            return Err(if channel.hidden {
+                BrokerError::Closed
+            } else {
+                BrokerError::ChannelNotFound
+            });
+        }
+        let position = *next;
+        let (frame, id, replayable) = match what {
+            Publish::Event(event) => {
+                let replayable = event.is_replayable();
+                let caller_id: Option<Arc<str>> = event.id().map(Arc::from);
+                let event = if caller_id.is_none() && replayable && self.config.generate_ids {
+                    event.with_id(ids::format(self.epoch, position))
+                } else {
+                    event
+                };
+                (event.encode()?, caller_id, replayable)
+            }
+            Publish::Frame(frame) => (frame, None, true),
+        };
+        // Recorded before it is appended: a subscriber that sees the frame
+        // in the log must find it in history too (see `Log::subscribe`).
+        if replayable {
+            self.history.record(
+                &channel.name,
+                HistoryEntry {
+                    position,
+                    id,
+                    frame: frame.clone(),
+                    published_at: tokio::time::Instant::now(),
+                },
+            );
+        }
+        let skipped = channel
+            .log
+            .append(position, frame)
+            .map_err(|_| BrokerError::ChannelNotFound)?;
+        *next = position + 1;
+        self.watermark.store(position + 1, Ordering::Release);
+        drop(next);
+        Counters::add(&self.counters.published, 1);
+        Counters::add(&self.counters.dropped, skipped);
+        Ok(())
+    }
+
+    /// Where a client that sent `last_event_id` resumes.
+    fn resume_point(&self, last_event_id: &str) -> ResumePoint {
+        if last_event_id == EARLIEST {
+            return ResumePoint::Earliest;
+        }
+        if let Some(position) = ids::parse(self.epoch, last_event_id) {
+            return ResumePoint::After(position);
+        }
+        match self.history.resolve(last_event_id) {
+            Some(position) => ResumePoint::After(position),
+            None => ResumePoint::Unknown,
+        }
     }
 
     pub(crate) fn forget_client(&self, id: ClientId) {
@@ -586,6 +709,9 @@ impl BrokerInner {
         }
     }
 }
+
+/// Positions start at 1, so 0 can mean "nothing yet".
+const FIRST_POSITION: u64 = 1;
 
 fn limits(config: &BrokerConfig) -> Limits {
     Limits {

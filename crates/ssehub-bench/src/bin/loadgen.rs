@@ -1,0 +1,784 @@
+//! `loadgen`: N concurrent SSE subscribers over HTTP/1.1 against one server
+//! on loopback, driving that server's publish schedule and reporting
+//! deliveries/s, latency percentiles, loss, duplicates, reordering, and the
+//! server's RSS and CPU time from `/proc`.
+//!
+//! One thread (a current-thread tokio runtime), a hand-rolled HTTP/1.1
+//! client per connection (chunked and unframed bodies), one read buffer per
+//! connection and one clock read per `read(2)`, so the load generator is not
+//! the bottleneck before the server is. It raises its open-file limit,
+//! spreads source addresses over 127.0.0.0/8 when one address's ephemeral
+//! ports would not do, refuses any non-loopback target, and stops by itself.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde_json::Value;
+use ssehub_bench::args::Args;
+use ssehub_bench::clock::mono_ns;
+use ssehub_bench::procfs::{self, ProcSample};
+use ssehub_bench::record::Record;
+use ssehub_bench::sse::Scanner;
+use ssehub_bench::wire::{self, Chunked, Framing};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+
+const USAGE: &str = "\
+loadgen --target 127.0.0.1:PORT --clients N --mode idle|rate|max|churn [options]
+
+  --label NAME            server label for the record (ssehub, baseline, floor)
+  --scenario NAME         scenario label for the record
+  --out FILE              append the record as a JSON line
+  --topic T               topic every client subscribes to (default all)
+  --targeted              client i subscribes to its own topic c<i>
+  --rate R                rounds per second (mode rate, default 10)
+  --duration S            seconds of publishing or churn (default 10)
+  --size B                payload bytes (default 100)
+  --window W --burst B    flow control for mode max (default 128, 64)
+  --stalled K             K extra clients that never read (isolation)
+  --idle-wait S           settle time before the idle memory reading (default 3)
+  --connect-concurrency C connections in progress at once (default 256)
+  --churn-concurrency C   concurrent connect/disconnect loops (default 64)
+  --per-address N         connections per source address before spreading (default 20000)
+  --read-buf B            read buffer per connection (default 8192)
+  --note TEXT             free text for the record
+  --time-limit S          hard stop (default: duration + 300)";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Idle,
+    Rate,
+    Max,
+    Churn,
+}
+
+struct Opts {
+    target: SocketAddr,
+    clients: usize,
+    mode: Mode,
+    label: String,
+    scenario: String,
+    out: Option<String>,
+    topic: String,
+    targeted: bool,
+    rate: f64,
+    duration: f64,
+    size: usize,
+    window: u64,
+    burst: u64,
+    stalled: usize,
+    idle_wait: f64,
+    connect_concurrency: usize,
+    churn_concurrency: usize,
+    addresses: usize,
+    read_buf: usize,
+    note: String,
+}
+
+/// One subscriber's view of the run.
+#[derive(Default)]
+struct ClientStat {
+    connected: Cell<bool>,
+    ended: Cell<bool>,
+    /// Every sequence number below this has arrived.
+    next: Cell<u64>,
+    unique: Cell<u64>,
+    dup: Cell<u64>,
+    ooo: Cell<u64>,
+    max_plus1: Cell<u64>,
+    unparsed: Cell<u64>,
+    seen: RefCell<Vec<u64>>,
+    error: RefCell<Option<String>>,
+}
+
+impl ClientStat {
+    fn record(&self, seq: u64) {
+        let mut seen = self.seen.borrow_mut();
+        let word = (seq / 64) as usize;
+        if seen.len() <= word {
+            seen.resize(word + 1 + word / 2, 0);
+        }
+        let bit = 1u64 << (seq % 64);
+        if seen[word] & bit != 0 {
+            self.dup.set(self.dup.get() + 1);
+            return;
+        }
+        seen[word] |= bit;
+        self.unique.set(self.unique.get() + 1);
+        if seq + 1 < self.max_plus1.get() {
+            self.ooo.set(self.ooo.get() + 1);
+        } else {
+            self.max_plus1.set(seq + 1);
+        }
+        let mut n = self.next.get();
+        while let Some(w) = seen.get((n / 64) as usize) {
+            if w >> (n % 64) & 1 == 0 {
+                break;
+            }
+            n += 1;
+        }
+        self.next.set(n);
+    }
+
+    fn reset(&self) {
+        self.next.set(0);
+        self.unique.set(0);
+        self.dup.set(0);
+        self.ooo.set(0);
+        self.max_plus1.set(0);
+        self.unparsed.set(0);
+        self.seen.borrow_mut().clear();
+    }
+}
+
+struct Shared {
+    running: Cell<bool>,
+    hist: RefCell<Histogram<u64>>,
+    last_ns: Cell<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds")
+}
+
+fn source_ip(opts: &Opts, i: usize) -> Option<IpAddr> {
+    (opts.addresses > 1).then(|| spread_ip(i % opts.addresses))
+}
+
+/// Source address number `k` in 127.0.0.0/8 (127.0.0.1, 127.0.0.2, …).
+fn spread_ip(k: usize) -> IpAddr {
+    let k = k as u32 + 1;
+    IpAddr::V4(Ipv4Addr::new(127, (k >> 16) as u8, (k >> 8) as u8, k as u8))
+}
+
+async fn connect(target: SocketAddr, source: Option<IpAddr>, stall: bool) -> io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    if stall {
+        // The smallest receive buffer, so the server's writes back up soon.
+        socket.set_recv_buffer_size(1)?;
+    }
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(target).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+fn events_request(opts: &Opts, i: usize) -> String {
+    let topic = if opts.targeted {
+        format!("c{i}")
+    } else {
+        opts.topic.clone()
+    };
+    format!(
+        "GET /events?topic={topic} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
+        opts.target
+    )
+}
+
+/// Connects, reads the response head; returns the stream, the head and the
+/// buffer holding the first body bytes at `start..filled`.
+async fn open_stream(
+    opts: &Opts,
+    request: &str,
+    source: Option<IpAddr>,
+    stall: bool,
+    buf: &mut [u8],
+) -> Result<(TcpStream, wire::ResponseHead, usize, usize), String> {
+    let mut stream = connect(opts.target, source, stall)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            return Err("response head too large".into());
+        }
+        let n = stream
+            .read(&mut buf[filled..])
+            .await
+            .map_err(|e| format!("read head: {e}"))?;
+        if n == 0 {
+            return Err("closed before the response head".into());
+        }
+        filled += n;
+        if let Some(end) = wire::head_end(&buf[..filled]) {
+            let head = wire::parse_response_head(&buf[..end]).ok_or("bad response head")?;
+            if head.status != 200 {
+                return Err(format!("status {}", head.status));
+            }
+            return Ok((stream, head, end, filled));
+        }
+    }
+}
+
+async fn subscriber(
+    opts: Rc<Opts>,
+    shared: Rc<Shared>,
+    stat: Rc<ClientStat>,
+    i: usize,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    stall: bool,
+) {
+    let result = async {
+        let mut buf = vec![0u8; opts.read_buf];
+        let request = events_request(&opts, i);
+        let (mut stream, head, start, filled) =
+            open_stream(&opts, &request, source_ip(&opts, i), stall, &mut buf).await?;
+        stat.connected.set(true);
+        drop(permit);
+        if stall {
+            // Hold the connection and never read from it.
+            std::future::pending::<()>().await;
+        }
+        let mut scanner = Scanner::default();
+        let mut chunked = Chunked::default();
+        let mut left = match head.framing {
+            Framing::Length(n) => n,
+            _ => u64::MAX,
+        };
+        let mut now = mono_ns();
+        let mut data = &buf[start..filled];
+        loop {
+            let mut on_event = |ev: Option<(u64, u64)>| {
+                if !shared.running.get() {
+                    return;
+                }
+                match ev {
+                    Some((seq, ts)) => {
+                        let us = (now.saturating_sub(ts) / 1000).max(1);
+                        shared.hist.borrow_mut().saturating_record(us);
+                        stat.record(seq);
+                        shared.last_ns.set(now);
+                    }
+                    None => stat.unparsed.set(stat.unparsed.get() + 1),
+                }
+            };
+            let finished = match head.framing {
+                Framing::Chunked => chunked
+                    .feed(data, |b| scanner.feed(b, &mut on_event))
+                    .map_err(|_| "malformed chunked body".to_owned())?,
+                Framing::Length(_) => {
+                    let n = (data.len() as u64).min(left) as usize;
+                    scanner.feed(&data[..n], &mut on_event);
+                    left -= n as u64;
+                    left == 0
+                }
+                Framing::UntilClose => {
+                    scanner.feed(data, &mut on_event);
+                    false
+                }
+            };
+            if finished {
+                return Ok(());
+            }
+            let n = stream
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Ok(());
+            }
+            now = mono_ns();
+            data = &buf[..n];
+        }
+    }
+    .await;
+    stat.ended.set(true);
+    if let Err(e) = result {
+        *stat.error.borrow_mut() = Some(e);
+    }
+}
+
+async fn control(opts: &Opts, method: &str, target: &str) -> Result<Value, String> {
+    let (status, body) = wire::request(opts.target, method, target, b"", Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("{method} {target}: {e}"))?;
+    if status != 200 {
+        return Err(format!(
+            "{method} {target}: status {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn server_stats(opts: &Opts) -> Result<Value, String> {
+    control(opts, "GET", "/stats").await
+}
+
+fn sample(pid: u32) -> ProcSample {
+    procfs::sample(pid).unwrap_or_else(|e| {
+        eprintln!("loadgen: cannot read /proc/{pid}: {e} (did the server die?)");
+        std::process::exit(1);
+    })
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+async fn sleep_s(s: f64) {
+    tokio::time::sleep(Duration::from_secs_f64(s)).await;
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v.get(k).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+async fn wait_subscribers(opts: &Opts, want: u64, timeout_s: f64) -> u64 {
+    let deadline = mono_ns() + (timeout_s * 1e9) as u64;
+    loop {
+        let n = server_stats(opts)
+            .await
+            .ok()
+            .and_then(|s| s["subscribers"].as_u64())
+            .unwrap_or(0);
+        if n == want || mono_ns() > deadline {
+            return n;
+        }
+        sleep_s(0.1).await;
+    }
+}
+
+async fn run(opts: Rc<Opts>) -> Result<Record, String> {
+    let mut rec = Record {
+        scenario: opts.scenario.clone(),
+        server: opts.label.clone(),
+        clients: opts.clients,
+        stalled: opts.stalled,
+        mode: format!("{:?}", opts.mode).to_lowercase(),
+        note: opts.note.clone(),
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        load_before: procfs::loadavg(),
+        ..Record::default()
+    };
+    // The server: ready, and its pid.
+    let deadline = mono_ns() + 20_000_000_000;
+    let stats = loop {
+        match server_stats(&opts).await {
+            Ok(s) => break s,
+            Err(e) if mono_ns() > deadline => return Err(format!("server not ready: {e}")),
+            Err(_) => sleep_s(0.1).await,
+        }
+    };
+    let pid = stats["pid"].as_u64().ok_or("no pid in /stats")? as u32;
+    let before = sample(pid);
+    rec.rss_before_kib = before.rss_kib;
+
+    // Subscribers.
+    let shared = Rc::new(Shared {
+        running: Cell::new(false),
+        hist: RefCell::new(histogram()),
+        last_ns: Cell::new(0),
+    });
+    let stats_all: Vec<Rc<ClientStat>> = (0..opts.clients + opts.stalled)
+        .map(|_| Rc::new(ClientStat::default()))
+        .collect();
+    let sem = Arc::new(Semaphore::new(opts.connect_concurrency));
+    let t0 = mono_ns();
+    for (i, stat) in stats_all.iter().enumerate() {
+        let permit = sem
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let stall = i >= opts.clients;
+        tokio::task::spawn_local(subscriber(
+            opts.clone(),
+            shared.clone(),
+            stat.clone(),
+            i,
+            permit,
+            stall,
+        ));
+    }
+    let connect_deadline = mono_ns() + 180_000_000_000;
+    loop {
+        let pending = stats_all
+            .iter()
+            .filter(|s| !s.connected.get() && !s.ended.get())
+            .count();
+        if pending == 0 || mono_ns() > connect_deadline {
+            break;
+        }
+        sleep_s(0.05).await;
+    }
+    rec.connect_s = (mono_ns() - t0) as f64 / 1e9;
+    let clients = &stats_all[..opts.clients];
+    rec.connected = clients.iter().filter(|s| s.connected.get()).count();
+    rec.connect_failures = opts.clients - rec.connected;
+    if let Some(err) = stats_all.iter().find_map(|s| s.error.borrow().clone()) {
+        eprintln!(
+            "loadgen: {} failed connections, first error: {err}",
+            rec.connect_failures
+        );
+    }
+    let total = stats_all.iter().filter(|s| s.connected.get()).count() as u64;
+    let registered = wait_subscribers(&opts, total, 30.0).await;
+    if registered != total {
+        eprintln!("loadgen: server reports {registered} subscribers, {total} connected");
+    }
+    sleep_s(opts.idle_wait).await;
+    let idle = sample(pid);
+    rec.rss_idle_kib = idle.rss_kib;
+    rec.idle_bytes_per_conn = (idle.rss_kib as f64 - before.rss_kib as f64) * 1024.0
+        / (rec.connected + opts.stalled).max(1) as f64;
+
+    match opts.mode {
+        Mode::Idle => {}
+        Mode::Rate | Mode::Max => schedule(&opts, &mut rec, pid, &shared, clients).await?,
+        Mode::Churn => churn(&opts, &mut rec, pid, total).await?,
+    }
+    rec.rss_after_kib = sample(pid).rss_kib;
+    rec.load_after = procfs::loadavg();
+    if let Ok(s) = server_stats(&opts).await {
+        rec.server_extra = s["extra"].clone();
+    }
+    Ok(rec)
+}
+
+async fn schedule(
+    opts: &Rc<Opts>,
+    rec: &mut Record,
+    pid: u32,
+    shared: &Rc<Shared>,
+    clients: &[Rc<ClientStat>],
+) -> Result<(), String> {
+    for s in clients {
+        s.reset();
+    }
+    shared.hist.borrow_mut().reset();
+    shared.running.set(true);
+    let topics = if opts.targeted {
+        format!("targeted={}", opts.clients)
+    } else {
+        format!("topic={}", opts.topic)
+    };
+    let mode = if opts.mode == Mode::Max {
+        "max"
+    } else {
+        "rate"
+    };
+    let query = format!(
+        "/run?mode={mode}&rate={}&duration_ms={}&size={}&{topics}&window={}&burst={}",
+        opts.rate,
+        (opts.duration * 1000.0) as u64,
+        opts.size,
+        opts.window,
+        opts.burst
+    );
+    let cpu0 = sample(pid).cpu_ns;
+    control(opts, "POST", &query).await?;
+    let stop = Rc::new(Cell::new(false));
+    if opts.mode == Mode::Max {
+        // Flow control: tell the server how far the slowest live client got.
+        let (opts, stop) = (opts.clone(), stop.clone());
+        let clients: Vec<Rc<ClientStat>> = clients.to_vec();
+        tokio::task::spawn_local(async move {
+            let mut acked = 0;
+            while !stop.get() {
+                sleep_s(0.005).await;
+                let min = clients
+                    .iter()
+                    .filter(|s| s.connected.get() && !s.ended.get())
+                    .map(|s| s.next.get())
+                    .min()
+                    .unwrap_or(0);
+                if min > acked {
+                    acked = min;
+                    let _ = control(&opts, "POST", &format!("/ack?seq={min}")).await;
+                }
+            }
+        });
+    }
+    let deadline = mono_ns() + ((opts.duration + 120.0) * 1e9) as u64;
+    let stats = loop {
+        sleep_s(0.25).await;
+        let s = server_stats(opts).await?;
+        if s["done"].as_bool() == Some(true) {
+            break s;
+        }
+        if mono_ns() > deadline {
+            return Err("the server's schedule never finished".into());
+        }
+    };
+    let published = stats["published"].as_u64().unwrap_or(0);
+    // Let the last events arrive (the server already waited 1.5 s).
+    let drain_deadline = mono_ns() + 10_000_000_000;
+    while clients
+        .iter()
+        .any(|s| s.connected.get() && !s.ended.get() && s.next.get() < published)
+        && mono_ns() < drain_deadline
+    {
+        sleep_s(0.05).await;
+    }
+    stop.set(true);
+    shared.running.set(false);
+    let cpu1 = sample(pid).cpu_ns;
+    rec.published = published;
+    let live: Vec<&Rc<ClientStat>> = clients
+        .iter()
+        .filter(|s| s.connected.get() && !s.ended.get())
+        .collect();
+    rec.disconnected = clients
+        .iter()
+        .filter(|s| s.connected.get() && s.ended.get())
+        .count() as u64;
+    rec.deliveries = clients.iter().map(|s| s.unique.get()).sum();
+    rec.expected = published * live.len() as u64;
+    rec.lost = live
+        .iter()
+        .map(|s| published.saturating_sub(s.unique.get()))
+        .sum();
+    rec.duplicated = clients.iter().map(|s| s.dup.get()).sum();
+    rec.out_of_order = clients.iter().map(|s| s.ooo.get()).sum();
+    rec.unparsed = clients.iter().map(|s| s.unparsed.get()).sum();
+    let started = stats["started_ns"].as_u64().unwrap_or(0);
+    rec.run_s = shared.last_ns.get().saturating_sub(started) as f64 / 1e9;
+    rec.deliveries_per_s = rec.deliveries as f64 / rec.run_s.max(1e-9);
+    rec.cpu_s = (cpu1 - cpu0) as f64 / 1e9;
+    rec.cpu_us_per_delivery = rec.cpu_s * 1e6 / rec.deliveries.max(1) as f64;
+    let h = shared.hist.borrow();
+    rec.lat_p50_ms = ms(&h, 0.5);
+    rec.lat_p90_ms = ms(&h, 0.9);
+    rec.lat_p99_ms = ms(&h, 0.99);
+    rec.lat_p999_ms = ms(&h, 0.999);
+    rec.lat_max_ms = h.max() as f64 / 1000.0;
+    let sl = &stats["server_latency"];
+    rec.server_lat_p50_ms = f(sl, "p50_ms");
+    rec.server_lat_p99_ms = f(sl, "p99_ms");
+    rec.server_lat_max_ms = f(sl, "max_ms");
+    rec.slip_max_ms = f(&stats, "slip_max_ms");
+    Ok(())
+}
+
+async fn churn_once(opts: &Opts, source: IpAddr, buf: &mut [u8]) -> Result<(), String> {
+    let request = format!(
+        "GET /events?topic=churn HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        opts.target
+    );
+    let (stream, ..) = open_stream(opts, &request, Some(source), false, buf).await?;
+    drop(stream);
+    Ok(())
+}
+
+async fn churn(opts: &Rc<Opts>, rec: &mut Record, pid: u32, steady: u64) -> Result<(), String> {
+    let before = sample(pid);
+    let end = mono_ns() + (opts.duration * 1e9) as u64;
+    let cycles = Rc::new(Cell::new(0u64));
+    let failures = Rc::new(Cell::new(0u64));
+    let hist = Rc::new(RefCell::new(histogram()));
+    let peak = Rc::new(Cell::new(before.rss_kib));
+    let running = Rc::new(Cell::new(opts.churn_concurrency));
+    {
+        let (peak, running) = (peak.clone(), running.clone());
+        tokio::task::spawn_local(async move {
+            while running.get() > 0 {
+                if let Ok(s) = procfs::sample(pid) {
+                    peak.set(peak.get().max(s.rss_kib));
+                }
+                sleep_s(0.2).await;
+            }
+        });
+    }
+    for c in 0..opts.churn_concurrency {
+        let (opts, cycles, failures, hist, running) = (
+            opts.clone(),
+            cycles.clone(),
+            failures.clone(),
+            hist.clone(),
+            running.clone(),
+        );
+        tokio::task::spawn_local(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut k = c;
+            while mono_ns() < end {
+                // Source addresses 127.0.1.x: many, so TIME_WAIT never runs
+                // one address out of ports.
+                let source = spread_ip(256 + k % 250);
+                k += opts.churn_concurrency;
+                let t = mono_ns();
+                match churn_once(&opts, source, &mut buf).await {
+                    Ok(()) => {
+                        cycles.set(cycles.get() + 1);
+                        hist.borrow_mut()
+                            .saturating_record(((mono_ns() - t) / 1000).max(1));
+                    }
+                    Err(_) => failures.set(failures.get() + 1),
+                }
+            }
+            running.set(running.get() - 1);
+        });
+    }
+    let t0 = mono_ns();
+    while running.get() > 0 {
+        sleep_s(0.05).await;
+    }
+    let elapsed = (mono_ns() - t0) as f64 / 1e9;
+    let cpu1 = sample(pid).cpu_ns;
+    rec.churn_cycles = cycles.get();
+    rec.churn_per_s = cycles.get() as f64 / elapsed;
+    rec.churn_p99_ms = ms(&hist.borrow(), 0.99);
+    rec.cpu_s = (cpu1 - before.cpu_ns) as f64 / 1e9;
+    rec.cpu_us_per_churn = rec.cpu_s * 1e6 / cycles.get().max(1) as f64;
+    rec.churn_rss_peak_kib = peak.get();
+    rec.churn_subscribers_after = wait_subscribers(opts, steady, 20.0).await;
+    sleep_s(2.0).await;
+    if failures.get() > 0 {
+        rec.note = format!("{} churn failures; {}", failures.get(), rec.note);
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Args::from_env(USAGE);
+    let target = procfs::loopback_addr(args.opt("target").unwrap_or("127.0.0.1:7001"));
+    let clients: usize = args.get("clients", 100);
+    let stalled: usize = args.get("stalled", 0);
+    let mode = match args.opt("mode").unwrap_or("rate") {
+        "idle" => Mode::Idle,
+        "rate" => Mode::Rate,
+        "max" => Mode::Max,
+        "churn" => Mode::Churn,
+        other => {
+            eprintln!("unknown --mode {other}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let duration: f64 = args.get("duration", 10.0);
+    let limit = procfs::raise_nofile();
+    let per_address: usize = args.get("per-address", 20_000);
+    let needed = clients + stalled;
+    if (needed as u64) + 64 > limit {
+        eprintln!("loadgen: {needed} connections need more than the open-file limit {limit}");
+        std::process::exit(2);
+    }
+    let opts = Rc::new(Opts {
+        target,
+        clients,
+        mode,
+        label: args.opt("label").unwrap_or("server").to_owned(),
+        scenario: args.opt("scenario").unwrap_or("adhoc").to_owned(),
+        out: args.opt("out").map(str::to_owned),
+        topic: args.opt("topic").unwrap_or("all").to_owned(),
+        targeted: args.flag("targeted"),
+        rate: args.get("rate", 10.0),
+        duration,
+        size: args.get("size", 100),
+        window: args.get("window", 128),
+        burst: args.get("burst", 64),
+        stalled,
+        idle_wait: args.get("idle-wait", 3.0),
+        connect_concurrency: args.get("connect-concurrency", 256),
+        churn_concurrency: args.get("churn-concurrency", 64),
+        addresses: needed.div_ceil(per_address.max(1)),
+        read_buf: args.get("read-buf", 8192),
+        note: args.opt("note").unwrap_or("").to_owned(),
+    });
+    // Stop by ourselves whatever happens.
+    let limit_s: f64 = args.get("time-limit", duration + 300.0);
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs_f64(limit_s));
+        eprintln!("loadgen: time limit of {limit_s} s reached, stopping");
+        std::process::exit(3);
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&rt, run(opts.clone()));
+    match result {
+        Ok(rec) => {
+            let line = serde_json::to_string(&rec).expect("record");
+            println!("{line}");
+            eprintln!("{}", summary(&rec));
+            if let Some(path) = &opts.out {
+                use std::io::Write;
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path);
+                if let Err(e) = file.and_then(|mut f| writeln!(f, "{line}")) {
+                    eprintln!("loadgen: cannot append to {path}: {e}");
+                    std::process::exit(1);
+                }
+            }
+            // The connections' tasks are not waited for.
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn summary(r: &Record) -> String {
+    let mut s = format!(
+        "[{} {}] clients {}/{} (+{} stalled) connected in {:.1}s; idle {:.0} B/conn (RSS {} -> {} KiB)",
+        r.scenario,
+        r.server,
+        r.connected,
+        r.clients,
+        r.stalled,
+        r.connect_s,
+        r.idle_bytes_per_conn,
+        r.rss_before_kib,
+        r.rss_idle_kib
+    );
+    if r.published > 0 {
+        s += &format!(
+            "\n  published {} rounds; {} deliveries in {:.2}s = {:.0}/s; lost {} dup {} ooo {} unparsed {} disconnected {}\n  \
+             server CPU {:.2}s = {:.3} us/delivery; e2e latency p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms\n  \
+             server publish-to-last-write p50 {:.2} p99 {:.2} max {:.2} ms; schedule slip max {:.2} ms",
+            r.published,
+            r.deliveries,
+            r.run_s,
+            r.deliveries_per_s,
+            r.lost,
+            r.duplicated,
+            r.out_of_order,
+            r.unparsed,
+            r.disconnected,
+            r.cpu_s,
+            r.cpu_us_per_delivery,
+            r.lat_p50_ms,
+            r.lat_p90_ms,
+            r.lat_p99_ms,
+            r.lat_p999_ms,
+            r.lat_max_ms,
+            r.server_lat_p50_ms,
+            r.server_lat_p99_ms,
+            r.server_lat_max_ms,
+            r.slip_max_ms
+        );
+    }
+    if r.churn_cycles > 0 {
+        s += &format!(
+            "\n  churn {} cycles = {:.0}/s, p99 {:.2} ms, {:.1} us CPU/cycle; RSS peak {} KiB, after {} KiB; subscribers after {}",
+            r.churn_cycles,
+            r.churn_per_s,
+            r.churn_p99_ms,
+            r.cpu_us_per_churn,
+            r.churn_rss_peak_kib,
+            r.rss_after_kib,
+            r.churn_subscribers_after
+        );
+    }
+    s += &format!("\n  load {} -> {}", r.load_before, r.load_after);
+    s
+}

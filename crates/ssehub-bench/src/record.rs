@@ -1,0 +1,97 @@
+//! One load-generator run, as a JSON line in the results file.
+
+use serde::{Deserialize, Serialize};
+
+/// The outcome of one scenario against one server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Record {
+    /// Scenario name (`idle`, `broadcast`, `saturation`, `targeted`, `churn`, `isolation`).
+    pub scenario: String,
+    /// Server label (`ssehub`, `baseline`, `floor`).
+    pub server: String,
+    /// Subscribers asked for.
+    pub clients: usize,
+    /// Subscribers that connected.
+    pub connected: usize,
+    /// Connections that failed.
+    pub connect_failures: usize,
+    /// Seconds it took to connect them all.
+    pub connect_s: f64,
+    /// Stalled (never reading) extra clients.
+    pub stalled: usize,
+    /// Schedule mode (`idle`, `rate`, `max`, `churn`).
+    pub mode: String,
+    /// Server RSS before any client, KiB.
+    pub rss_before_kib: u64,
+    /// Server RSS with every client connected and idle, KiB.
+    pub rss_idle_kib: u64,
+    /// `(rss_idle - rss_before) / clients`, bytes.
+    pub idle_bytes_per_conn: f64,
+    /// Server RSS at the end, KiB.
+    pub rss_after_kib: u64,
+    /// Rounds the server published.
+    pub published: u64,
+    /// Distinct events received (all clients).
+    pub deliveries: u64,
+    /// Events that should have been received (published x live clients).
+    pub expected: u64,
+    /// `expected - deliveries` over clients that stayed connected.
+    pub lost: u64,
+    /// Events received twice.
+    pub duplicated: u64,
+    /// Events received after a later one.
+    pub out_of_order: u64,
+    /// Events whose data was not a benchmark payload.
+    pub unparsed: u64,
+    /// Clients whose stream ended during the run.
+    pub disconnected: u64,
+    /// Seconds from the first publish to the last delivery.
+    pub run_s: f64,
+    /// Deliveries per second over `run_s`.
+    pub deliveries_per_s: f64,
+    /// Server CPU seconds (user + system) during the run.
+    pub cpu_s: f64,
+    /// Server CPU microseconds per delivery.
+    pub cpu_us_per_delivery: f64,
+    /// End-to-end latency percentiles, ms (payload time to read by a client).
+    pub lat_p50_ms: f64,
+    /// 90th percentile.
+    pub lat_p90_ms: f64,
+    /// 99th percentile.
+    pub lat_p99_ms: f64,
+    /// 99.9th percentile.
+    pub lat_p999_ms: f64,
+    /// Maximum.
+    pub lat_max_ms: f64,
+    /// Server's publish-to-last-write latency, median, ms.
+    pub server_lat_p50_ms: f64,
+    /// 99th percentile.
+    pub server_lat_p99_ms: f64,
+    /// Maximum.
+    pub server_lat_max_ms: f64,
+    /// Latest a fixed-rate publish ran behind its schedule, ms.
+    pub slip_max_ms: f64,
+    /// Connect-and-disconnect cycles completed (churn).
+    pub churn_cycles: u64,
+    /// Cycles per second.
+    pub churn_per_s: f64,
+    /// Cycle (connect to response head) latency, 99th percentile, ms.
+    pub churn_p99_ms: f64,
+    /// Server CPU microseconds per cycle.
+    pub cpu_us_per_churn: f64,
+    /// Peak server RSS seen during churn, KiB.
+    pub churn_rss_peak_kib: u64,
+    /// Subscribers the server reports after churn settled.
+    pub churn_subscribers_after: u64,
+    /// `/proc/loadavg` before the run.
+    pub load_before: String,
+    /// `/proc/loadavg` after the run.
+    pub load_after: String,
+    /// Server-specific counters from `/stats`.
+    pub server_extra: serde_json::Value,
+    /// Unix time of the run.
+    pub unix_time: u64,
+    /// Free text.
+    pub note: String,
+}

@@ -1,0 +1,68 @@
+//! The load generator's event-stream scanner: splits lines across reads,
+//! gathers `data:` and dispatches at the blank line, as the WHATWG parser
+//! does for the line endings servers emit (`\n`, `\r\n`); comments, `retry:`,
+//! `id:` and `event:` lines are skipped. Only the first `data:` line of an
+//! event is parsed, for the benchmark payload's sequence number and time.
+
+/// Incremental scanner state for one stream.
+#[derive(Debug, Default)]
+pub struct Scanner {
+    partial: Vec<u8>,
+    has_data: bool,
+    parsed: Option<(u64, u64)>,
+}
+
+impl Scanner {
+    /// Scans `input`; calls `on_event` with each complete event's
+    /// `(seq, timestamp)` (or `None` when its data is not a benchmark payload).
+    pub fn feed(&mut self, mut input: &[u8], on_event: &mut impl FnMut(Option<(u64, u64)>)) {
+        while let Some(i) = memchr::memchr(b'\n', input) {
+            let part = &input[..i];
+            input = &input[i + 1..];
+            if self.partial.is_empty() {
+                self.line(part, on_event);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(part);
+                self.line(&line, on_event);
+                line.clear();
+                self.partial = line;
+            }
+        }
+        self.partial.extend_from_slice(input);
+    }
+
+    fn line(&mut self, line: &[u8], on_event: &mut impl FnMut(Option<(u64, u64)>)) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            if self.has_data {
+                on_event(self.parsed.take());
+            }
+            self.has_data = false;
+        } else if let Some(value) = line.strip_prefix(b"data:") {
+            if !self.has_data {
+                let value = value.strip_prefix(b" ").unwrap_or(value);
+                self.parsed = crate::payload::parse(value);
+            }
+            self.has_data = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn events_across_any_split() {
+        let a = crate::payload::make(1, 10, 40);
+        let b = crate::payload::make(2, 20, 40);
+        let wire =
+            format!("retry: 3000\n\n:\n\ndata: {a}\n\nid: 7\r\ndata: {b}\r\n\r\ndata: other\n\n");
+        for split in 0..wire.len() {
+            let mut s = super::Scanner::default();
+            let mut got = Vec::new();
+            s.feed(&wire.as_bytes()[..split], &mut |e| got.push(e));
+            s.feed(&wire.as_bytes()[split..], &mut |e| got.push(e));
+            assert_eq!(got, [Some((1, 10)), Some((2, 20)), None], "split {split}");
+        }
+    }
+}

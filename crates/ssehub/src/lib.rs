@@ -29,6 +29,8 @@
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod broker;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod error;
 pub mod event;
 mod http;

@@ -1,1 +1,377 @@
-fn main() {}
+//! `report`: turns the load generator's JSON lines into the tables of
+//! `BENCHMARKS.md` (Markdown on stdout) and an SVG plot of latency and
+//! memory against client count.
+//!
+//! For each scenario, client count and number of stalled clients, the latest
+//! record of each server is used; ratios are ssehub's figure over the
+//! baseline's and the floor's from the same set of runs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use plotters::prelude::*;
+use ssehub_bench::args::Args;
+use ssehub_bench::record::Record;
+
+const USAGE: &str = "report [--results bench/results/results.jsonl] [--svg bench/results/plot.svg]";
+const SERVERS: [&str; 3] = ["ssehub", "baseline", "floor"];
+
+type Key = (String, usize, usize);
+
+fn load(path: &str) -> BTreeMap<Key, BTreeMap<String, Record>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        eprintln!("cannot read {path}: {e}");
+        std::process::exit(1);
+    });
+    let mut groups: BTreeMap<Key, BTreeMap<String, Record>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<Record>(line) {
+            Ok(r) => {
+                let key = (r.scenario.clone(), r.clients, r.stalled);
+                groups.entry(key).or_default().insert(r.server.clone(), r);
+            }
+            Err(e) => eprintln!("skipping a bad line: {e}"),
+        }
+    }
+    groups
+}
+
+struct Metric {
+    name: &'static str,
+    get: fn(&Record) -> f64,
+    digits: usize,
+}
+
+fn metrics(scenario: &str) -> Vec<Metric> {
+    let m = |name, get, digits| Metric { name, get, digits };
+    match scenario {
+        "idle" => vec![
+            m(
+                "idle memory, bytes/connection",
+                |r| r.idle_bytes_per_conn,
+                0,
+            ),
+            m("connect time, s", |r| r.connect_s, 1),
+        ],
+        "broadcast" | "isolation" => vec![
+            m("end-to-end p50, ms", |r| r.lat_p50_ms, 2),
+            m("end-to-end p99, ms", |r| r.lat_p99_ms, 2),
+            m("end-to-end max, ms", |r| r.lat_max_ms, 2),
+            m(
+                "server publish-to-last-write p99, ms",
+                |r| r.server_lat_p99_ms,
+                2,
+            ),
+            m("schedule slip max, ms", |r| r.slip_max_ms, 2),
+            m(
+                "lost + duplicated + reordered",
+                |r| (r.lost + r.duplicated + r.out_of_order) as f64,
+                0,
+            ),
+            m("server CPU per delivery, us", |r| r.cpu_us_per_delivery, 3),
+            m(
+                "idle memory, bytes/connection",
+                |r| r.idle_bytes_per_conn,
+                0,
+            ),
+        ],
+        "churn" => vec![
+            m("connect+disconnect cycles/s", |r| r.churn_per_s, 0),
+            m("cycle p99, ms", |r| r.churn_p99_ms, 2),
+            m("server CPU per cycle, us", |r| r.cpu_us_per_churn, 1),
+            m("RSS before churn, KiB", |r| r.rss_idle_kib as f64, 0),
+            m("RSS peak, KiB", |r| r.churn_rss_peak_kib as f64, 0),
+            m("RSS after, KiB", |r| r.rss_after_kib as f64, 0),
+            m(
+                "subscribers after (want = clients)",
+                |r| r.churn_subscribers_after as f64,
+                0,
+            ),
+        ],
+        _ => vec![
+            m("deliveries/s", |r| r.deliveries_per_s, 0),
+            m("server CPU per delivery, us", |r| r.cpu_us_per_delivery, 3),
+            m("end-to-end p50, ms", |r| r.lat_p50_ms, 2),
+            m("end-to-end p99, ms", |r| r.lat_p99_ms, 2),
+            m(
+                "lost + duplicated + reordered",
+                |r| (r.lost + r.duplicated + r.out_of_order) as f64,
+                0,
+            ),
+            m("disconnected", |r| r.disconnected as f64, 0),
+        ],
+    }
+}
+
+fn cell(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".into(), |v| format!("{v:.digits$}"))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => format!("{:.2}x", a / b),
+        _ => "–".into(),
+    }
+}
+
+fn tables(groups: &BTreeMap<Key, BTreeMap<String, Record>>) -> String {
+    let mut out = String::new();
+    let order = [
+        "idle",
+        "broadcast",
+        "saturation",
+        "targeted",
+        "churn",
+        "isolation",
+    ];
+    let mut keys: Vec<&Key> = groups.keys().collect();
+    keys.sort_by_key(|k| (order.iter().position(|o| *o == k.0).unwrap_or(99), k.1, k.2));
+    let mut current = String::new();
+    for key in keys {
+        let (scenario, clients, stalled) = key;
+        let recs = &groups[key];
+        if *scenario != current {
+            current.clone_from(scenario);
+            let _ = writeln!(out, "\n### {scenario}\n");
+            let _ = writeln!(
+                out,
+                "| clients | metric | ssehub | baseline | floor | ssehub / baseline | ssehub / floor |"
+            );
+            let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+        }
+        let label = if *stalled > 0 {
+            format!("{clients} + {stalled} stalled")
+        } else {
+            clients.to_string()
+        };
+        for m in metrics(scenario) {
+            let v = |s: &str| recs.get(s).map(|r| (m.get)(r));
+            let _ = writeln!(
+                out,
+                "| {label} | {} | {} | {} | {} | {} | {} |",
+                m.name,
+                cell(v("ssehub"), m.digits),
+                cell(v("baseline"), m.digits),
+                cell(v("floor"), m.digits),
+                ratio(v("ssehub"), v("baseline")),
+                ratio(v("ssehub"), v("floor")),
+            );
+        }
+    }
+    let loads: Vec<String> = groups
+        .values()
+        .flat_map(|g| g.values())
+        .map(|r| r.load_before.split(' ').next().unwrap_or("").to_owned())
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nLoad average (1 min) at the start of the runs ranged over: {}",
+        loads.join(", ")
+    );
+    out
+}
+
+fn get<'a>(
+    groups: &'a BTreeMap<Key, BTreeMap<String, Record>>,
+    scenario: &str,
+    clients: usize,
+    stalled: usize,
+    server: &str,
+) -> Option<&'a Record> {
+    groups
+        .get(&(scenario.to_owned(), clients, stalled))?
+        .get(server)
+}
+
+fn bars(groups: &BTreeMap<Key, BTreeMap<String, Record>>, n: usize) -> String {
+    let mut out = format!(
+        "\n### The bar (ssehub, {n} clients)\n\n| bar | measured | verdict |\n|---|---|---|\n"
+    );
+    let mut row = |bar: &str, measured: String, pass: Option<bool>| {
+        let verdict = match pass {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "not measured",
+        };
+        let _ = writeln!(out, "| {bar} | {measured} | {verdict} |");
+    };
+    let idle = get(groups, "idle", n, 0, "ssehub");
+    row(
+        "idle memory <= 8 KiB per connection",
+        idle.map_or("–".into(), |r| format!("{:.0} B", r.idle_bytes_per_conn)),
+        idle.map(|r| r.idle_bytes_per_conn <= 8192.0),
+    );
+    let (s, b) = (
+        get(groups, "saturation", n, 0, "ssehub"),
+        get(groups, "saturation", n, 0, "baseline"),
+    );
+    let sat = s
+        .zip(b)
+        .map(|(s, b)| s.cpu_us_per_delivery / b.cpu_us_per_delivery);
+    row(
+        "saturation CPU per delivery <= 0.4x baseline",
+        sat.map_or("–".into(), |x| {
+            format!(
+                "{x:.2}x ({:.3} vs {:.3} us)",
+                s.map_or(0.0, |r| r.cpu_us_per_delivery),
+                b.map_or(0.0, |r| r.cpu_us_per_delivery)
+            )
+        }),
+        sat.map(|x| x <= 0.4),
+    );
+    let (s, b) = (
+        get(groups, "broadcast", n, 0, "ssehub"),
+        get(groups, "broadcast", n, 0, "baseline"),
+    );
+    let bc = s.zip(b).map(|(s, b)| s.lat_p99_ms / b.lat_p99_ms);
+    let clean =
+        s.map(|r| r.lost + r.duplicated + r.out_of_order + r.disconnected == 0 && r.published > 0);
+    row(
+        "broadcast 10 ev/s: nothing lost, p99 <= 0.65x baseline",
+        bc.map_or("–".into(), |x| {
+            format!(
+                "{x:.2}x ({:.1} vs {:.1} ms), lost {}",
+                s.map_or(0.0, |r| r.lat_p99_ms),
+                b.map_or(0.0, |r| r.lat_p99_ms),
+                s.map_or(0, |r| r.lost)
+            )
+        }),
+        bc.zip(clean).map(|(x, c)| x <= 0.65 && c),
+    );
+    let (with, without) = (
+        get(groups, "isolation", n, 1, "ssehub"),
+        get(groups, "isolation", n, 0, "ssehub"),
+    );
+    let iso = with
+        .zip(without)
+        .map(|(w, wo)| w.lat_p99_ms / wo.lat_p99_ms);
+    row(
+        "isolation: p99 with one stalled client within 10%",
+        iso.map_or("–".into(), |x| {
+            format!(
+                "{x:.2}x ({:.1} vs {:.1} ms)",
+                with.map_or(0.0, |r| r.lat_p99_ms),
+                without.map_or(0.0, |r| r.lat_p99_ms)
+            )
+        }),
+        iso.map(|x| x <= 1.10),
+    );
+    let (small, big) = (
+        get(groups, "saturation", 1000, 0, "ssehub"),
+        get(groups, "saturation", n, 0, "ssehub"),
+    );
+    let growth = small
+        .zip(big)
+        .map(|(a, b)| b.cpu_us_per_delivery / a.cpu_us_per_delivery);
+    row(
+        "CPU per delivery flat or falling from 1k to 10k (within 10%)",
+        growth.map_or("–".into(), |x| {
+            format!(
+                "{x:.2}x ({:.3} -> {:.3} us)",
+                small.map_or(0.0, |r| r.cpu_us_per_delivery),
+                big.map_or(0.0, |r| r.cpu_us_per_delivery)
+            )
+        }),
+        growth.map(|x| x <= 1.10),
+    );
+    out
+}
+
+fn plot(
+    groups: &BTreeMap<Key, BTreeMap<String, Record>>,
+    path: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let series = |scenario: &str, f: fn(&Record) -> f64, server: &str| -> Vec<(f64, f64)> {
+        let mut pts: Vec<(f64, f64)> = groups
+            .iter()
+            .filter(|((s, _, stalled), _)| s == scenario && *stalled == 0)
+            .filter_map(|((_, n, _), recs)| recs.get(server).map(|r| (*n as f64, f(r))))
+            .filter(|(_, y)| *y > 0.0)
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        pts
+    };
+    let root = SVGBackend::new(path, (1100, 450)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(550);
+    let colors = [
+        RGBColor(200, 40, 40),
+        RGBColor(40, 90, 200),
+        RGBColor(60, 160, 60),
+    ];
+    let panels: [(
+        &DrawingArea<SVGBackend, plotters::coord::Shift>,
+        &str,
+        &str,
+        &str,
+        fn(&Record) -> f64,
+    ); 2] = [
+        (
+            &left,
+            "broadcast",
+            "broadcast 10 ev/s: end-to-end p99 (ms)",
+            "p99 ms",
+            |r| r.lat_p99_ms,
+        ),
+        (
+            &right,
+            "idle",
+            "idle memory per connection (KiB)",
+            "KiB",
+            |r| r.idle_bytes_per_conn / 1024.0,
+        ),
+    ];
+    for (area, scenario, title, ylabel, f) in panels {
+        let all: Vec<(f64, f64)> = SERVERS
+            .iter()
+            .flat_map(|s| series(scenario, f, s))
+            .collect();
+        let xmax = all.iter().map(|p| p.0).fold(1000.0, f64::max) * 1.3;
+        let ymax = all.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15;
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d((50f64..xmax).log_scale(), 0f64..ymax)?;
+        chart
+            .configure_mesh()
+            .x_desc("clients")
+            .y_desc(ylabel)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()?;
+        for (server, color) in SERVERS.iter().zip(colors) {
+            let pts = series(scenario, f, server);
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+                .label(*server)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+            chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn main() {
+    let args = Args::from_env(USAGE);
+    let results = args.opt("results").unwrap_or("bench/results/results.jsonl");
+    let svg = args.opt("svg").unwrap_or("bench/results/plot.svg");
+    let n: usize = args.get("bar-clients", 10_000);
+    let groups = load(results);
+    print!("{}", bars(&groups, n));
+    print!("{}", tables(&groups));
+    if let Err(e) = plot(&groups, svg) {
+        eprintln!("plot failed: {e}");
+        std::process::exit(1);
+    }
+    eprintln!("wrote {svg}");
+}

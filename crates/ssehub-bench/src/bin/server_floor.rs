@@ -1,15 +1,18 @@
 //! `server-floor`: the least a server can do. One thread (a current-thread
 //! tokio runtime used only as an epoll loop), no HTTP framework, no task or
-//! buffer between publish and socket: a publish formats its frames once and
-//! `write(2)`s them straight to every subscriber's socket. Only a socket
-//! that is full gets a pending buffer (bounded: 1 MiB, then the subscriber
-//! is dropped), flushed when it becomes writable. Responses are unframed
-//! (no chunked encoding: the body runs until the connection closes).
+//! queue per event: a publish appends its pre-encoded frame to the topic's
+//! byte log once, and a single flusher `write(2)`s everything a subscriber
+//! has not got yet straight to its socket — one write per subscriber however
+//! many frames accumulated, `FLUSH_SLICE` writes between turns of the
+//! publisher. A subscriber is an offset into the log;
+//! only one whose socket is full waits for writability (bounded: 1 MiB
+//! behind, then it is dropped). Responses are unframed (no chunked
+//! encoding: the body runs until the connection closes).
 //!
 //! It shows what this machine and the load generator allow at all.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, ErrorKind};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -27,46 +30,93 @@ const USAGE: &str = "server-floor [--addr 127.0.0.1:7003] [--max-pending-bytes 1
 
 const EVENTS_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
 
+/// Subscribers written to before the flusher lets the publisher run again.
+const FLUSH_SLICE: usize = 64;
+
+/// A topic: its unsent frames and its subscribers.
+struct Topic {
+    /// Bytes published at offsets `base..base + log.len()`.
+    log: RefCell<Vec<u8>>,
+    base: Cell<u64>,
+    subs: RefCell<Vec<Rc<Sub>>>,
+    /// Queued for the flusher.
+    dirty: Cell<bool>,
+}
+
+impl Topic {
+    fn end(&self) -> u64 {
+        self.base.get() + self.log.borrow().len() as u64
+    }
+
+    /// Drops the bytes every subscriber has written.
+    fn trim(&self) {
+        let end = self.end();
+        let min = self
+            .subs
+            .borrow()
+            .iter()
+            .filter(|s| s.alive.get())
+            .map(|s| s.pos.get())
+            .min()
+            .unwrap_or(end);
+        let drop = (min - self.base.get()) as usize;
+        if drop > 0 {
+            let mut log = self.log.borrow_mut();
+            log.drain(..drop);
+            if log.is_empty() && log.capacity() > 64 * 1024 {
+                *log = Vec::new();
+            }
+            self.base.set(min);
+        }
+    }
+}
+
 struct Sub {
     stream: TcpStream,
-    /// Bytes the socket did not take yet; empty almost always.
-    pending: RefCell<Vec<u8>>,
-    /// Wakes the connection's task when `pending` fills or the sub is dropped.
+    topic: Rc<Topic>,
+    /// Offset in the topic's log of the next byte to write.
+    pos: Cell<u64>,
+    /// The socket was full: the sub's own task writes when it drains.
+    blocked: Cell<bool>,
+    /// Wakes the sub's task when it becomes blocked or is dropped.
     notify: Notify,
     alive: Cell<bool>,
-    topic: usize,
     /// Index in its topic's list.
     index: Cell<usize>,
 }
 
 impl Sub {
-    fn send(&self, frame: &[u8], max_pending: usize) {
-        if !self.alive.get() {
+    /// Writes everything from its position to the end of the log, in one
+    /// `write(2)`.
+    fn write_log(&self, max_pending: u64) {
+        let topic = &self.topic;
+        let end = topic.end();
+        let pos = self.pos.get();
+        if pos == end || !self.alive.get() {
             return;
         }
-        let mut pending = self.pending.borrow_mut();
-        if !pending.is_empty() {
-            if pending.len() + frame.len() > max_pending {
-                self.kill();
-            } else {
-                pending.extend_from_slice(frame);
-            }
+        if end - pos > max_pending {
+            self.kill();
             return;
         }
-        match self.stream.try_write(frame) {
+        let log = topic.log.borrow();
+        let unsent = &log[(pos - topic.base.get()) as usize..];
+        match self.stream.try_write(unsent) {
             Ok(n) => {
-                timing::observe(&frame[..n]);
-                if n < frame.len() {
-                    pending.extend_from_slice(&frame[n..]);
-                    self.notify.notify_one();
+                timing::observe(&unsent[..n]);
+                self.pos.set(pos + n as u64);
+                if n < unsent.len() {
+                    self.block();
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                pending.extend_from_slice(frame);
-                self.notify.notify_one();
-            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => self.block(),
             Err(_) => self.kill(),
         }
+    }
+
+    fn block(&self) {
+        self.blocked.set(true);
+        self.notify.notify_one();
     }
 
     fn kill(&self) {
@@ -83,58 +133,47 @@ impl Sub {
             Err(e) => e.kind() != ErrorKind::WouldBlock,
         }
     }
-
-    /// Writes what is pending; false if the socket failed.
-    fn flush(&self) -> bool {
-        let mut pending = self.pending.borrow_mut();
-        match self.stream.try_write(&pending) {
-            Ok(n) => {
-                timing::observe(&pending[..n]);
-                pending.drain(..n);
-                if pending.is_empty() {
-                    *pending = Vec::new();
-                }
-                true
-            }
-            Err(e) => e.kind() == ErrorKind::WouldBlock,
-        }
-    }
 }
 
 #[derive(Default)]
 struct FloorInner {
-    topic_ids: RefCell<HashMap<String, usize>>,
-    topics: RefCell<Vec<Vec<Rc<Sub>>>>,
+    topic_ids: RefCell<HashMap<String, Rc<Topic>>>,
     count: Cell<usize>,
-    max_pending: usize,
+    max_pending: u64,
+    /// Topics with bytes some subscriber has not been written yet.
+    dirty: RefCell<VecDeque<Rc<Topic>>>,
+    /// Wakes the flusher after a publish.
+    wake: Notify,
 }
 
 #[derive(Clone)]
 struct Floor(Rc<FloorInner>);
 
 impl Floor {
-    fn topic_id(&self, name: &str) -> usize {
+    fn topic_named(&self, name: &str) -> Rc<Topic> {
         let mut ids = self.0.topic_ids.borrow_mut();
-        if let Some(&id) = ids.get(name) {
-            return id;
+        if let Some(topic) = ids.get(name) {
+            return topic.clone();
         }
-        let mut topics = self.0.topics.borrow_mut();
-        topics.push(Vec::new());
-        ids.insert(name.to_owned(), topics.len() - 1);
-        topics.len() - 1
+        let topic = Rc::new(Topic {
+            log: RefCell::new(Vec::new()),
+            base: Cell::new(0),
+            subs: RefCell::new(Vec::new()),
+            dirty: Cell::new(false),
+        });
+        ids.insert(name.to_owned(), topic.clone());
+        topic
     }
 
     fn add(&self, sub: &Rc<Sub>) {
-        let mut topics = self.0.topics.borrow_mut();
-        let list = &mut topics[sub.topic];
+        let mut list = sub.topic.subs.borrow_mut();
         sub.index.set(list.len());
         list.push(sub.clone());
         self.0.count.set(self.0.count.get() + 1);
     }
 
     fn remove(&self, sub: &Sub) {
-        let mut topics = self.0.topics.borrow_mut();
-        let list = &mut topics[sub.topic];
+        let mut list = sub.topic.subs.borrow_mut();
         let i = sub.index.get();
         list.swap_remove(i);
         if let Some(moved) = list.get(i) {
@@ -144,23 +183,57 @@ impl Floor {
     }
 }
 
-impl Fanout for Floor {
-    type Topic = usize;
+/// The one writer: takes dirty topics in turn and writes to each of their
+/// subscribers what it has not got yet, letting the publisher run after
+/// every `FLUSH_SLICE` writes — frames published meanwhile go out with the
+/// same write to the subscribers not yet reached.
+async fn flusher(floor: Floor) {
+    let mut budget = FLUSH_SLICE;
+    loop {
+        let next = floor.0.dirty.borrow_mut().pop_front();
+        let Some(topic) = next else {
+            floor.0.wake.notified().await;
+            continue;
+        };
+        // A publish from now on queues the topic again.
+        topic.dirty.set(false);
+        let mut i = 0;
+        loop {
+            let sub = topic.subs.borrow().get(i).cloned();
+            let Some(sub) = sub else { break };
+            i += 1;
+            if sub.blocked.get() {
+                continue;
+            }
+            sub.write_log(floor.0.max_pending);
+            budget -= 1;
+            if budget == 0 {
+                budget = FLUSH_SLICE;
+                tokio::task::yield_now().await;
+            }
+        }
+        topic.trim();
+    }
+}
 
-    fn topic(&self, name: &str) -> usize {
-        self.topic_id(name)
+impl Fanout for Floor {
+    type Topic = Rc<Topic>;
+
+    fn topic(&self, name: &str) -> Rc<Topic> {
+        self.topic_named(name)
     }
 
-    fn publish(&self, topic: &usize, payloads: &[String]) {
-        let mut frame = Vec::with_capacity(payloads.iter().map(|p| p.len() + 8).sum());
+    fn publish(&self, topic: &Rc<Topic>, payloads: &[String]) {
+        let mut log = topic.log.borrow_mut();
         for p in payloads {
-            frame.extend_from_slice(b"data: ");
-            frame.extend_from_slice(p.as_bytes());
-            frame.extend_from_slice(b"\n\n");
+            log.extend_from_slice(b"data: ");
+            log.extend_from_slice(p.as_bytes());
+            log.extend_from_slice(b"\n\n");
         }
-        let topics = self.0.topics.borrow();
-        for sub in &topics[*topic] {
-            sub.send(&frame, self.0.max_pending);
+        drop(log);
+        if !topic.dirty.replace(true) {
+            self.0.dirty.borrow_mut().push_back(topic.clone());
+            self.0.wake.notify_one();
         }
     }
 
@@ -169,7 +242,7 @@ impl Fanout for Floor {
     }
 
     fn extra(&self) -> Value {
-        json!({ "topics": self.0.topics.borrow().len() })
+        json!({ "topics": self.0.topic_ids.borrow().len() })
     }
 }
 
@@ -193,19 +266,23 @@ async fn connection(floor: Floor, ctl: Arc<Control>, mut stream: TcpStream) {
         return;
     };
     if head.method == "GET" && head.path == "/events" {
-        let topic = floor.topic_id(query_param(&head.query, "topic").unwrap_or("all"));
-        // The response head goes first through `pending`, so no frame can
-        // overtake it; registering and queueing happen with no await between.
+        let topic = floor.topic_named(query_param(&head.query, "topic").unwrap_or("all"));
+        // The head goes out before the subscriber joins, so no frame can
+        // overtake it; a fresh socket always takes these few bytes.
+        if !matches!(stream.try_write(EVENTS_HEAD), Ok(n) if n == EVENTS_HEAD.len()) {
+            return;
+        }
         let sub = Rc::new(Sub {
             stream,
-            pending: RefCell::new(EVENTS_HEAD.to_vec()),
+            pos: Cell::new(topic.end()),
+            topic,
+            blocked: Cell::new(false),
             notify: Notify::new(),
             alive: Cell::new(true),
-            topic,
             index: Cell::new(0),
         });
         floor.add(&sub);
-        subscriber(&sub).await;
+        subscriber(&sub, floor.0.max_pending).await;
         sub.alive.set(false);
         floor.remove(&sub);
         return;
@@ -238,15 +315,22 @@ async fn connection(floor: Floor, ctl: Arc<Control>, mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
-/// Waits for the peer to close, flushing `pending` whenever it has bytes.
-async fn subscriber(sub: &Sub) {
+/// Waits for the peer to close; while the socket is full, writes the rest
+/// of the log whenever it drains.
+async fn subscriber(sub: &Sub, max_pending: u64) {
     loop {
         if !sub.alive.get() {
             return;
         }
-        if sub.pending.borrow().is_empty() {
+        if sub.blocked.get() {
             tokio::select! {
-                () = sub.notify.notified() => {}
+                r = sub.stream.writable() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    sub.blocked.set(false);
+                    sub.write_log(max_pending);
+                }
                 r = sub.stream.readable() => {
                     if r.is_err() || sub.peer_closed() {
                         return;
@@ -255,11 +339,7 @@ async fn subscriber(sub: &Sub) {
             }
         } else {
             tokio::select! {
-                r = sub.stream.writable() => {
-                    if r.is_err() || !sub.flush() {
-                        return;
-                    }
-                }
+                () = sub.notify.notified() => {}
                 r = sub.stream.readable() => {
                     if r.is_err() || sub.peer_closed() {
                         return;
@@ -273,7 +353,7 @@ async fn subscriber(sub: &Sub) {
 fn main() -> io::Result<()> {
     let args = Args::from_env(USAGE);
     let addr = procfs::loopback_addr(args.opt("addr").unwrap_or("127.0.0.1:7003"));
-    let max_pending = args.get("max-pending-bytes", 1 << 20);
+    let max_pending: u64 = args.get("max-pending-bytes", 1 << 20);
     let _ = procfs::raise_nofile();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -285,6 +365,7 @@ fn main() -> io::Result<()> {
             ..FloorInner::default()
         }));
         let ctl = Arc::new(Control::default());
+        tokio::task::spawn_local(flusher(floor.clone()));
         let listener = TcpListener::bind(addr).await?;
         eprintln!(
             "server-floor listening on {addr}, pid {}",

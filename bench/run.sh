@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs one benchmark scenario against each server, in turn, in one go:
+# the server pinned to core 0 and the load generator to core 1.
+#
+#   bench/run.sh idle        [CLIENTS...]   default: 1000 10000 max
+#   bench/run.sh broadcast   [CLIENTS...]   default: 1000 10000  (10 ev/s, 100 B)
+#   bench/run.sh saturation  [CLIENTS...]   default: 1000 10000  (as fast as acked)
+#   bench/run.sh targeted    [CLIENTS...]   default: 1000 10000  (one topic each)
+#   bench/run.sh churn       [CLIENTS...]   default: 1000        (steady clients)
+#   bench/run.sh isolation   [CLIENTS...]   default: 10000       (with/without a stalled client)
+#   bench/run.sh report                     tables on stdout, plot in bench/results/plot.svg
+#
+# Environment: SERVERS (default "ssehub baseline floor"), DURATION (seconds
+# of publishing; default 20 for rate scenarios, 10 for max, 20 for churn),
+# OUT (default bench/results/results.jsonl), CARGO_TARGET_DIR (default
+# target/bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench}
+OUT=${OUT:-bench/results/results.jsonl}
+SERVERS=${SERVERS:-"ssehub baseline floor"}
+mkdir -p "$(dirname "$OUT")" bench/results/logs
+cargo build --release -q -p ssehub-bench
+BIN=$CARGO_TARGET_DIR/release
+
+scenario=${1:?usage: bench/run.sh SCENARIO [CLIENTS...]}
+shift || true
+
+if [ "$scenario" = report ]; then
+    exec "$BIN/report" --results "$OUT" --svg bench/results/plot.svg "$@"
+fi
+
+# Both processes hold one descriptor per connection (plus a few).
+max_clients=$(( $(ulimit -Hn) - 200 ))
+
+port_of() {
+    case $1 in ssehub) echo 7401 ;; baseline) echo 7402 ;; floor) echo 7403 ;; *) echo 7409 ;; esac
+}
+
+# run_one SERVER LOADGEN-ARGS...: a fresh server for every run, so RSS
+# readings start from the same place.
+run_one() {
+    local server=$1; shift
+    local port; port=$(port_of "$server")
+    local log=bench/results/logs/$server-$(date +%s).log
+    echo "== $server: loadgen $* (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    taskset -c 0 "$BIN/server-$server" --addr "127.0.0.1:$port" 2>"$log" &
+    local spid=$!
+    local rc=0
+    taskset -c 1 "$BIN/loadgen" --target "127.0.0.1:$port" --label "$server" --out "$OUT" "$@" >/dev/null || rc=$?
+    kill -TERM "$spid" 2>/dev/null || true
+    wait "$spid" 2>/dev/null || true
+    [ $rc -eq 0 ] || echo "!! $server: loadgen exited with $rc (server log: $log)" >&2
+}
+
+
+if [ $# -gt 0 ]; then counts="$*"; else
+    case $scenario in
+        idle) counts="1000 10000 $max_clients" ;;
+        churn) counts="1000" ;;
+        isolation) counts="10000" ;;
+        *) counts="1000 10000" ;;
+    esac
+fi
+
+for n in $counts; do
+    [ "$n" = max ] && n=$max_clients
+    for server in $SERVERS; do
+        case $scenario in
+            idle)
+                run_one "$server" --scenario idle --clients "$n" --mode idle ;;
+            broadcast)
+                run_one "$server" --scenario broadcast --clients "$n" --mode rate --rate 10 --size 100 --duration "${DURATION:-20}" ;;
+            saturation)
+                run_one "$server" --scenario saturation --clients "$n" --mode max --burst 1 --size 100 --duration "${DURATION:-10}" ;;
+            targeted)
+                run_one "$server" --scenario targeted --clients "$n" --targeted --mode max --burst 1 --size 100 --duration "${DURATION:-10}" ;;
+            churn)
+                run_one "$server" --scenario churn --clients "$n" --mode churn --duration "${DURATION:-20}" ;;
+            isolation)
+                for stalled in 0 1; do
+                    run_one "$server" --scenario isolation --clients "$n" --stalled "$stalled" --mode rate --rate 10 --size 100 --duration "${DURATION:-30}"
+                done ;;
+            *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+        esac
+    done
+done

@@ -353,3 +353,29 @@ proptest! {
         }
     }
 }
+
+/// The broker-wide age bound evicts old events; resuming before them is a gap.
+#[tokio::test(start_paused = true)]
+async fn history_older_than_max_age_is_evicted() {
+    let broker = Broker::with_config(
+        config().history(HistoryConfig::default().max_age(Some(Duration::from_secs(60)))),
+    );
+    let (_, mut body) = reconnect(&broker, None, &["news"]);
+    let news = broker.channel("news").unwrap();
+    news.broadcast_data("old").unwrap();
+    let seen = read(&mut body, &mut Parser::new(), Duration::from_millis(10)).await;
+    drop(body);
+    news.broadcast_data("missed but aged out").unwrap();
+    tokio::time::advance(Duration::from_secs(61)).await;
+    news.broadcast_data("fresh").unwrap();
+    let (headers, mut body) = reconnect(&broker, Some(&seen[0].last_event_id), &["news"]);
+    assert_eq!(headers[RESUME_HEADER], "gap");
+    let seen = read(&mut body, &mut Parser::new(), Duration::from_millis(10)).await;
+    assert_eq!(seen[0].event, GAP_EVENT);
+    assert!(seen[0].data.contains("history-lost"));
+    // `earliest` gets only what is young enough.
+    let (_, mut body) = reconnect(&broker, Some("earliest"), &["news"]);
+    let seen = read(&mut body, &mut Parser::new(), Duration::from_millis(10)).await;
+    let data: Vec<_> = seen.iter().map(|m| m.data.as_str()).collect();
+    assert_eq!(data, ["fresh"]);
+}

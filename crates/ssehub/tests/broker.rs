@@ -442,3 +442,24 @@ async fn stress_concurrent_publish_subscribe_delete_disconnect() {
     broker.reclaim_empty_channels();
     assert_eq!(broker.stats().channels, 0);
 }
+
+#[tokio::test]
+async fn publish_to_several_channels_reaches_each_client_once() {
+    let broker = Broker::with_config(quiet().generate_ids(true));
+    let (both, mut body_both) = open(&broker).await;
+    let (only_b, mut body_b) = open(&broker).await;
+    both.subscribe("a").unwrap();
+    both.subscribe("b").unwrap();
+    only_b.subscribe("b").unwrap();
+    let channels = [broker.channel("a").unwrap(), broker.channel("b").unwrap()];
+    let id = broker
+        .publish_to(&channels, Event::new("once"))
+        .unwrap()
+        .unwrap();
+    for body in [&mut body_both, &mut body_b] {
+        let chunk = next_chunk(body).await.unwrap();
+        assert_eq!(chunk, format!("id: {id}\ndata: once\n\n"));
+    }
+    assert!(chunk_now(&mut body_both).await.is_none(), "delivered twice");
+    assert_eq!(broker.stats().delivered, 2);
+}

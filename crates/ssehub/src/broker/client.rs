@@ -714,7 +714,12 @@ impl Feed for Arc<ClientInner> {
         // Frames from several channels go out in the order they were
         // published; each channel's own frames are already in order.
         if sources > 1 {
-            gathered.sort_by_key(|(order, _)| *order);
+            gathered.sort_by_key(|(position, _)| *position);
+            // One publish on several of this client's channels shares a
+            // position: deliver it once.
+            let before = gathered.len();
+            gathered.dedup_by_key(|(position, _)| *position);
+            delivered -= (before - gathered.len()) as u64;
         }
         for (_, frame) in gathered {
             chunk.push(frame);

@@ -380,6 +380,38 @@ impl Broker {
         self.broadcast(Event::json(event, value)?)
     }
 
+    /// Publishes one event on several channels at once: one position, one
+    /// id, one encoding shared by all of them. A client in more than one
+    /// of these channels receives it once. Returns the id written on the
+    /// wire (the caller's, or the generated one; `None` for an event that
+    /// opted out of replay and has no id). Channels deleted meanwhile are
+    /// skipped.
+    ///
+    /// # Errors
+    /// [`BrokerError::Invalid`] for an event that cannot be encoded,
+    /// [`BrokerError::ChannelNotFound`] if every channel was deleted,
+    /// [`BrokerError::Closed`] once the broker is closed.
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// let (a, b) = (broker.channel("a").unwrap(), broker.channel("b").unwrap());
+    /// let id = broker.publish_to(&[a, b], ssehub::Event::new("to both")).unwrap();
+    /// assert!(id.is_some());
+    /// ```
+    pub fn publish_to(
+        &self,
+        channels: &[Channel],
+        event: Event,
+    ) -> Result<Option<String>, BrokerError> {
+        if self.is_closed() {
+            return Err(BrokerError::Closed);
+        }
+        let inners: Vec<&ChannelInner> = channels.iter().map(|c| &*c.inner).collect();
+        self.inner
+            .publish_to(&inners, Publish::Event(event))
+            .map(|id| id.map(|id| id.to_string()))
+    }
+
     /// Calls `f` for every connected client (Go `ForEach`), with no lock
     /// held, so `f` may call any broker method.
     ///
@@ -636,22 +668,41 @@ impl BrokerInner {
         Ok(channel)
     }
 
-    /// Publishes on `channel`: assigns the next position, gives the event
-    /// its id, records it in history, appends it to the channel's log.
+    /// Publishes on `channel`: see [`publish_to`](Self::publish_to).
     pub(crate) fn publish(&self, channel: &ChannelInner, what: Publish) -> Result<(), BrokerError> {
+        self.publish_to(&[channel], what).map(drop)
+    }
+
+    /// Publishes one event on several channels: assigns the next position,
+    /// gives the event its id, encodes it once, records it in each
+    /// channel's history and appends it to each channel's log. Returns the
+    /// id written on the wire. Deleted channels are skipped; if every one
+    /// is, nothing is published.
+    pub(crate) fn publish_to(
+        &self,
+        channels: &[&ChannelInner],
+        what: Publish,
+    ) -> Result<Option<Arc<str>>, BrokerError> {
         if let Publish::Event(event) = &what {
             event.validate()?;
         }
         let mut next = lock(&self.publishing);
-        if channel.log.is_deleted() {
-            return Err(if channel.hidden {
+        // Deletions also hold the publishing lock, so this stays true
+        // until the appends below.
+        let live: Vec<&ChannelInner> = channels
+            .iter()
+            .copied()
+            .filter(|c| !c.log.is_deleted())
+            .collect();
+        if live.is_empty() {
+            return Err(if channels.iter().any(|c| c.hidden) {
                 BrokerError::Closed
             } else {
                 BrokerError::ChannelNotFound
             });
         }
         let position = *next;
-        let (frame, id, replayable) = match what {
+        let (frame, wire_id, caller_id, replayable) = match what {
             Publish::Event(event) => {
                 let replayable = event.is_replayable();
                 let caller_id: Option<Arc<str>> = event.id().map(Arc::from);
@@ -660,33 +711,38 @@ impl BrokerInner {
                 } else {
                     event
                 };
-                (event.encode()?, caller_id, replayable)
+                let wire_id = event.id().map(Arc::from);
+                (event.encode()?, wire_id, caller_id, replayable)
             }
-            Publish::Frame(frame) => (frame, None, true),
+            Publish::Frame(frame) => (frame, None, None, true),
         };
-        // Recorded before it is appended: a subscriber that sees the frame
-        // in the log must find it in history too (see `Log::subscribe`).
-        if replayable {
-            self.history.record(
-                &channel.name,
-                HistoryEntry {
-                    position,
-                    id,
-                    frame: frame.clone(),
-                    published_at: tokio::time::Instant::now(),
-                },
-            );
+        let published_at = tokio::time::Instant::now();
+        let mut skipped = 0;
+        for channel in live {
+            // Recorded before it is appended: a subscriber that sees the
+            // frame in the log must find it in history too (`Log::subscribe`).
+            if replayable {
+                self.history.record(
+                    &channel.name,
+                    HistoryEntry {
+                        position,
+                        id: caller_id.clone(),
+                        frame: frame.clone(),
+                        published_at,
+                    },
+                );
+            }
+            skipped += channel
+                .log
+                .append(position, frame.clone())
+                .map_err(|_| BrokerError::ChannelNotFound)?;
         }
-        let skipped = channel
-            .log
-            .append(position, frame)
-            .map_err(|_| BrokerError::ChannelNotFound)?;
         *next = position + 1;
         self.watermark.store(position + 1, Ordering::Release);
         drop(next);
         Counters::add(&self.counters.published, 1);
         Counters::add(&self.counters.dropped, skipped);
-        Ok(())
+        Ok(wire_id)
     }
 
     /// Where a client that sent `last_event_id` resumes.

@@ -87,7 +87,8 @@ impl Spec {
             n => (0..n).map(|i| format!("c{i}")).collect(),
         };
         let rate: f64 = num(q, "rate", 10.0)?;
-        if !(rate > 0.0) {
+        // Written so that NaN is refused too.
+        if rate.is_nan() || rate <= 0.0 {
             return Err("rate must be positive".into());
         }
         Ok(Self {

@@ -53,7 +53,7 @@ pub fn raise_nofile() -> u64 {
     let mut lim = getrlimit(Resource::Nofile);
     if lim.current != lim.maximum {
         lim.current = lim.maximum;
-        if setrlimit(Resource::Nofile, lim.clone()).is_err() {
+        if setrlimit(Resource::Nofile, lim).is_err() {
             return getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
         }
     }

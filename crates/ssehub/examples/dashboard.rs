@@ -1,6 +1,6 @@
 //! Live dashboard (the Go package's "Live Dashboard" example): one task
 //! collects server stats every second and broadcasts them to every open
-//! page with [`Broker::broadcast_json`]; the page's EventSource shows them.
+//! page with [`Broker::broadcast`]; the page's EventSource shows them.
 //!
 //! ```text
 //! cargo run -p ssehub --features axum --example dashboard
@@ -24,7 +24,9 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
+use ssehub::Event;
 use ssehub::broker::Broker;
+use tokio::time::MissedTickBehavior;
 
 /// What the page receives once a second, as the JSON of a `stats` event.
 #[derive(Serialize)]
@@ -63,6 +65,9 @@ async fn main() -> std::io::Result<()> {
         async move {
             let mut cpu = CpuMeter::new();
             let mut ticker = tokio::time::interval(Duration::from_secs(1));
+            // After a stall, carry on a second later rather than catching up
+            // with a burst of ticks.
+            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
                 let stats = Stats {
@@ -72,9 +77,14 @@ async fn main() -> std::io::Result<()> {
                     memory_bytes: resident_memory(),
                     timestamp: unix_millis(),
                 };
-                if let Err(err) = broker.broadcast_json("stats", &stats) {
-                    eprintln!("broadcast failed: {err}");
-                }
+                // `broker.broadcast_json("stats", &stats)` would do, but
+                // would also keep every tick in the replay history for
+                // reconnecting pages. A tick is superseded by the next one:
+                // keep it out.
+                let tick = Event::json("stats", &stats)
+                    .expect("Stats always serializes")
+                    .with_replay(false);
+                let _ = broker.broadcast(tick); // fails only once the broker is closed
             }
         }
     });
@@ -192,6 +202,7 @@ const PAGE: &str = r#"<!doctype html>
     $("cpu").textContent = s.cpu_percent == null ? "n/a" : s.cpu_percent.toFixed(1) + " %";
     $("memory").textContent = s.memory_bytes == null ? "n/a" : (s.memory_bytes / 1048576).toFixed(1) + " MiB";
     $("time").textContent = new Date(s.timestamp).toLocaleTimeString();
+    $("time").title = new Date(s.timestamp).toISOString();
     $("updates").textContent = ++updates;
   });
 </script>

@@ -24,15 +24,18 @@
 //!
 //! - A user with several tabs needs nothing special: each tab is a client
 //!   subscribed to the same `user:<id>` channel, so each gets every message.
-//! - Every notification has an id. When a connection drops, the browser
-//!   reconnects with `Last-Event-ID`, and the stream handler sends what the
-//!   user missed meanwhile from a short history (the Go example's
-//!   `sendMissedNotifications`).
+//! - Every notification has an id (from a counter, as in the Go example).
+//!   When a connection drops, the browser reconnects with `Last-Event-ID`
+//!   and the broker replays, on the channels the setup subscribes to, what
+//!   was published meanwhile: the Go example's `sendMissedNotifications`
+//!   comes for free. If that is impossible (say, the server restarted), the
+//!   stream starts with an `ssehub-gap` event, which the page shows.
 //! - `client.set("user_id", …)` stores data on a connection; the `online`
 //!   route reads it back with `get_string` while walking all clients.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -45,7 +48,7 @@ use ssehub::Event;
 use ssehub::broker::{Broker, Client};
 
 /// The JSON of a `notification` event.
-#[derive(Clone, Serialize)]
+#[derive(Serialize)]
 struct Notification {
     id: String,
     title: String,
@@ -67,30 +70,11 @@ struct SendRequest {
     kind: String,
 }
 
-/// How many past notifications are kept to replay to reconnecting tabs.
-const HISTORY: usize = 100;
-
 #[derive(Clone)]
 struct App {
     broker: Broker,
-    /// The last notifications sent, with their recipient (`None` =
-    /// everyone). The lock also orders sending against (re)connecting; see
-    /// `send` and `stream_setup`.
-    history: Arc<Mutex<History>>,
-}
-
-#[derive(Default)]
-struct History {
-    /// Event ids come from this counter (the Go example's `eventID`).
-    /// Under the lock, so ids are in sending order.
-    last_id: u64,
-    sent: VecDeque<(u64, Option<String>, Notification)>,
-}
-
-impl App {
-    fn history(&self) -> MutexGuard<'_, History> {
-        self.history.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+    /// Notification ids (the Go example's `eventID`).
+    last_id: Arc<AtomicU64>,
 }
 
 #[tokio::main]
@@ -100,15 +84,12 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:3000".into());
     let app = App {
         broker: Broker::new(),
-        history: Arc::default(),
+        last_id: Arc::default(),
     };
 
     // `handle_fn` registers a client per request and runs the setup before
     // the response starts, so no event can slip by in between.
-    let stream = app.broker.handle_fn({
-        let app = app.clone();
-        move |client, request| stream_setup(&app, client, request)
-    });
+    let stream = app.broker.handle_fn(stream_setup);
     let mut router = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/notifications/stream", get(stream))
@@ -137,7 +118,7 @@ struct StreamQuery {
 }
 
 /// Setup of `GET /notifications/stream?user=ID`.
-fn stream_setup(app: &App, client: &Client, request: &Parts) {
+fn stream_setup(client: &Client, request: &Parts) {
     // A real app takes the user from its session or auth token (EventSource
     // cannot send custom headers; cookies and query parameters work).
     let user = Query::<StreamQuery>::try_from_uri(&request.uri)
@@ -146,24 +127,10 @@ fn stream_setup(app: &App, client: &Client, request: &Parts) {
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "guest".into());
     client.set("user_id", user.clone());
-
-    // Holding the history lock while subscribing: a notification sent
-    // before this point is in the history (and replayed below if missed),
-    // one sent after it reaches the client through its channels.
-    let history = app.history();
+    // On a reconnect, what these channels published since the client's
+    // Last-Event-ID is replayed before the live stream.
     let _ = client.subscribe(&format!("user:{user}"));
     let _ = client.subscribe("broadcast"); // global notifications
-
-    // A reconnecting browser says which notification it saw last.
-    let Some(last_seen) = client.last_event_id().and_then(|id| id.parse::<u64>().ok()) else {
-        return;
-    };
-    for (id, to, notification) in &history.sent {
-        let for_this_user = to.as_ref().is_none_or(|to| *to == user);
-        if *id > last_seen && for_this_user {
-            let _ = client.send(notification_event(notification));
-        }
-    }
 }
 
 fn notification_event(notification: &Notification) -> Event {
@@ -186,29 +153,20 @@ async fn send(State(app): State<App>, Json(request): Json<SendRequest>) -> Respo
         return (StatusCode::NOT_FOUND, reason).into_response();
     };
 
-    let mut history = app.history();
-    history.last_id += 1;
-    let id = history.last_id;
     let notification = Notification {
-        id: id.to_string(),
+        id: (app.last_id.fetch_add(1, Ordering::Relaxed) + 1).to_string(),
         title: request.title,
         message: request.message,
-        kind: if request.kind.is_empty() {
-            "info".into()
-        } else {
-            request.kind
-        },
+        kind: Some(request.kind)
+            .filter(|kind| !kind.is_empty())
+            .unwrap_or_else(|| "info".into()),
     };
     if let Err(err) = channel.broadcast(notification_event(&notification)) {
         return (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response();
     }
     // `size()` counts the tabs subscribed right now.
     let tabs = channel.size();
-    history.sent.push_back((id, to, notification));
-    if history.sent.len() > HISTORY {
-        history.sent.pop_front();
-    }
-    Json(serde_json::json!({ "id": id.to_string(), "tabs": tabs })).into_response()
+    Json(serde_json::json!({ "id": notification.id, "tabs": tabs })).into_response()
 }
 
 /// `GET /notifications/online`: `{ "alice": 2, "bob": 1 }`.
@@ -284,7 +242,7 @@ const PAGE: &str = r#"<!doctype html>
   source.addEventListener("notification", (e) => {
     const n = JSON.parse(e.data);
     received.push(n.id);
-    if (seen.has(n.id)) return; // already shown (possible after a replay)
+    if (seen.has(n.id)) return; // never shown twice, whatever happens
     seen.add(n.id);
     const li = document.createElement("li");
     li.className = n.type;
@@ -295,6 +253,15 @@ const PAGE: &str = r#"<!doctype html>
     meta.className = "meta";
     meta.textContent = `#${n.id} · ${n.type} · ${new Date().toLocaleTimeString()}`;
     li.append(title, " ", n.message, meta);
+    $("list").prepend(li);
+  });
+
+  // The broker could not replay what this tab missed (history lost, or
+  // the server restarted): say so.
+  source.addEventListener("ssehub-gap", () => {
+    const li = document.createElement("li");
+    li.className = "warning";
+    li.textContent = "Some notifications may have been missed while disconnected.";
     $("list").prepend(li);
   });
 

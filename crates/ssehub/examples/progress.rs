@@ -15,9 +15,10 @@
 //!
 //! Things to notice:
 //!
-//! - A channel only carries what is published after a client subscribes.
-//!   A page that opens its stream late, or reconnects after a dropped
-//!   connection, is therefore sent the job's latest state first.
+//! - A late page still sees the whole job: a first connection is served
+//!   from the oldest event the channel's history retains (the `earliest`
+//!   resume point), and a page that reconnects after a dropped connection
+//!   resumes exactly after the last update it saw (`Last-Event-ID`).
 //! - The stream route checks that the job exists and answers `404`
 //!   otherwise, using [`Broker::handle_request`] inside an ordinary axum
 //!   handler. (The Go example subscribes to any id, which silently
@@ -25,22 +26,22 @@
 //! - The broker tells browsers to reconnect after 1 s instead of the
 //!   default 3 s: jobs are short.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
-use ssehub::broker::{Broker, BrokerConfig};
+use ssehub::LAST_EVENT_ID;
+use ssehub::broker::{Broker, BrokerConfig, Channel, EARLIEST};
 
 /// The JSON of a `progress` event.
-#[derive(Clone, Serialize)]
+#[derive(Serialize)]
 struct Progress {
     job_id: String,
     /// 0 to 100.
@@ -53,17 +54,8 @@ struct Progress {
 #[derive(Clone)]
 struct App {
     broker: Broker,
-    /// The latest progress of every job whose channel still exists. The
-    /// lock also orders publishing against subscribing: see `publish`.
-    jobs: Arc<Mutex<HashMap<u64, Progress>>>,
     next_id: Arc<AtomicU64>,
     cleanup_after: Duration,
-}
-
-impl App {
-    fn jobs(&self) -> MutexGuard<'_, HashMap<u64, Progress>> {
-        self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 #[tokio::main]
@@ -77,7 +69,6 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or(60);
     let app = App {
         broker: Broker::with_config(BrokerConfig::default().retry(Some(Duration::from_secs(1)))),
-        jobs: Arc::default(),
         next_id: Arc::new(AtomicU64::new(1)),
         cleanup_after: Duration::from_secs(cleanup_secs),
     };
@@ -104,66 +95,61 @@ async fn main() -> std::io::Result<()> {
 }
 
 /// `POST /jobs`: starts a job, answers `{"job_id": "7"}`.
-async fn start_job(State(app): State<App>) -> Json<serde_json::Value> {
+async fn start_job(State(app): State<App>) -> Response {
     let id = app.next_id.fetch_add(1, Ordering::Relaxed);
-    // The first update is published before answering, so the job is known
-    // (and its channel exists) by the time the browser asks for progress.
-    publish(&app, id, 0, "running", "Processing step 0".into());
-    tokio::spawn(run_job(app, id));
-    Json(serde_json::json!({ "job_id": id.to_string() }))
+    // The channel exists from now on, so the browser can ask for progress
+    // as soon as it has the answer.
+    let channel = match app.broker.channel(&format!("job:{id}")) {
+        Ok(channel) => channel,
+        Err(err) => return (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response(),
+    };
+    tokio::spawn(run_job(app, id, channel));
+    Json(serde_json::json!({ "job_id": id.to_string() })).into_response()
 }
 
-async fn run_job(app: App, id: u64) {
-    for step in 1..=10u8 {
+async fn run_job(app: App, id: u64, channel: Channel) {
+    let report = |progress: u8, status: &'static str, message: String| {
+        let update = Progress {
+            job_id: id.to_string(),
+            progress,
+            status,
+            message,
+        };
+        // Each update gets an id from the broker and goes into the
+        // channel's history, which late and reconnecting pages replay.
+        let _ = channel.broadcast_json("progress", &update);
+    };
+    for step in 0..=10u8 {
+        report(step * 10, "running", format!("Processing step {step}"));
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let message = format!("Processing step {step}");
-        publish(&app, id, step * 10, "running", message);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    publish(
-        &app,
-        id,
-        100,
-        "completed",
-        "Job finished successfully".into(),
-    );
+    report(100, "completed", "Job finished successfully".into());
 
     // Late pages can still read the result for a while; then the channel
     // goes (its remaining subscribers simply leave it).
     tokio::time::sleep(app.cleanup_after).await;
-    app.jobs().remove(&id);
     let _ = app.broker.delete_channel(&format!("job:{id}"));
 }
 
-/// Records the job's state and broadcasts it on its channel.
-fn publish(app: &App, id: u64, progress: u8, status: &'static str, message: String) {
-    let update = Progress {
-        job_id: id.to_string(),
-        progress,
-        status,
-        message,
-    };
-    // Under the lock, so that a subscriber (see `job_progress`) gets either
-    // this update as its "latest state" or through the channel, never both
-    // and never out of order.
-    let mut jobs = app.jobs();
-    jobs.insert(id, update.clone());
-    if let Ok(channel) = app.broker.channel(&format!("job:{id}")) {
-        let _ = channel.broadcast_json("progress", &update);
-    }
-}
-
 /// `GET /jobs/{id}/progress`: the job's event stream, or `404`.
-async fn job_progress(State(app): State<App>, Path(id): Path<u64>, request: Parts) -> Response {
-    let jobs = app.jobs();
-    let Some(latest) = jobs.get(&id) else {
+async fn job_progress(State(app): State<App>, Path(id): Path<u64>, mut request: Parts) -> Response {
+    // find_channel, unlike channel(), never creates one.
+    let Some(channel) = app.broker.find_channel(&format!("job:{id}")) else {
         return (StatusCode::NOT_FOUND, format!("no job {id}")).into_response();
     };
+    // A first connection (no Last-Event-ID) starts from the job's first
+    // update still in history; a reconnection resumes after its last one.
+    if !request.headers.contains_key(LAST_EVENT_ID) {
+        let earliest = HeaderValue::from_static(EARLIEST);
+        request.headers.insert(LAST_EVENT_ID, earliest);
+    }
     app.broker
         .handle_request(&request, |client| {
-            let _ = client.subscribe(&format!("job:{id}"));
-            // Where the job is now; later updates follow through the channel.
-            let _ = client.send_json("progress", latest);
+            // Subscribing through the handle fails if the channel was
+            // deleted meanwhile (by name, it would be created again).
+            if channel.subscribe(client).is_err() {
+                client.close();
+            }
         })
         .into_response()
 }

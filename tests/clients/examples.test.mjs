@@ -68,8 +68,8 @@ after(async () => {
  * "listening on http://ADDR", with its base URL and `line(regex)`, which
  * waits for a later line of its output matching `regex`.
  */
-async function startExample(name, env = {}) {
-  const child = spawn(join(EXAMPLES, name), ['127.0.0.1:0'], {
+async function startExample(name, env = {}, addr = '127.0.0.1:0') {
+  const child = spawn(join(EXAMPLES, name), [addr], {
     env: { ...process.env, SSEHUB_TEST_HOOKS: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -104,7 +104,8 @@ async function startExample(name, env = {}) {
   exited.catch(() => {}); // only an error while starting matters
   const [, base] = await Promise.race([line(/^listening on (http:\/\/127\.0\.0\.1:\d+)$/), exited]);
   assert.match(lines[0], /^listening on /, 'the first line names the address');
-  return { base, line, stop: () => child.kill() };
+  const exit = new Promise((resolveExit) => child.on('exit', resolveExit));
+  return { base, line, stop: () => child.kill(), exited: exit };
 }
 
 async function newPage(context, url) {
@@ -147,7 +148,7 @@ test('notifications: per-user channels reach every tab of the user, broadcast re
     await bob.fill('#title', 'For alice');
     await bob.fill('#message', 'only alice sees this');
     await bob.click('#send button');
-    await bob.waitForFunction(() => document.getElementById('result').textContent.startsWith('sent #'));
+    await bob.waitForFunction(() => document.getElementById('result').textContent === 'sent to 2 open tabs');
     await waitForTitle(alice1, 'For alice');
     await waitForTitle(alice2, 'For alice');
 
@@ -193,6 +194,34 @@ test('notifications: per-user channels reach every tab of the user, broadcast re
       assert.deepEqual(page.errors, []);
     }
     await alice1.screenshot({ path: '/tmp/ssehub-notifications.png', fullPage: true });
+  } finally {
+    await context.close();
+    server.stop();
+  }
+});
+
+test('notifications: a tab that reconnects to a restarted server is told it may have missed notifications', { timeout: 60000 }, async () => {
+  let server = await startExample('notifications');
+  const context = await browser.newContext();
+  try {
+    const page = await newPage(context, `${server.base}/?user=carol`);
+    await page.waitForFunction(() => window.states.includes('open'));
+    assert.equal((await post(`${server.base}/notifications/send`, { user_id: 'carol', title: 'Before the restart' })).status, 200);
+    await waitForTitle(page, 'Before the restart');
+
+    // Same port, new process: the tab reconnects with a Last-Event-ID the
+    // new broker has never seen.
+    server.stop();
+    await server.exited;
+    server = await startExample('notifications', {}, new URL(server.base).host);
+    await page.waitForFunction(() => window.states.slice(1).includes('open'));
+    await page.waitForSelector('#list li.warning:not([data-id])');
+    assert.equal((await post(`${server.base}/notifications/send`, { user_id: 'carol', title: 'After the restart' })).status, 200);
+    await waitForTitle(page, 'After the restart');
+    assert.deepEqual(await titles(page), ['After the restart', 'Before the restart']);
+    const ids = (await page.evaluate(() => window.received)).map(Number);
+    assert.ok(ids[1] > ids[0], `ids must keep rising across restarts: ${ids}`);
+    assert.deepEqual(page.errors, []);
   } finally {
     await context.close();
     server.stop();

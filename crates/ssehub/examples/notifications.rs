@@ -24,7 +24,10 @@
 //!
 //! - A user with several tabs needs nothing special: each tab is a client
 //!   subscribed to the same `user:<id>` channel, so each gets every message.
-//! - Every notification has an id (from a counter, as in the Go example).
+//! - Every notification has an id, from a counter as in the Go example,
+//!   but one that starts at the clock's time: ids must not repeat after a
+//!   restart, or a tab reconnecting with an old `Last-Event-ID` could be
+//!   resumed after a newer notification that happens to reuse it.
 //!   When a connection drops, the browser reconnects with `Last-Event-ID`
 //!   and the broker replays, on the channels the setup subscribes to, what
 //!   was published meanwhile: the Go example's `sendMissedNotifications`
@@ -36,6 +39,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -73,7 +77,7 @@ struct SendRequest {
 #[derive(Clone)]
 struct App {
     broker: Broker,
-    /// Notification ids (the Go example's `eventID`).
+    /// The last notification id (the Go example's `eventID`).
     last_id: Arc<AtomicU64>,
 }
 
@@ -84,7 +88,12 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:3000".into());
     let app = App {
         broker: Broker::new(),
-        last_id: Arc::default(),
+        // Microseconds since 1970: above any id of an earlier run.
+        last_id: Arc::new(AtomicU64::new(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
+        )),
     };
 
     // `handle_fn` registers a client per request and runs the setup before
@@ -237,13 +246,10 @@ const PAGE: &str = r#"<!doctype html>
     $("status").textContent = state; $("status").className = state;
   };
 
-  const seen = new Set();
   window.received = []; // every notification id, as it arrives (the tests read it)
   source.addEventListener("notification", (e) => {
     const n = JSON.parse(e.data);
     received.push(n.id);
-    if (seen.has(n.id)) return; // never shown twice, whatever happens
-    seen.add(n.id);
     const li = document.createElement("li");
     li.className = n.type;
     li.dataset.id = n.id;
@@ -251,7 +257,7 @@ const PAGE: &str = r#"<!doctype html>
     title.textContent = n.title; // textContent: never render senders' HTML
     const meta = document.createElement("div");
     meta.className = "meta";
-    meta.textContent = `#${n.id} · ${n.type} · ${new Date().toLocaleTimeString()}`;
+    meta.textContent = `${n.type} · ${new Date().toLocaleTimeString()}`;
     li.append(title, " ", n.message, meta);
     $("list").prepend(li);
   });
@@ -273,9 +279,12 @@ const PAGE: &str = r#"<!doctype html>
       body: JSON.stringify({ user_id: $("to").value.trim(), title: $("title").value,
                              message: $("message").value, type: $("type").value }),
     });
-    $("result").textContent = response.ok
-      ? `sent #${(await response.json()).id}`
-      : `not sent: ${await response.text()}`;
+    if (response.ok) {
+      const { tabs } = await response.json();
+      $("result").textContent = `sent to ${tabs} open tab${tabs === 1 ? "" : "s"}`;
+    } else {
+      $("result").textContent = `not sent: ${await response.text()}`;
+    }
   };
   $("who").onsubmit = (e) => {
     e.preventDefault();

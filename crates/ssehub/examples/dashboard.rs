@@ -109,6 +109,9 @@ async fn main() -> std::io::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
+    // Every write gets a deadline, so a client that stops reading is dropped.
+    let listener =
+        ssehub::axum::WriteTimeoutListener::new(listener, std::time::Duration::from_secs(10));
     axum::serve(listener, app).await
 }
 

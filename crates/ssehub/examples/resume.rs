@@ -159,6 +159,9 @@ async fn main() -> std::io::Result<()> {
     println!("listening on http://{}", listener.local_addr()?);
     tokio::spawn(publisher(app.clone(), seed));
     tokio::spawn(chaos(app, seed.wrapping_add(1)));
+    // Every write gets a deadline, so a client that stops reading is dropped.
+    let listener =
+        ssehub::axum::WriteTimeoutListener::new(listener, std::time::Duration::from_secs(10));
     axum::serve(listener, router).await
 }
 

@@ -36,6 +36,8 @@ pub mod event;
 mod http;
 pub mod io;
 pub mod parse;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod stream;
 
 /// The README's examples are compiled and run as doctests.

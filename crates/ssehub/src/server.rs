@@ -1,0 +1,423 @@
+//! A lean HTTP/1.1 server for event streams (feature `server`).
+//!
+//! An event-stream connection is mostly idle: one request, then a response
+//! body that trickles for minutes or hours. A general-purpose HTTP stack
+//! keeps read and write buffers, routing and per-request state alive for
+//! all that time (about 20 KiB per connection with hyper and axum). This
+//! server parses the request head with a small buffer it frees at once,
+//! writes the response head, and then moves frames straight from the
+//! response body to the socket, each as one HTTP/1.1 chunk — so an idle
+//! connection costs little more than its socket and its stream.
+//!
+//! It serves one request per connection (the response says
+//! `Connection: close`), answers `GET` only, and gives every write a
+//! deadline: a client whose socket accepts nothing for
+//! [`ServerConfig::write_timeout`] is disconnected. Use it for the
+//! event-stream endpoints of a service; serve everything else with your
+//! usual stack on another port or behind the same proxy.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use ssehub::broker::Broker;
+//! use ssehub::server::{ServerConfig, serve};
+//!
+//! let broker = Broker::new();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! let handler = {
+//!     let broker = broker.clone();
+//!     move |request: &http::request::Parts| {
+//!         broker.handle_request(request, |client| {
+//!             let _ = client.subscribe("news");
+//!         })
+//!     }
+//! };
+//! serve(listener, ServerConfig::default(), handler).await
+//! # }
+//! ```
+
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http_body::Body as _;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::http::ResponseBody;
+
+/// Settings of the lean server.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = ssehub::server::ServerConfig::default()
+///     .write_timeout(Duration::from_secs(5))
+///     .max_head_bytes(4096);
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct ServerConfig {
+    write_timeout: Duration,
+    read_timeout: Duration,
+    max_head_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    /// 10 s write deadline, 10 s to send the request head, heads up to 8 KiB.
+    fn default() -> Self {
+        Self {
+            write_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(10),
+            max_head_bytes: 8 * 1024,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// How long a write may make no progress before the client is dropped.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let config = ssehub::server::ServerConfig::default().write_timeout(Duration::from_secs(3));
+    /// # let _ = config;
+    /// ```
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// How long a client may take to send its request head.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let config = ssehub::server::ServerConfig::default().read_timeout(Duration::from_secs(3));
+    /// # let _ = config;
+    /// ```
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Largest request head accepted; a larger one is answered `431`.
+    ///
+    /// ```
+    /// let config = ssehub::server::ServerConfig::default().max_head_bytes(16 * 1024);
+    /// # let _ = config;
+    /// ```
+    pub fn max_head_bytes(mut self, bytes: usize) -> Self {
+        self.max_head_bytes = bytes.max(64);
+        self
+    }
+}
+
+/// Serves `handler` on `listener` until the listener fails; each accepted
+/// connection runs in its own task. Errors accepting a connection (such as
+/// running out of file descriptors) are logged and retried after a pause.
+///
+/// # Errors
+/// Only if the listener itself cannot be used.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// ssehub::server::serve(listener, Default::default(), |request: &http::request::Parts| {
+///     ssehub::respond(request, &ssehub::StreamConfig::default(), |sender| async move {
+///         let _ = sender.send_data("hello").await;
+///     })
+/// })
+/// .await
+/// # }
+/// ```
+pub async fn serve<F>(listener: TcpListener, config: ServerConfig, handler: F) -> io::Result<()>
+where
+    F: Fn(&http::request::Parts) -> Response<ResponseBody> + Send + Sync + 'static,
+{
+    let handler = Arc::new(handler);
+    loop {
+        match listener.accept().await {
+            Ok((socket, _)) => {
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = serve_connection(socket, config, &*handler).await {
+                        tracing::debug!(%err, "event-stream connection ended with an error");
+                    }
+                });
+            }
+            Err(err) => {
+                // Typically EMFILE: wait for connections to close instead of spinning.
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Serves one connection: one request, one response.
+///
+/// # Errors
+/// I/O errors and timeouts of the connection.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// let (socket, _) = listener.accept().await?;
+/// ssehub::server::serve_connection(socket, Default::default(), &|request: &http::request::Parts| {
+///     ssehub::respond(request, &ssehub::StreamConfig::default(), |_sender| async {})
+/// })
+/// .await
+/// # }
+/// ```
+pub async fn serve_connection<F>(
+    mut socket: TcpStream,
+    config: ServerConfig,
+    handler: &F,
+) -> io::Result<()>
+where
+    F: Fn(&http::request::Parts) -> Response<ResponseBody> + ?Sized,
+{
+    // Small writes must go out at once: an event is latency, not bulk.
+    socket.set_nodelay(true)?;
+    let head =
+        match tokio::time::timeout(config.read_timeout, read_head(&mut socket, &config)).await {
+            Ok(head) => head?,
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        };
+    let response = match head {
+        Head::Request(parts) if parts.method == Method::GET => handler(&parts),
+        Head::Request(_) => plain(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here"),
+        Head::TooLarge => plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head too large",
+        ),
+        Head::Invalid => plain(StatusCode::BAD_REQUEST, "malformed request"),
+        Head::Closed => return Ok(()),
+    };
+    write_response(&mut socket, response, &config).await
+}
+
+enum Head {
+    // Boxed: the parts are big and the other outcomes carry nothing.
+    Request(Box<http::request::Parts>),
+    TooLarge,
+    Invalid,
+    Closed,
+}
+
+async fn read_head(socket: &mut TcpStream, config: &ServerConfig) -> io::Result<Head> {
+    // Freed as soon as the head is parsed: nothing of it stays with the
+    // connection.
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if buf.len() >= config.max_head_bytes {
+            return Ok(Head::TooLarge);
+        }
+        let want = (config.max_head_bytes - buf.len()).min(4096);
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        let n = socket.read(&mut buf[start..]).await?;
+        buf.truncate(start + n);
+        if n == 0 {
+            return Ok(Head::Closed);
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => return Ok(to_parts(&request)),
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => return Ok(Head::TooLarge),
+            Err(_) => return Ok(Head::Invalid),
+        }
+    }
+}
+
+fn to_parts(request: &httparse::Request<'_, '_>) -> Head {
+    let (Some(method), Some(path)) = (request.method, request.path) else {
+        return Head::Invalid;
+    };
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .version(http::Version::HTTP_11);
+    for header in request.headers.iter() {
+        builder = builder.header(header.name, header.value);
+    }
+    match builder.body(()) {
+        Ok(request) => Head::Request(Box::new(request.into_parts().0)),
+        Err(_) => Head::Invalid,
+    }
+}
+
+fn plain(status: StatusCode, reason: &str) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::Error(Some(Bytes::from(format!(
+        "{reason}\n"
+    )))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+async fn write_response(
+    socket: &mut TcpStream,
+    response: Response<ResponseBody>,
+    config: &ServerConfig,
+) -> io::Result<()> {
+    let (parts, body) = response.into_parts();
+    match body {
+        ResponseBody::Error(text) => {
+            let text = text.unwrap_or_default();
+            let head = response_head(parts.status, &parts.headers, Some(text.len()));
+            write_all(socket, &[&head, &text], config).await
+        }
+        ResponseBody::Stream(mut body) => {
+            let head = response_head(parts.status, &parts.headers, None);
+            write_all(socket, &[&head], config).await?;
+            let mut probe = [0u8; 64];
+            loop {
+                tokio::select! {
+                    frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)) => {
+                        let Some(Ok(frame)) = frame else {
+                            // The stream ended at an event boundary: end the body.
+                            return write_all(socket, &[b"0\r\n\r\n"], config).await;
+                        };
+                        let Ok(data) = frame.into_data() else { continue };
+                        let mut line = [0u8; 18];
+                        let size = chunk_size_line(data.len(), &mut line);
+                        write_all(socket, &[size, &data, b"\r\n"], config).await?;
+                    }
+                    readable = socket.readable() => {
+                        readable?;
+                        // A client sends nothing after its request; reading
+                        // is only how its leaving is noticed.
+                        match socket.try_read(&mut probe) {
+                            Ok(0) => return Ok(()),
+                            Ok(_) => {}
+                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(err) => return Err(err),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The status line and headers; chunked when `content_length` is `None`.
+fn response_head(
+    status: StatusCode,
+    headers: &HeaderMap,
+    content_length: Option<usize>,
+) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if is_framing(name) {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    match content_length {
+        Some(len) => head.extend_from_slice(format!("content-length: {len}\r\n").as_bytes()),
+        None => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    head.extend_from_slice(b"connection: close\r\n\r\n");
+    head
+}
+
+/// Headers this server sets itself.
+fn is_framing(name: &HeaderName) -> bool {
+    name == http::header::CONTENT_LENGTH
+        || name == http::header::TRANSFER_ENCODING
+        || name == http::header::CONNECTION
+}
+
+/// Writes every slice (at most three), trying one vectored write first;
+/// waits for the socket only when it is full, and then at most
+/// `write_timeout` per wait. Allocates nothing.
+async fn write_all(socket: &TcpStream, parts: &[&[u8]], config: &ServerConfig) -> io::Result<()> {
+    let mut slices: [&[u8]; 3] = [&[]; 3];
+    for (slot, part) in slices.iter_mut().zip(parts) {
+        *slot = part;
+    }
+    let mut first = 0;
+    loop {
+        while first < slices.len() && slices[first].is_empty() {
+            first += 1;
+        }
+        if first == slices.len() {
+            return Ok(());
+        }
+        let io = [
+            IoSlice::new(slices[first]),
+            IoSlice::new(slices.get(first + 1).copied().unwrap_or(&[])),
+            IoSlice::new(slices.get(first + 2).copied().unwrap_or(&[])),
+        ];
+        match socket.try_write_vectored(&io) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(mut n) => {
+                for slice in &mut slices[first..] {
+                    let taken = n.min(slice.len());
+                    *slice = &slice[taken..];
+                    n -= taken;
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(config.write_timeout, socket.writable()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// `len` in hex followed by CRLF: an HTTP/1.1 chunk-size line.
+fn chunk_size_line(len: usize, buf: &mut [u8; 18]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut n = len;
+    let mut count = 0;
+    loop {
+        digits[count] = HEX[n & 0xf];
+        count += 1;
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..count {
+        buf[i] = digits[count - 1 - i];
+    }
+    buf[count] = b'\r';
+    buf[count + 1] = b'\n';
+    &buf[..count + 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_size_line;
+
+    #[test]
+    fn chunk_size_lines_are_lowercase_hex() {
+        let mut buf = [0u8; 18];
+        assert_eq!(chunk_size_line(0, &mut buf), b"0\r\n");
+        assert_eq!(chunk_size_line(255, &mut buf), b"ff\r\n");
+        assert_eq!(chunk_size_line(0x1_0000, &mut buf), b"10000\r\n");
+        assert_eq!(
+            chunk_size_line(usize::MAX, &mut buf),
+            b"ffffffffffffffff\r\n"
+        );
+    }
+}

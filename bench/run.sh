@@ -10,7 +10,8 @@
 #   bench/run.sh isolation   [CLIENTS...]   default: 10000       (with/without a stalled client)
 #   bench/run.sh report                     tables on stdout, plot in bench/results/plot.svg
 #
-# Environment: SERVERS (default "ssehub baseline floor"), DURATION (seconds
+# Environment: SERVERS (default "ssehub ssehub-lean baseline floor"), BUILD=0
+# (reuse the binaries built last), DURATION (seconds
 # of publishing; default 20 for rate scenarios, 10 for max, 20 for churn),
 # OUT (default bench/results/results.jsonl), CARGO_TARGET_DIR (default
 # target/bench).
@@ -18,10 +19,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench}
 OUT=${OUT:-bench/results/results.jsonl}
-SERVERS=${SERVERS:-"ssehub baseline floor"}
+SERVERS=${SERVERS:-"ssehub ssehub-lean baseline floor"}
 mkdir -p "$(dirname "$OUT")" bench/results/logs
-cargo build --release -q -p ssehub-bench
+# BUILD=0 reuses the binaries as they are: the library changes while others
+# work, and one set of numbers should come from one build.
+if [ "${BUILD:-1}" != 0 ]; then
+    cargo build --release -q -p ssehub-bench
+    git log -1 --format=%h -- crates/ssehub > "$CARGO_TARGET_DIR/release/ssehub-rev"
+    git status --porcelain crates/ssehub | grep -q . && echo "+uncommitted" >> "$CARGO_TARGET_DIR/release/ssehub-rev"
+fi
 BIN=$CARGO_TARGET_DIR/release
+REV=$(tr '\n' ' ' < "$BIN/ssehub-rev" 2>/dev/null || echo unknown)
 
 scenario=${1:?usage: bench/run.sh SCENARIO [CLIENTS...]}
 shift || true
@@ -34,7 +42,7 @@ fi
 max_clients=$(( $(ulimit -Hn) - 200 ))
 
 port_of() {
-    case $1 in ssehub) echo 7401 ;; baseline) echo 7402 ;; floor) echo 7403 ;; *) echo 7409 ;; esac
+    case $1 in ssehub) echo 7401 ;; baseline) echo 7402 ;; floor) echo 7403 ;; ssehub-lean) echo 7404 ;; *) echo 7409 ;; esac
 }
 
 # run_one SERVER LOADGEN-ARGS...: a fresh server for every run, so RSS
@@ -44,10 +52,18 @@ run_one() {
     local port; port=$(port_of "$server")
     local log=bench/results/logs/$server-$(date +%s).log
     echo "== $server: loadgen $* (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-    taskset -c 0 "$BIN/server-$server" --addr "127.0.0.1:$port" 2>"$log" &
+    local control=()
+    if [ "$server" = ssehub-lean ]; then
+        # The lean server answers GET only: control requests go to a second port.
+        control=(--control "127.0.0.1:$((port + 10))")
+        taskset -c 0 "$BIN/server-$server" --addr "127.0.0.1:$port" --control-addr "127.0.0.1:$((port + 10))" 2>"$log" &
+    else
+        taskset -c 0 "$BIN/server-$server" --addr "127.0.0.1:$port" 2>"$log" &
+    fi
     local spid=$!
     local rc=0
-    taskset -c 1 "$BIN/loadgen" --target "127.0.0.1:$port" --label "$server" --out "$OUT" "$@" >/dev/null || rc=$?
+    taskset -c 1 "$BIN/loadgen" --target "127.0.0.1:$port" "${control[@]}" --label "$server" --out "$OUT" \
+        --note "ssehub ${REV}" "$@" >/dev/null || rc=$?
     kill -TERM "$spid" 2>/dev/null || true
     wait "$spid" 2>/dev/null || true
     [ $rc -eq 0 ] || echo "!! $server: loadgen exited with $rc (server log: $log)" >&2

@@ -11,6 +11,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
@@ -50,8 +51,13 @@ pub fn observe(written: &[u8]) {
     }
 }
 
+/// Built once: constructing a searcher per write cost about 1% of the
+/// server's CPU in a first profile.
+static DATA_LINE: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"data: "));
+
 fn observe_now(written: &[u8], now: u64) {
-    for pos in memchr::memmem::find_iter(written, b"data: ") {
+    for pos in DATA_LINE.find_iter(written) {
         if let Some((seq, _)) = crate::payload::parse(&written[pos + 6..]) {
             LAST_WRITE[(seq % RING as u64) as usize].fetch_max(now, Relaxed);
         }

@@ -32,6 +32,7 @@ use tokio::sync::Semaphore;
 const USAGE: &str = "\
 loadgen --target 127.0.0.1:PORT --clients N --mode idle|rate|max|churn [options]
 
+  --control ADDR          where /run, /ack and /stats go (default: the target)
   --label NAME            server label for the record (ssehub, baseline, floor)
   --scenario NAME         scenario label for the record
   --out FILE              append the record as a JSON line
@@ -60,6 +61,8 @@ enum Mode {
 
 struct Opts {
     target: SocketAddr,
+    /// Where the control requests go (the target unless told).
+    control: SocketAddr,
     clients: usize,
     mode: Mode,
     label: String,
@@ -301,7 +304,7 @@ async fn subscriber(
 }
 
 async fn control(opts: &Opts, method: &str, target: &str) -> Result<Value, String> {
-    let (status, body) = wire::request(opts.target, method, target, b"", Duration::from_secs(10))
+    let (status, body) = wire::request(opts.control, method, target, b"", Duration::from_secs(10))
         .await
         .map_err(|e| format!("{method} {target}: {e}"))?;
     if status != 200 {
@@ -666,8 +669,10 @@ fn main() {
         eprintln!("loadgen: {needed} connections need more than the open-file limit {limit}");
         std::process::exit(2);
     }
+    let control = args.opt("control").map_or(target, procfs::loopback_addr);
     let opts = Rc::new(Opts {
         target,
+        control,
         clients,
         mode,
         label: args.opt("label").unwrap_or("server").to_owned(),

@@ -14,7 +14,7 @@ use ssehub_bench::args::Args;
 use ssehub_bench::record::Record;
 
 const USAGE: &str = "report [--results bench/results/results.jsonl] [--svg bench/results/plot.svg]";
-const SERVERS: [&str; 3] = ["ssehub", "baseline", "floor"];
+const SERVERS: [&str; 4] = ["ssehub", "ssehub-lean", "baseline", "floor"];
 
 type Key = (String, usize, usize);
 
@@ -135,9 +135,9 @@ fn tables(groups: &BTreeMap<Key, BTreeMap<String, Record>>) -> String {
             let _ = writeln!(out, "\n### {scenario}\n");
             let _ = writeln!(
                 out,
-                "| clients | metric | ssehub | baseline | floor | ssehub / baseline | ssehub / floor |"
+                "| clients | metric | ssehub (axum) | ssehub-lean | baseline | floor | ssehub / baseline | ssehub / floor | lean / baseline | lean / floor |"
             );
-            let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+            let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         }
         let label = if *stalled > 0 {
             format!("{clients} + {stalled} stalled")
@@ -148,13 +148,16 @@ fn tables(groups: &BTreeMap<Key, BTreeMap<String, Record>>) -> String {
             let v = |s: &str| recs.get(s).map(|r| (m.get)(r));
             let _ = writeln!(
                 out,
-                "| {label} | {} | {} | {} | {} | {} | {} |",
+                "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 m.name,
                 cell(v("ssehub"), m.digits),
+                cell(v("ssehub-lean"), m.digits),
                 cell(v("baseline"), m.digits),
                 cell(v("floor"), m.digits),
                 ratio(v("ssehub"), v("baseline")),
                 ratio(v("ssehub"), v("floor")),
+                ratio(v("ssehub-lean"), v("baseline")),
+                ratio(v("ssehub-lean"), v("floor")),
             );
         }
     }
@@ -183,9 +186,9 @@ fn get<'a>(
         .get(server)
 }
 
-fn bars(groups: &BTreeMap<Key, BTreeMap<String, Record>>, n: usize) -> String {
+fn bars(groups: &BTreeMap<Key, BTreeMap<String, Record>>, n: usize, server: &str) -> String {
     let mut out = format!(
-        "\n### The bar (ssehub, {n} clients)\n\n| bar | measured | verdict |\n|---|---|---|\n"
+        "\n### The bar: {server}, {n} clients\n\n| bar | measured | verdict |\n|---|---|---|\n"
     );
     let mut row = |bar: &str, measured: String, pass: Option<bool>| {
         let verdict = match pass {
@@ -195,14 +198,14 @@ fn bars(groups: &BTreeMap<Key, BTreeMap<String, Record>>, n: usize) -> String {
         };
         let _ = writeln!(out, "| {bar} | {measured} | {verdict} |");
     };
-    let idle = get(groups, "idle", n, 0, "ssehub");
+    let idle = get(groups, "idle", n, 0, server);
     row(
         "idle memory <= 8 KiB per connection",
         idle.map_or("–".into(), |r| format!("{:.0} B", r.idle_bytes_per_conn)),
         idle.map(|r| r.idle_bytes_per_conn <= 8192.0),
     );
     let (s, b) = (
-        get(groups, "saturation", n, 0, "ssehub"),
+        get(groups, "saturation", n, 0, server),
         get(groups, "saturation", n, 0, "baseline"),
     );
     let sat = s
@@ -220,7 +223,7 @@ fn bars(groups: &BTreeMap<Key, BTreeMap<String, Record>>, n: usize) -> String {
         sat.map(|x| x <= 0.4),
     );
     let (s, b) = (
-        get(groups, "broadcast", n, 0, "ssehub"),
+        get(groups, "broadcast", n, 0, server),
         get(groups, "broadcast", n, 0, "baseline"),
     );
     let bc = s.zip(b).map(|(s, b)| s.lat_p99_ms / b.lat_p99_ms);
@@ -257,8 +260,8 @@ fn bars(groups: &BTreeMap<Key, BTreeMap<String, Record>>, n: usize) -> String {
         iso.map(|x| x <= 1.10),
     );
     let (small, big) = (
-        get(groups, "saturation", 1000, 0, "ssehub"),
-        get(groups, "saturation", n, 0, "ssehub"),
+        get(groups, "saturation", 1000, 0, server),
+        get(groups, "saturation", n, 0, server),
     );
     let growth = small
         .zip(big)
@@ -276,6 +279,15 @@ fn bars(groups: &BTreeMap<Key, BTreeMap<String, Record>>, n: usize) -> String {
     );
     out
 }
+
+/// One chart: where, which scenario, title, y label, and the value plotted.
+type Panel<'r, 'b> = (
+    &'r DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Record) -> f64,
+);
 
 fn plot(
     groups: &BTreeMap<Key, BTreeMap<String, Record>>,
@@ -296,16 +308,11 @@ fn plot(
     let (left, right) = root.split_horizontally(550);
     let colors = [
         RGBColor(200, 40, 40),
+        RGBColor(230, 140, 20),
         RGBColor(40, 90, 200),
         RGBColor(60, 160, 60),
     ];
-    let panels: [(
-        &DrawingArea<SVGBackend, plotters::coord::Shift>,
-        &str,
-        &str,
-        &str,
-        fn(&Record) -> f64,
-    ); 2] = [
+    let panels: [Panel<'_, '_>; 2] = [
         (
             &left,
             "broadcast",
@@ -367,7 +374,8 @@ fn main() {
     let svg = args.opt("svg").unwrap_or("bench/results/plot.svg");
     let n: usize = args.get("bar-clients", 10_000);
     let groups = load(results);
-    print!("{}", bars(&groups, n));
+    print!("{}", bars(&groups, n, "ssehub"));
+    print!("{}", bars(&groups, n, "ssehub-lean"));
     print!("{}", tables(&groups));
     if let Err(e) = plot(&groups, svg) {
         eprintln!("plot failed: {e}");

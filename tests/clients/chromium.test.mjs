@@ -4,36 +4,20 @@
 // same-origin.
 
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
-import { chromium } from 'playwright-core';
+import { launchChromium } from './lib/browser.mjs';
 
 import { BASE, longPayload } from './lib/common.mjs';
 import { record } from './lib/record.mjs';
 import { sharedTests } from './lib/suite.mjs';
 
-const EXECUTABLE = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 let browser;
 let page;
 
 before(async () => {
-  assert.ok(existsSync(EXECUTABLE), `${EXECUTABLE} missing: run tests/clients/install.sh`);
-  browser = await chromium.launch({
-    executablePath: EXECUTABLE,
-    timeout: 30000,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
   page = await browser.newPage();
   page.setDefaultTimeout(20000);
   const response = await page.goto(`${BASE}/`);

@@ -16,18 +16,16 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { appendFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 
-import { chromium } from 'playwright-core';
+import { launchChromium } from './lib/browser.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const EXAMPLES = join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'debug', 'examples');
-const EXECUTABLE = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** Per-step wait in the browser; each test has its own overall bound. */
 const STEP = 15000;
 
@@ -41,21 +39,7 @@ before(async () => {
     timeout: 600000,
   });
   assert.equal(build.status, 0, `building the examples failed:\n${build.stderr}`);
-  assert.ok(existsSync(EXECUTABLE), `${EXECUTABLE} missing: run tests/clients/install.sh`);
-  browser = await chromium.launch({
-    executablePath: EXECUTABLE,
-    timeout: 30000,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
 }, { timeout: 660000 });
 
 after(async () => {

@@ -20,15 +20,13 @@
 //   cd tests/clients && node --test resume.test.mjs
 
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { before, test } from 'node:test';
 
 import { EventSource } from 'eventsource';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './lib/browser.mjs';
 
 import { buildExample, startExample } from './lib/example.mjs';
 
-const EXECUTABLE = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** Least time the clients run under chaos. */
 const RUN_MS = 5000;
 /** Least number of server-side drops of every client. */
@@ -217,22 +215,8 @@ test('[npm eventsource] 3 clients dropped at random while publishing get every e
 });
 
 test('[chromium] pages dropped at random while publishing get every event of their topics once, in order', { timeout: 90000 }, async (t) => {
-  assert.ok(existsSync(EXECUTABLE), `${EXECUTABLE} missing: run tests/clients/install.sh`);
   const server = await startExample('resume');
-  const browser = await chromium.launch({
-    executablePath: EXECUTABLE,
-    timeout: 30000,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  const browser = await launchChromium();
   try {
     const context = await browser.newContext();
     const clients = [];

@@ -36,7 +36,9 @@
 //! ```
 
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,6 +48,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::http::ResponseBody;
+use crate::stream::SseBody;
 
 /// Settings of the lean server.
 ///
@@ -278,19 +281,21 @@ async fn write_response(
             write_all(socket, &[&head], config).await?;
             let mut probe = [0u8; 64];
             loop {
-                tokio::select! {
-                    frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)) => {
-                        let Some(Ok(frame)) = frame else {
-                            // The stream ended at an event boundary: end the body.
-                            return write_all(socket, &[b"0\r\n\r\n"], config).await;
+                match next_step(&mut body, socket).await {
+                    Step::Frame(Some(Ok(frame))) => {
+                        let Ok(data) = frame.into_data() else {
+                            continue;
                         };
-                        let Ok(data) = frame.into_data() else { continue };
                         let mut line = [0u8; 18];
                         let size = chunk_size_line(data.len(), &mut line);
                         write_all(socket, &[size, &data, b"\r\n"], config).await?;
                     }
-                    readable = socket.readable() => {
-                        readable?;
+                    Step::Frame(_) => {
+                        // The stream ended at an event boundary: end the body.
+                        return write_all(socket, &[b"0\r\n\r\n"], config).await;
+                    }
+                    Step::Readable(ready) => {
+                        ready?;
                         // A client sends nothing after its request; reading
                         // is only how its leaving is noticed.
                         match socket.try_read(&mut probe) {
@@ -304,6 +309,27 @@ async fn write_response(
             }
         }
     }
+}
+
+/// What woke a streaming connection.
+enum Step {
+    Frame(Option<Result<http_body::Frame<Bytes>, std::convert::Infallible>>),
+    Readable(io::Result<()>),
+}
+
+/// Waits for the next body frame or for the client's side of the socket.
+///
+/// Polled by hand rather than with `select!` over `readable()`: the socket's
+/// read readiness then keeps one waker slot for the whole connection
+/// instead of queueing and dequeuing a waiter on every event.
+async fn next_step(body: &mut SseBody, socket: &TcpStream) -> Step {
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(cx) {
+            return Poll::Ready(Step::Frame(frame));
+        }
+        socket.poll_read_ready(cx).map(Step::Readable)
+    })
+    .await
 }
 
 /// The status line and headers; chunked when `content_length` is `None`.

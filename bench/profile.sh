@@ -16,20 +16,25 @@ BIN=$CARGO_TARGET_DIR/release
 dir=bench/results/profile; mkdir -p "$dir"
 tag=$server-$tool-$(date +%s)
 port=7411
+extra=(); lg=()
+if [ "$server" = ssehub-lean ]; then
+    # The lean server answers GET only: control requests go to a second port.
+    extra=(--control-addr 127.0.0.1:7421); lg=(--control 127.0.0.1:7421)
+fi
 case $tool in
     perf)
         taskset -c 0 perf record -q -e cpu-clock -F 997 -g -o "$dir/$tag.perf.data" \
-            "$BIN/server-$server" --addr 127.0.0.1:$port 2>"$dir/$tag.server.log" & ;;
+            "$BIN/server-$server" --addr 127.0.0.1:$port "${extra[@]}" 2>"$dir/$tag.server.log" & ;;
     massif)
         taskset -c 0 valgrind --tool=massif --massif-out-file="$dir/$tag.massif" \
-            "$BIN/server-$server" --addr 127.0.0.1:$port 2>"$dir/$tag.server.log" & ;;
+            "$BIN/server-$server" --addr 127.0.0.1:$port "${extra[@]}" 2>"$dir/$tag.server.log" & ;;
     callgrind)
         taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$dir/$tag.callgrind" \
-            "$BIN/server-$server" --addr 127.0.0.1:$port 2>"$dir/$tag.server.log" & ;;
+            "$BIN/server-$server" --addr 127.0.0.1:$port "${extra[@]}" 2>"$dir/$tag.server.log" & ;;
     *) echo "unknown tool $tool" >&2; exit 2 ;;
 esac
 wrapper=$!
-taskset -c 1 "$BIN/loadgen" --target 127.0.0.1:$port --label "$server-$tool" --out "$dir/$tag.jsonl" "$@" >/dev/null || true
+taskset -c 1 "$BIN/loadgen" --target 127.0.0.1:$port "${lg[@]}" --label "$server-$tool" --out "$dir/$tag.jsonl" "$@" >/dev/null || true
 # SIGTERM the server itself (the child of perf / valgrind), then wait for the tool to write its output.
 spid=$(pgrep -P "$wrapper" -f "server-$server" || true)
 kill -TERM "${spid:-$wrapper}" 2>/dev/null || true

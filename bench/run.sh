@@ -8,6 +8,8 @@
 #   bench/run.sh targeted    [CLIENTS...]   default: 1000 10000  (one topic each)
 #   bench/run.sh churn       [CLIENTS...]   default: 1000        (steady clients)
 #   bench/run.sh isolation   [CLIENTS...]   default: 10000       (with/without a stalled client)
+#   bench/run.sh isolation-overflow [CLIENTS...] default: 1000   (the same at 100 ev/s, so the
+#                                           stalled client's socket fills and its buffer overflows)
 #   bench/run.sh report                     tables on stdout, plot in bench/results/plot.svg
 #
 # Environment: SERVERS (default "ssehub ssehub-lean baseline floor"), BUILD=0
@@ -75,6 +77,7 @@ if [ $# -gt 0 ]; then counts="$*"; else
         idle) counts="1000 10000 $max_clients" ;;
         churn) counts="1000" ;;
         isolation) counts="10000" ;;
+        isolation-overflow) counts="1000" ;;
         *) counts="1000 10000" ;;
     esac
 fi
@@ -96,6 +99,10 @@ for n in $counts; do
             isolation)
                 for stalled in 0 1; do
                     run_one "$server" --scenario isolation --clients "$n" --stalled "$stalled" --mode rate --rate 10 --size 100 --duration "${DURATION:-30}"
+                done ;;
+            isolation-overflow)
+                for stalled in 0 1; do
+                    run_one "$server" --scenario isolation-overflow --clients "$n" --stalled "$stalled" --mode rate --rate 100 --size 100 --duration "${DURATION:-30}"
                 done ;;
             *) echo "unknown scenario $scenario" >&2; exit 2 ;;
         esac

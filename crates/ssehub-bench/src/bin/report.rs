@@ -53,16 +53,34 @@ fn metrics(scenario: &str) -> Vec<Metric> {
             ),
             m("connect time, s", |r| r.connect_s, 1),
         ],
-        "broadcast" | "isolation" => vec![
+        "broadcast" | "isolation" | "isolation-overflow" => vec![
             m("end-to-end p50, ms", |r| r.lat_p50_ms, 2),
             m("end-to-end p99, ms", |r| r.lat_p99_ms, 2),
             m("end-to-end max, ms", |r| r.lat_max_ms, 2),
             m(
                 "server publish-to-last-write p99, ms",
-                |r| r.server_lat_p99_ms,
+                // The lean server owns its sockets: not measured there.
+                |r| {
+                    if r.server_lat_p99_ms > 0.0 {
+                        r.server_lat_p99_ms
+                    } else {
+                        f64::NAN
+                    }
+                },
                 2,
             ),
             m("schedule slip max, ms", |r| r.slip_max_ms, 2),
+            m(
+                "broker: slow-client disconnects + dropped",
+                |r| {
+                    let n = |k: &str| r.server_extra.get(k).and_then(serde_json::Value::as_f64);
+                    match (n("slow_disconnects"), n("dropped")) {
+                        (Some(a), Some(b)) => a + b,
+                        _ => f64::NAN,
+                    }
+                },
+                0,
+            ),
             m(
                 "lost + duplicated + reordered",
                 |r| (r.lost + r.duplicated + r.out_of_order) as f64,
@@ -103,13 +121,15 @@ fn metrics(scenario: &str) -> Vec<Metric> {
     }
 }
 
+/// A figure; NaN stands for "not measured".
 fn cell(v: Option<f64>, digits: usize) -> String {
-    v.map_or("–".into(), |v| format!("{v:.digits$}"))
+    v.filter(|v| !v.is_nan())
+        .map_or("–".into(), |v| format!("{v:.digits$}"))
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
-        (Some(a), Some(b)) if b != 0.0 => format!("{:.2}x", a / b),
+        (Some(a), Some(b)) if b != 0.0 && !a.is_nan() && !b.is_nan() => format!("{:.2}x", a / b),
         _ => "–".into(),
     }
 }
@@ -161,15 +181,16 @@ fn tables(groups: &BTreeMap<Key, BTreeMap<String, Record>>) -> String {
             );
         }
     }
-    let loads: Vec<String> = groups
+    let loads: Vec<f64> = groups
         .values()
         .flat_map(|g| g.values())
-        .map(|r| r.load_before.split(' ').next().unwrap_or("").to_owned())
+        .filter_map(|r| r.load_before.split(' ').next()?.parse().ok())
         .collect();
+    let min = loads.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = loads.iter().copied().fold(0.0, f64::max);
     let _ = writeln!(
         out,
-        "\nLoad average (1 min) at the start of the runs ranged over: {}",
-        loads.join(", ")
+        "\nLoad average (1 min) at the start of the runs: {min:.2} to {max:.2}."
     );
     out
 }
@@ -242,8 +263,8 @@ fn bars(groups: &BTreeMap<Key, BTreeMap<String, Record>>, n: usize, server: &str
         bc.zip(clean).map(|(x, c)| x <= 0.65 && c),
     );
     let (with, without) = (
-        get(groups, "isolation", n, 1, "ssehub"),
-        get(groups, "isolation", n, 0, "ssehub"),
+        get(groups, "isolation", n, 1, server),
+        get(groups, "isolation", n, 0, server),
     );
     let iso = with
         .zip(without)

@@ -281,3 +281,30 @@ pub async fn run_schedule<F: Fanout>(fanout: F, ctl: Arc<Control>, spec: Spec) {
     ctl.done.store(true, Relaxed);
     ctl.busy.store(false, Relaxed);
 }
+
+/// The control interface (`/run`, `/ack`, `/stats`, `/publish`) as an axum
+/// router over any [`Fanout`]; every server of the benchmark mounts it.
+pub fn router<F: Fanout + Send + Sync>(fanout: F, ctl: Arc<Control>) -> axum::Router
+where
+    F::Topic: Send,
+{
+    axum::Router::new().fallback(
+        move |method: axum::http::Method, uri: axum::http::Uri, body: bytes::Bytes| {
+            let (fanout, ctl) = (fanout.clone(), ctl.clone());
+            async move {
+                let query = uri.query().unwrap_or("");
+                match handle(&fanout, &ctl, method.as_str(), uri.path(), query, &body) {
+                    Action::Reply(status, body) => (
+                        axum::http::StatusCode::from_u16(status)
+                            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+                        body,
+                    ),
+                    Action::Start(spec) => {
+                        tokio::spawn(run_schedule(fanout, ctl, spec));
+                        (axum::http::StatusCode::OK, "started".to_owned())
+                    }
+                }
+            }
+        },
+    )
+}

@@ -18,6 +18,7 @@
 //! load generator's clock reads are comparable.
 
 pub mod args;
+pub mod broker_hub;
 pub mod clock;
 pub mod control;
 pub mod payload;

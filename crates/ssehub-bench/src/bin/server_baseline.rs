@@ -16,14 +16,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{Method, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use serde::Deserialize;
 use ssehub_bench::args::Args;
-use ssehub_bench::control::{self, Action, Control, Fanout};
+use ssehub_bench::control::{self, Control, Fanout};
 use ssehub_bench::procfs;
 use ssehub_bench::timing::TimedIo;
 use tokio::net::{TcpListener, TcpStream};
@@ -94,36 +92,6 @@ async fn events(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-async fn control_route(
-    State(app): State<App>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
-) -> (StatusCode, String) {
-    let query = uri.query().unwrap_or("");
-    match control::handle(
-        &app.topics,
-        &app.ctl,
-        method.as_str(),
-        uri.path(),
-        query,
-        &body,
-    ) {
-        Action::Reply(status, body) => (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            body,
-        ),
-        Action::Start(spec) => {
-            tokio::spawn(control::run_schedule(
-                app.topics.clone(),
-                app.ctl.clone(),
-                spec,
-            ));
-            (StatusCode::OK, "started".into())
-        }
-    }
-}
-
 struct BenchListener {
     inner: TcpListener,
 }
@@ -163,8 +131,8 @@ fn main() -> io::Result<()> {
             };
             let router = Router::new()
                 .route("/events", get(events))
-                .fallback(control_route)
-                .with_state(app.clone());
+                .with_state(app.clone())
+                .merge(control::router(app.topics.clone(), app.ctl.clone()));
             let listener = BenchListener {
                 inner: TcpListener::bind(addr).await?,
             };

@@ -13,95 +13,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
 use axum::routing::get;
-use serde_json::{Value, json};
-use ssehub::Event;
-use ssehub::broker::{Broker, BrokerConfig, Channel};
+use ssehub::broker::{Broker, BrokerConfig};
 use ssehub::io::WriteTimeout;
 use ssehub_bench::args::{Args, query_param};
-use ssehub_bench::control::{self, Action, Control, Fanout};
+use ssehub_bench::broker_hub::BrokerHub;
+use ssehub_bench::control::{self, Control};
 use ssehub_bench::procfs;
 use ssehub_bench::timing::TimedIo;
 use tokio::net::{TcpListener, TcpStream};
 
 const USAGE: &str = "server-ssehub [--addr 127.0.0.1:7001] [--write-timeout-s 10]";
-
-#[derive(Clone)]
-struct Hub {
-    broker: Broker,
-}
-
-impl Fanout for Hub {
-    type Topic = Channel;
-
-    fn topic(&self, name: &str) -> Channel {
-        self.broker
-            .channel(name)
-            .expect("the broker is never closed")
-    }
-
-    fn publish(&self, topic: &Channel, payloads: &[String]) {
-        for p in payloads {
-            if let Ok(frame) = Event::new(p.as_str()).encode() {
-                let _ = topic.broadcast_frame(frame);
-            }
-        }
-    }
-
-    fn subscribers(&self) -> usize {
-        self.broker.clients()
-    }
-
-    fn extra(&self) -> Value {
-        let s = self.broker.stats();
-        json!({
-            "channels": s.channels,
-            "published": s.published,
-            "delivered": s.delivered,
-            "dropped": s.dropped,
-            "slow_disconnects": s.slow_disconnects,
-        })
-    }
-}
-
-#[derive(Clone)]
-struct App {
-    hub: Hub,
-    ctl: Arc<Control>,
-}
-
-async fn control_route(
-    State(app): State<App>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
-) -> (StatusCode, String) {
-    let query = uri.query().unwrap_or("");
-    match control::handle(
-        &app.hub,
-        &app.ctl,
-        method.as_str(),
-        uri.path(),
-        query,
-        &body,
-    ) {
-        Action::Reply(status, body) => (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            body,
-        ),
-        Action::Start(spec) => {
-            tokio::spawn(control::run_schedule(
-                app.hub.clone(),
-                app.ctl.clone(),
-                spec,
-            ));
-            (StatusCode::OK, "started".into())
-        }
-    }
-}
 
 /// Accepts connections with TCP_NODELAY, ssehub's write deadline and the
 /// benchmark's write timing.
@@ -143,12 +65,10 @@ fn main() -> io::Result<()> {
         .build()?
         .block_on(async move {
             let broker = Broker::with_config(BrokerConfig::default());
-            let app = App {
-                hub: Hub {
-                    broker: broker.clone(),
-                },
-                ctl: Arc::new(Control::default()),
+            let hub = BrokerHub {
+                broker: broker.clone(),
             };
+            let ctl = Arc::new(Control::default());
             let router = Router::new()
                 .route(
                     "/events",
@@ -161,8 +81,7 @@ fn main() -> io::Result<()> {
                         let _ = client.subscribe(topic);
                     })),
                 )
-                .fallback(control_route)
-                .with_state(app.clone());
+                .merge(control::router(hub.clone(), ctl.clone()));
             let listener = BenchListener {
                 inner: TcpListener::bind(addr).await?,
                 write_timeout,
@@ -174,7 +93,7 @@ fn main() -> io::Result<()> {
             tokio::select! {
                 r = axum::serve(listener, router) => r,
                 () = procfs::until_terminated() => {
-                    eprintln!("server-ssehub: {}", app.ctl.stats(&app.hub));
+                    eprintln!("server-ssehub: {}", ctl.stats(&hub));
                     std::process::exit(0)
                 }
             }

@@ -12,94 +12,15 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
-use serde_json::{Value, json};
-use ssehub::Event;
-use ssehub::broker::{Broker, BrokerConfig, Channel};
+use ssehub::broker::{Broker, BrokerConfig};
 use ssehub::server::ServerConfig;
 use ssehub_bench::args::{Args, query_param};
-use ssehub_bench::control::{self, Action, Control, Fanout};
+use ssehub_bench::broker_hub::BrokerHub;
+use ssehub_bench::control::{self, Control};
 use ssehub_bench::procfs;
 use tokio::net::TcpListener;
 
 const USAGE: &str = "server-ssehub-lean [--addr 127.0.0.1:7404] [--control-addr 127.0.0.1:7414] [--write-timeout-s 10]";
-
-#[derive(Clone)]
-struct Hub {
-    broker: Broker,
-}
-
-impl Fanout for Hub {
-    type Topic = Channel;
-
-    fn topic(&self, name: &str) -> Channel {
-        self.broker
-            .channel(name)
-            .expect("the broker is never closed")
-    }
-
-    fn publish(&self, topic: &Channel, payloads: &[String]) {
-        for p in payloads {
-            if let Ok(frame) = Event::new(p.as_str()).encode() {
-                let _ = topic.broadcast_frame(frame);
-            }
-        }
-    }
-
-    fn subscribers(&self) -> usize {
-        self.broker.clients()
-    }
-
-    fn extra(&self) -> Value {
-        let s = self.broker.stats();
-        json!({
-            "channels": s.channels,
-            "published": s.published,
-            "delivered": s.delivered,
-            "dropped": s.dropped,
-            "slow_disconnects": s.slow_disconnects,
-        })
-    }
-}
-
-#[derive(Clone)]
-struct App {
-    hub: Hub,
-    ctl: Arc<Control>,
-}
-
-async fn control_route(
-    State(app): State<App>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
-) -> (StatusCode, String) {
-    let query = uri.query().unwrap_or("");
-    match control::handle(
-        &app.hub,
-        &app.ctl,
-        method.as_str(),
-        uri.path(),
-        query,
-        &body,
-    ) {
-        Action::Reply(status, body) => (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            body,
-        ),
-        Action::Start(spec) => {
-            tokio::spawn(control::run_schedule(
-                app.hub.clone(),
-                app.ctl.clone(),
-                spec,
-            ));
-            (StatusCode::OK, "started".into())
-        }
-    }
-}
 
 fn main() -> io::Result<()> {
     let args = Args::from_env(USAGE);
@@ -112,15 +33,11 @@ fn main() -> io::Result<()> {
         .build()?
         .block_on(async move {
             let broker = Broker::with_config(BrokerConfig::default());
-            let app = App {
-                hub: Hub {
-                    broker: broker.clone(),
-                },
-                ctl: Arc::new(Control::default()),
+            let hub = BrokerHub {
+                broker: broker.clone(),
             };
-            let control_router = Router::new()
-                .fallback(control_route)
-                .with_state(app.clone());
+            let ctl = Arc::new(Control::default());
+            let control_router = control::router(hub.clone(), ctl.clone());
             let control_listener = TcpListener::bind(control_addr).await?;
             tokio::spawn(async move {
                 let _ = axum::serve(control_listener, control_router).await;
@@ -144,7 +61,7 @@ fn main() -> io::Result<()> {
             tokio::select! {
                 r = ssehub::server::serve(listener, config, handler) => r,
                 () = procfs::until_terminated() => {
-                    eprintln!("server-ssehub-lean: {}", app.ctl.stats(&app.hub));
+                    eprintln!("server-ssehub-lean: {}", ctl.stats(&hub));
                     std::process::exit(0)
                 }
             }

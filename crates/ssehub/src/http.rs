@@ -193,9 +193,14 @@ where
 }
 
 pub(crate) fn bad_request(reason: &str) -> Response<ResponseBody> {
+    plain_text(StatusCode::BAD_REQUEST, reason)
+}
+
+/// A refusal: `status` with `reason` as a short plain-text body.
+pub(crate) fn plain_text(status: StatusCode, reason: &str) -> Response<ResponseBody> {
     let text = Bytes::from(format!("{reason}\n"));
     let mut response = Response::new(ResponseBody::Error(Some(text)));
-    *response.status_mut() = StatusCode::BAD_REQUEST;
+    *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

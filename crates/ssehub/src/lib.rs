@@ -39,6 +39,7 @@ pub mod parse;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod stream;
+mod sync;
 
 /// The README's examples are compiled and run as doctests.
 #[cfg(all(doctest, feature = "axum"))]

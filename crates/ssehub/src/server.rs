@@ -42,12 +42,12 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
 use http_body::Body as _;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::http::ResponseBody;
+use crate::http::{ResponseBody, plain_text};
 use crate::stream::SseBody;
 
 /// Settings of the lean server.
@@ -189,12 +189,12 @@ where
         };
     let response = match head {
         Head::Request(parts) if parts.method == Method::GET => handler(&parts),
-        Head::Request(_) => plain(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here"),
-        Head::TooLarge => plain(
+        Head::Request(_) => plain_text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here"),
+        Head::TooLarge => plain_text(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "request head too large",
         ),
-        Head::Invalid => plain(StatusCode::BAD_REQUEST, "malformed request"),
+        Head::Invalid => plain_text(StatusCode::BAD_REQUEST, "malformed request"),
         Head::Closed => return Ok(()),
     };
     write_response(&mut socket, response, &config).await
@@ -250,18 +250,6 @@ fn to_parts(request: &httparse::Request<'_, '_>) -> Head {
         Ok(request) => Head::Request(Box::new(request.into_parts().0)),
         Err(_) => Head::Invalid,
     }
-}
-
-fn plain(status: StatusCode, reason: &str) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::Error(Some(Bytes::from(format!(
-        "{reason}\n"
-    )))));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 async fn write_response(

@@ -4,7 +4,9 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::sync::lock;
 use std::task::Waker;
 
 use bytes::Bytes;
@@ -122,11 +124,6 @@ pub(crate) struct ClientInner {
     started: AtomicBool,
     /// Set once the client has been unregistered (the disconnect hook ran).
     gone: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Guarded values are left consistent before anything that can panic.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One client connected to a [`Broker`](super::Broker): the Go `*Client`.

@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -218,8 +218,7 @@ impl MemoryHistory {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Every update leaves the maps consistent before anything can panic.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.state)
     }
 
     fn evict(

@@ -31,7 +31,7 @@
 //! the full subscriber keeps.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Mutex, MutexGuard, Weak};
 use std::task::Waker;
 
 use bytes::Bytes;
@@ -166,9 +166,7 @@ impl Log {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Every update leaves the state consistent before anything that can
-        // panic, so a poisoned lock is still safe to use.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.state)
     }
 
     pub(crate) fn is_deleted(&self) -> bool {

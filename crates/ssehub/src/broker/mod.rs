@@ -60,7 +60,9 @@ mod stats;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
 
 use bytes::Bytes;
 use http::Response;
@@ -130,12 +132,6 @@ pub(crate) struct BrokerInner {
 pub(crate) enum Publish {
     Event(Event),
     Frame(Bytes),
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The maps are only inserted into and removed from; a panic elsewhere
-    // cannot leave them inconsistent.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Default for Broker {

@@ -7,8 +7,10 @@
 //! [`Notify`] for room, and anyone may wait on a second `Notify` for the end.
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::sync::lock;
 use std::task::Waker;
 
 use bytes::{Bytes, BytesMut};
@@ -42,12 +44,6 @@ pub(crate) struct Shared {
     ended: Notify,
     max_events: usize,
     max_bytes: usize,
-}
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    // The state is a plain queue that a panicking thread cannot leave
-    // half-updated in a harmful way, so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Shared {

@@ -113,7 +113,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -543,11 +543,7 @@ impl EventSource {
     /// Lets a [`Closer`] wake this task; only needed while one exists.
     fn register_closer(&self, cx: &Context<'_>) {
         if Arc::strong_count(&self.shared) > 1 {
-            let mut waker = self
-                .shared
-                .waker
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut waker = crate::sync::lock(&self.shared.waker);
             match &mut *waker {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 slot => *slot = Some(cx.waker().clone()),
@@ -715,12 +711,7 @@ impl Closer {
     /// ```
     pub fn close(&self) {
         self.shared.closed.store(true, Ordering::Release);
-        let waker = self
-            .shared
-            .waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let waker = crate::sync::lock(&self.shared.waker).take();
         if let Some(waker) = waker {
             waker.wake();
         }

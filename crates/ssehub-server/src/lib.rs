@@ -7,3 +7,4 @@
 //! parameters. The binary `ssehub` runs it; [`run`] embeds it.
 
 pub mod topic;
+pub mod auth;

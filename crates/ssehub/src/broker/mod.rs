@@ -408,6 +408,32 @@ impl Broker {
             .map(|id| id.map(|id| id.to_string()))
     }
 
+    /// Publishes an already encoded frame to several channels at once, as
+    /// [`publish_to`](Self::publish_to) does for an event: one position, one
+    /// shared `Bytes`, delivered once to a client in several of them. For
+    /// servers that keep the encoded frame themselves (their own history,
+    /// say): the frame's id is whatever was encoded into it.
+    ///
+    /// # Errors
+    /// [`BrokerError::ChannelNotFound`] if every channel was deleted,
+    /// [`BrokerError::Closed`] once the broker is closed.
+    ///
+    /// ```
+    /// let broker = ssehub::broker::Broker::new();
+    /// let (a, b) = (broker.channel("a").unwrap(), broker.channel("b").unwrap());
+    /// let frame = ssehub::Event::new("to both").with_id("7").encode().unwrap();
+    /// broker.publish_frame_to(&[a, b], frame).unwrap();
+    /// ```
+    pub fn publish_frame_to(&self, channels: &[Channel], frame: Bytes) -> Result<(), BrokerError> {
+        if self.is_closed() {
+            return Err(BrokerError::Closed);
+        }
+        let inners: Vec<&ChannelInner> = channels.iter().map(|c| &*c.inner).collect();
+        self.inner
+            .publish_to(&inners, Publish::Frame(frame))
+            .map(|_| ())
+    }
+
     /// Calls `f` for every connected client (Go `ForEach`), with no lock
     /// held, so `f` may call any broker method.
     ///

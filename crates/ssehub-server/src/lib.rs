@@ -4,7 +4,195 @@
 //!
 //! Publishers `POST` updates to `/.well-known/mercure`; subscribers open an
 //! `EventSource` on the same URL with `match` / `matchURLPattern` query
-//! parameters. The binary `ssehub` runs it; [`run`] embeds it.
+//! parameters. The binary `ssehub` runs it; [`start`] embeds it.
+//!
+//! ```no_run
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use clap::Parser;
+//! let config = ssehub_server::Config::parse_from(["ssehub", "--listen", "127.0.0.1:0", "--dev"]);
+//! let hub = ssehub_server::start(config).await?;
+//! println!("hub at {}", hub.hub_url());
+//! hub.shutdown().await?;
+//! # Ok(()) }
+//! ```
 
-pub mod topic;
 pub mod auth;
+mod body;
+pub mod config;
+mod demo;
+mod groups;
+mod history;
+mod hub;
+mod metrics;
+mod request;
+mod routes;
+mod subscriptions;
+pub mod topic;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use url::Url;
+
+pub use config::{Config, ConfigError, Settings};
+pub use routes::HUB_PATH;
+
+use crate::history::Bounds;
+use crate::hub::{Core, CoreConfig};
+use crate::routes::{App, DemoTokens};
+
+/// How long development tokens stay valid.
+const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Binding or serving failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The configuration is unusable.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+}
+
+/// A running hub.
+#[derive(Debug)]
+pub struct Running {
+    addr: SocketAddr,
+    settings: Settings,
+    demo: DemoTokens,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds the configured address and serves the hub in the background.
+///
+/// # Errors
+/// [`StartError`] when the address cannot be bound or the configuration
+/// (keys, public URL) is unusable.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let settings = config.settings(addr)?;
+    let auth = settings.auth()?;
+    let core = Core::new(&CoreConfig {
+        base: settings.base.clone(),
+        history: Bounds {
+            events: config.history_events,
+            bytes: config.history_bytes,
+            age: config.history_age,
+        },
+        keep_alive: config.keep_alive,
+        client_buffer: config.client_buffer.max(16),
+        client_buffer_bytes: (config.history_bytes + (1 << 20)).max(4 << 20),
+        scan_limit: 1024,
+        subscriptions: settings.subscriptions,
+    });
+    let demo = if settings.dev { dev_tokens(&settings) } else { DemoTokens::default() };
+    let app = Arc::new(App {
+        core: core.clone(),
+        auth,
+        settings: settings.clone(),
+        demo: demo.clone(),
+    });
+    let router = routes::router(app);
+    let listener = ssehub::axum::WriteTimeoutListener::new(listener, config.write_timeout);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let drain = config.drain;
+    let task = tokio::spawn(async move {
+        let (draining_tx, draining) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+            let _ = draining_tx.send(());
+        };
+        let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+        let drainer = async move {
+            if draining.await.is_ok() {
+                tracing::info!(?drain, "shutting down: closing streams");
+                core.drain(drain).await;
+                // Connections that still linger after the drain window.
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server.into_future() => result,
+            () = drainer => Ok(()),
+        }
+    });
+    Ok(Running {
+        addr,
+        settings,
+        demo,
+        stop: Some(stop),
+        task,
+    })
+}
+
+fn dev_tokens(settings: &Settings) -> DemoTokens {
+    let mint = |key: &Option<config::KeySpec>, actions: &[&str]| {
+        let key = key.as_ref()?;
+        let claims = auth::dev_claims(&settings.audience, actions, DEV_TOKEN_TTL);
+        match auth::mint(key.alg, &key.material, &claims) {
+            Ok(token) => Some(token),
+            Err(err) => {
+                tracing::warn!(%err, "cannot mint a development token with this key");
+                None
+            }
+        }
+    };
+    DemoTokens {
+        publisher: mint(&settings.publisher, &["publish", "subscribe"]),
+        subscriber: mint(&settings.subscriber, &["subscribe"]),
+    }
+}
+
+impl Running {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The hub's URL (`.../.well-known/mercure`).
+    pub fn hub_url(&self) -> &Url {
+        &self.settings.base
+    }
+
+    /// The settings in effect.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Development tokens (publisher, subscriber), in development mode.
+    pub fn dev_tokens(&self) -> (Option<&str>, Option<&str>) {
+        (self.demo.publisher.as_deref(), self.demo.subscriber.as_deref())
+    }
+
+    /// Stops accepting connections, closes the streams spread over the
+    /// drain window, and waits for the server to finish.
+    ///
+    /// # Errors
+    /// The server's I/O error, if it failed.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after [`shutdown`](Self::shutdown)
+    /// or a failure).
+    ///
+    /// # Errors
+    /// The server's I/O error, if it failed.
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(err) => Err(std::io::Error::other(err)),
+        }
+    }
+}

@@ -1,1 +1,84 @@
-fn main() {}
+//! `ssehub`: run the hub. See `ssehub --help`.
+
+use std::io::Write as _;
+
+use clap::Parser;
+use ssehub_server::Config;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    let filter = EnvFilter::try_from_env("SSEHUB_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    let mut hub = match ssehub_server::start(config).await {
+        Ok(hub) => hub,
+        Err(err) => {
+            tracing::error!("{err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Scripts and tests wait for this exact first line.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on http://{}", hub.local_addr());
+    let settings = hub.settings();
+    if settings.dev {
+        let (publisher, subscriber) = hub.dev_tokens();
+        let _ = writeln!(
+            out,
+            "development mode: demo page at http://{addr}/ ; hub at {hub}\n\
+             publisher token (publish + subscribe on every topic):\n{}\n\
+             subscriber token (subscribe on every topic):\n{}",
+            publisher.unwrap_or("(none: the key cannot sign)"),
+            subscriber.unwrap_or("(none: the key cannot sign)"),
+            addr = hub.local_addr(),
+            hub = hub.hub_url(),
+        );
+    }
+    let _ = out.flush();
+    drop(out);
+    tokio::select! {
+        () = signal() => {}
+        result = hub.wait() => {
+            if let Err(err) = result {
+                tracing::error!("server failed: {err}");
+                return std::process::ExitCode::FAILURE;
+            }
+            return std::process::ExitCode::SUCCESS;
+        }
+    }
+    match hub.shutdown().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("shutdown: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

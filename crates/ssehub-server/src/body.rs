@@ -1,0 +1,92 @@
+//! A subscriber's response body: the broker's stream, plus the hub's
+//! bookkeeping for as long as the connection lives.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use ssehub::SseBody;
+
+use crate::history::parse_id;
+use crate::hub::{Core, Membership};
+
+pin_project_lite::pin_project! {
+    /// Streams the broker's body and, when dropped (the client left or
+    /// was closed), leaves the subscriber's group.
+    pub(crate) struct HubBody {
+        #[pin]
+        inner: SseBody,
+        core: Arc<Core>,
+        membership: Membership,
+    }
+}
+
+impl HubBody {
+    pub fn new(inner: SseBody, core: Arc<Core>, membership: Membership) -> Self {
+        Self {
+            inner,
+            core,
+            membership,
+        }
+    }
+}
+
+impl Body for HubBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+            && let Some(seq) = first_generated_seq(data, this.core.epoch())
+        {
+            // The oldest update of the chunk: the latency that matters.
+            this.core.metrics.written(seq);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The sequence number in the first hub-generated `id:` line of `chunk`.
+/// Updates with publisher-chosen ids are not timed.
+fn first_generated_seq(chunk: &[u8], epoch: u32) -> Option<u64> {
+    const FIELD: &[u8] = b"id: #";
+    let start = chunk.windows(FIELD.len()).position(|w| w == FIELD)?;
+    // Only at a line start: `id: #` inside data is not a field.
+    if start > 0 && chunk[start - 1] != b'\n' {
+        return None;
+    }
+    let value = &chunk[start + FIELD.len() - 1..];
+    let end = value.iter().position(|&b| b == b'\n')?;
+    parse_id(epoch, std::str::from_utf8(&value[..end]).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_first_generated_id_at_a_line_start() {
+        let chunk = b"event: x\nid: #0000000a-17\ndata: y\n\nid: #0000000a-18\ndata: z\n\n";
+        assert_eq!(first_generated_seq(chunk, 10), Some(17));
+        assert_eq!(first_generated_seq(chunk, 11), None);
+        assert_eq!(first_generated_seq(b"data: id: #0000000a-1\n\n", 10), None);
+        assert_eq!(first_generated_seq(b":\n\n", 10), None);
+    }
+}

@@ -1,0 +1,321 @@
+//! The HTTP surface: the Mercure endpoints, discovery metadata, health,
+//! metrics and the demo page.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode, Uri};
+use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::{self, AuthConfig, AuthError, Grants, Role, TokenSource};
+use crate::body::HubBody;
+use crate::config::Settings;
+use crate::hub::Core;
+use crate::request::{self, MAX_LAST_EVENT_ID, RequestError};
+use crate::subscriptions::SUBSCRIPTIONS_PATH;
+
+/// The hub's URL path.
+pub const HUB_PATH: &str = "/.well-known/mercure";
+
+/// The older response header some Mercure clients read the resume point from.
+const MERCURE_LAST_EVENT_ID: HeaderName = HeaderName::from_static("mercure-last-event-id");
+
+/// Development tokens handed to the demo page.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub(crate) struct DemoTokens {
+    #[serde(rename = "publisherToken")]
+    pub publisher: Option<String>,
+    #[serde(rename = "subscriberToken")]
+    pub subscriber: Option<String>,
+}
+
+/// What every handler reads.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub core: Arc<Core>,
+    pub auth: AuthConfig,
+    pub settings: Settings,
+    pub demo: DemoTokens,
+}
+
+type Shared = State<Arc<App>>;
+
+/// The router of the hub.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let settings = &app.settings;
+    let mut router = Router::new()
+        .route(
+            HUB_PATH,
+            get(subscribe)
+                .post(publish)
+                .layer(DefaultBodyLimit::max(settings.config.max_body)),
+        )
+        .route(SUBSCRIPTIONS_PATH, get(subscriptions))
+        .route(&format!("{SUBSCRIPTIONS_PATH}/{{*rest}}"), get(subscriptions))
+        .route(
+            &format!("/.well-known/oauth-protected-resource{HUB_PATH}"),
+            get(resource_metadata),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/", get(crate::demo::page))
+        .route("/demo/config.json", get(crate::demo::config));
+    if !settings.config.cors_origins.is_empty() {
+        router = router.layer(cors(&settings.config.cors_origins));
+    }
+    router.with_state(app)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::CACHE_CONTROL,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("last-event-id"),
+            MERCURE_LAST_EVENT_ID,
+            header::LINK,
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
+/// The `Link` header naming the hub.
+fn link(app: &App) -> HeaderValue {
+    HeaderValue::from_str(&format!("<{}>; rel=\"mercure\"", app.settings.base))
+        .unwrap_or_else(|_| HeaderValue::from_static("</.well-known/mercure>; rel=\"mercure\""))
+}
+
+fn refuse(app: &App, endpoint: &'static str, err: &RequestError) -> Response {
+    let status = match err {
+        RequestError::Bad(_) => StatusCode::BAD_REQUEST,
+        RequestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        RequestError::Reserved(_) => StatusCode::FORBIDDEN,
+    };
+    app.core.metrics.refused(endpoint, status);
+    if status == StatusCode::BAD_REQUEST {
+        // RFC 6750: a malformed request to a protected resource.
+        return AuthError::InvalidRequest(err.to_string()).response(&app.auth);
+    }
+    (status, err.to_string()).into_response()
+}
+
+fn refuse_auth(app: &App, endpoint: &'static str, err: &AuthError) -> Response {
+    let response = err.response(&app.auth);
+    app.core.metrics.refused(endpoint, response.status());
+    response
+}
+
+/// `GET /.well-known/mercure`: an event stream of the matching updates.
+async fn subscribe(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
+    let settings = &app.settings;
+    let query = match request::subscribe_query(uri.query(), &settings.base, &settings.limits, settings.config.compat) {
+        Ok(query) => query,
+        Err(err) => return refuse(&app, "subscribe", &err),
+    };
+    let grants = match auth::authenticate(&app.auth, Role::Subscriber, &headers, uri.query()) {
+        Ok(Some(grants)) => Some(grants),
+        Ok(None) if settings.anonymous => None,
+        Ok(None) => return refuse_auth(&app, "subscribe", &AuthError::Missing),
+        Err(err) => return refuse_auth(&app, "subscribe", &err),
+    };
+    // The header wins over the query parameter.
+    let last_event_id = match headers.get("last-event-id").filter(|v| !v.is_empty()) {
+        Some(value) if value.len() > MAX_LAST_EVENT_ID => {
+            return refuse(&app, "subscribe", &RequestError::Bad("Last-Event-ID too long".into()));
+        }
+        Some(value) => Some(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+        None => query.last_event_id,
+    };
+    let subscriber = grants
+        .as_ref()
+        .and_then(Grants::subject)
+        .map_or_else(random_urn, str::to_owned);
+    let deadline = deadline(settings, grants.as_ref());
+    let query_token = grants.as_ref().is_some_and(|g| g.source() == TokenSource::Query);
+    let joined = match app
+        .core
+        .subscribe(query.matchers, grants, last_event_id.as_deref(), &subscriber)
+    {
+        Ok(joined) => joined,
+        // Shutting down: the stream ends at once and the browser retries,
+        // perhaps on another node.
+        Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response(),
+    };
+    if let Some(deadline) = deadline {
+        let client = joined.client.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => client.close(),
+                () = client.closed() => {}
+            }
+        });
+    }
+    let mut response = joined.body.into_response().map(|body| {
+        Body::new(HubBody::new(body, app.core.clone(), joined.membership))
+    });
+    let out = response.headers_mut();
+    out.insert(header::LINK, link(&app));
+    if query_token {
+        out.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    }
+    if let Some(id) = joined.last_event_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        out.insert("last-event-id", id.clone());
+        out.insert(MERCURE_LAST_EVENT_ID, id);
+    }
+    response
+}
+
+/// When a subscription must end: the token's expiry, and the maximum
+/// lifetime less a random part of the jitter (so connections opened
+/// together do not all end together).
+fn deadline(settings: &Settings, grants: Option<&Grants>) -> Option<tokio::time::Instant> {
+    let now = tokio::time::Instant::now();
+    let expiry = grants.and_then(Grants::expires_at).map(|at| {
+        now + at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default()
+    });
+    let lifetime = settings.config.max_lifetime.map(|max| {
+        let jitter = settings.config.lifetime_jitter.clamp(0.0, 1.0) * rand::random::<f64>();
+        now + max.mul_f64(1.0 - jitter)
+    });
+    match (expiry, lifetime) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A random `urn:uuid:` (version 4) for an anonymous subscriber.
+fn random_urn() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// `POST /.well-known/mercure`: publishes one update, answers its id.
+async fn publish(State(app): Shared, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let settings = &app.settings;
+    let grants = match auth::authenticate(&app.auth, Role::Publisher, &headers, uri.query()) {
+        Ok(Some(grants)) => grants,
+        Ok(None) => return refuse_auth(&app, "publish", &AuthError::Missing),
+        Err(err) => return refuse_auth(&app, "publish", &err),
+    };
+    if grants.source() == TokenSource::Cookie
+        && let Err(err) = auth::check_csrf(&headers, &app.auth, &settings.config.cors_origins)
+    {
+        return refuse_auth(&app, "publish", &err);
+    }
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !form {
+        let err = RequestError::Bad("body must be application/x-www-form-urlencoded".into());
+        return refuse(&app, "publish", &err);
+    }
+    let update = match request::publish_form(&body, &settings.base, &settings.limits, settings.config.compat) {
+        Ok(update) => update,
+        Err(err) => return refuse(&app, "publish", &err),
+    };
+    if !update.topics.iter().all(|t| grants.can_publish(t)) {
+        return refuse_auth(&app, "publish", &AuthError::InsufficientScope);
+    }
+    match app.core.publish(update) {
+        Ok(id) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
+                (header::LINK, link(&app)),
+            ],
+            id.to_string(),
+        )
+            .into_response(),
+        Err(ssehub::BrokerError::Closed) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+        }
+        Err(err) => refuse(&app, "publish", &RequestError::Bad(err.to_string())),
+    }
+}
+
+/// The subscriptions API: the collection, a matcher's subscriptions, or one.
+async fn subscriptions(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
+    let Some(active) = &app.core.active else {
+        return (StatusCode::NOT_FOUND, "active subscriptions are off (--subscriptions)").into_response();
+    };
+    let grants = match auth::authenticate(&app.auth, Role::Subscriber, &headers, uri.query()) {
+        Ok(Some(grants)) => grants,
+        Ok(None) => return refuse_auth(&app, "subscriptions", &AuthError::Missing),
+        Err(err) => return refuse_auth(&app, "subscriptions", &err),
+    };
+    let path = uri.path();
+    if !grants.can_subscribe(path) {
+        return refuse_auth(&app, "subscriptions", &AuthError::InsufficientScope);
+    }
+    match active.document(path, &app.core.last_event_id()) {
+        Some(document) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("application/ld+json")),
+                (header::LINK, link(&app)),
+                (header::CACHE_CONTROL, HeaderValue::from_static("must-revalidate")),
+            ],
+            document.to_string(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such subscription").into_response(),
+    }
+}
+
+/// OAuth 2.0 protected resource metadata (RFC 9728).
+async fn resource_metadata(State(app): Shared) -> Response {
+    let mut methods = vec!["header"];
+    if app.auth.query_token {
+        methods.push("query");
+    }
+    let mut document = json!({
+        "resource": app.auth.audience,
+        "bearer_methods_supported": methods,
+        "mercure_cookie": true,
+        "mercure_version": 8,
+    });
+    if let Some(issuer) = &app.auth.issuer {
+        document["authorization_servers"] = json!([issuer]);
+    }
+    ([(header::CONTENT_TYPE, "application/json")], document.to_string()).into_response()
+}
+
+async fn metrics(State(app): Shared) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.core.metrics.render(),
+    )
+        .into_response()
+}

@@ -20,7 +20,11 @@ use crate::topic::Limits;
 /// The hub's flags. Every flag can also be set by the environment variable
 /// named after it (`--jwt-key` → `SSEHUB_JWT_KEY`).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ssehub", version, about = "A Server-Sent Events hub that speaks the Mercure protocol.")]
+#[command(
+    name = "ssehub",
+    version,
+    about = "A Server-Sent Events hub that speaks the Mercure protocol."
+)]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "SSEHUB_LISTEN", default_value = "127.0.0.1:3000")]
@@ -88,9 +92,13 @@ pub struct Config {
     pub subscriptions: bool,
 
     /// An origin allowed to call the hub from a browser, with credentials
-    /// (exact, e.g. https://app.example). Repeat, or comma-separate in the
+    /// (exact, e.g. `https://app.example`). Repeat, or comma-separate in the
     /// environment variable.
-    #[arg(long = "cors-origin", env = "SSEHUB_CORS_ORIGINS", value_delimiter = ',')]
+    #[arg(
+        long = "cors-origin",
+        env = "SSEHUB_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
     pub cors_origins: Vec<String>,
 
     /// Name of the cookie carrying a browser's token.
@@ -246,8 +254,15 @@ impl Config {
                 return Err(ConfigError::PublicUrl(url.to_string()));
             }
             Some(url) => url.clone(),
-            None => Url::parse(&format!("http://{bound}/.well-known/mercure"))
-                .map_err(|e| ConfigError::PublicUrl(e.to_string()))?,
+            None => {
+                let scheme = if self.tls_cert.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                Url::parse(&format!("{scheme}://{bound}/.well-known/mercure"))
+                    .map_err(|e| ConfigError::PublicUrl(e.to_string()))?
+            }
         };
         let spec = |key: &Option<String>, alg: Option<Algorithm>| {
             key.clone().map(|material| KeySpec {
@@ -256,7 +271,8 @@ impl Config {
             })
         };
         let shared = spec(&self.jwt_key, Some(self.jwt_alg));
-        let mut publisher = spec(&self.publisher_jwt_key, self.publisher_jwt_alg).or(shared.clone());
+        let mut publisher =
+            spec(&self.publisher_jwt_key, self.publisher_jwt_alg).or(shared.clone());
         let mut subscriber = spec(&self.subscriber_jwt_key, self.subscriber_jwt_alg).or(shared);
         let no_key = publisher.is_none() && subscriber.is_none();
         let dev = self.dev || (no_key && bound.ip().is_loopback());
@@ -277,7 +293,10 @@ impl Config {
             dev,
             anonymous: self.anonymous || dev,
             subscriptions: self.subscriptions || dev,
-            audience: self.jwt_audience.clone().unwrap_or_else(|| base.to_string()),
+            audience: self
+                .jwt_audience
+                .clone()
+                .unwrap_or_else(|| base.to_string()),
             base,
             publisher,
             subscriber,
@@ -308,7 +327,10 @@ impl Settings {
                 .map_err(|source| ConfigError::Key { role, source })
         };
         let mut metadata = self.base.clone();
-        metadata.set_path(&format!("/.well-known/oauth-protected-resource{}", self.base.path()));
+        metadata.set_path(&format!(
+            "/.well-known/oauth-protected-resource{}",
+            self.base.path()
+        ));
         Ok(AuthConfig {
             publisher: load(&self.publisher, "publisher")?,
             subscriber: load(&self.subscriber, "subscriber")?,

@@ -110,7 +110,10 @@ impl Groups {
         if group.exact_only() {
             for m in &group.matchers {
                 if let Some(topic) = m.exact() {
-                    self.exact.entry(topic.into()).or_default().push(group.clone());
+                    self.exact
+                        .entry(topic.into())
+                        .or_default()
+                        .push(group.clone());
                 }
             }
         } else {

@@ -129,8 +129,8 @@ impl History {
         if last_event_id == ssehub::broker::EARLIEST {
             return Resume::Earliest;
         }
-        let seq = parse_id(self.epoch, last_event_id)
-            .or_else(|| self.by_id.get(last_event_id).copied());
+        let seq =
+            parse_id(self.epoch, last_event_id).or_else(|| self.by_id.get(last_event_id).copied());
         match seq {
             Some(seq) if seq < next_seq && self.retained_from(seq, next_seq) => Resume::After(seq),
             _ => Resume::Unknown,
@@ -161,9 +161,8 @@ impl History {
     /// The updates up to and including `seq`, newest first.
     pub fn until(&self, seq: u64) -> impl Iterator<Item = &Update> {
         let end = match self.entries.front() {
-            Some(front) if seq >= front.seq => {
-                usize::try_from(seq - front.seq + 1).map_or(self.entries.len(), |n| n.min(self.entries.len()))
-            }
+            Some(front) if seq >= front.seq => usize::try_from(seq - front.seq + 1)
+                .map_or(self.entries.len(), |n| n.min(self.entries.len())),
             _ => 0,
         };
         self.entries.range(..end).rev()

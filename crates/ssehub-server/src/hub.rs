@@ -131,7 +131,10 @@ impl Core {
             }),
             groups,
             // Leave room for live updates behind a full replay.
-            replay_events: config.client_buffer.saturating_sub(config.client_buffer / 8).max(1),
+            replay_events: config
+                .client_buffer
+                .saturating_sub(config.client_buffer / 8)
+                .max(1),
             replay_bytes: config.client_buffer_bytes - config.client_buffer_bytes / 8,
             scan_limit: config.scan_limit,
         })
@@ -188,7 +191,8 @@ impl Core {
         let channels = state.groups.targets(&update, &self.base);
         if !channels.is_empty() {
             // Groups leave under this lock, so their channels exist.
-            self.broker.publish_frame_to(&channels, update.frame.clone())?;
+            self.broker
+                .publish_frame_to(&channels, update.frame.clone())?;
         }
         state.next_seq = seq + 1;
         state.last_id = Some(id.clone());
@@ -299,7 +303,10 @@ impl Core {
     }
 
     fn count_replay(&self, result: &'static str) {
-        self.metrics.replays.get_or_create(&ReplayLabels { result }).inc();
+        self.metrics
+            .replays
+            .get_or_create(&ReplayLabels { result })
+            .inc();
     }
 
     fn leave_locked(&self, state: &mut State, key: &GroupKey) {

@@ -27,6 +27,7 @@ mod metrics;
 mod request;
 mod routes;
 mod subscriptions;
+pub mod tls;
 pub mod topic;
 
 use std::net::SocketAddr;
@@ -56,6 +57,9 @@ pub enum StartError {
     /// The configuration is unusable.
     #[error("{0}")]
     Config(#[from] ConfigError),
+    /// The TLS certificate or key is unusable.
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A running hub.
@@ -91,7 +95,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         scan_limit: 1024,
         subscriptions: settings.subscriptions,
     });
-    let demo = if settings.dev { dev_tokens(&settings) } else { DemoTokens::default() };
+    tracing::info!(
+        %addr,
+        hub = %settings.base,
+        dev = settings.dev,
+        anonymous = settings.anonymous,
+        subscriptions = settings.subscriptions,
+        compat = config.compat,
+        "hub started"
+    );
+    let demo = if settings.dev {
+        dev_tokens(&settings)
+    } else {
+        DemoTokens::default()
+    };
     let app = Arc::new(App {
         core: core.clone(),
         auth,
@@ -99,28 +116,43 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         demo: demo.clone(),
     });
     let router = routes::router(app);
-    let listener = ssehub::axum::WriteTimeoutListener::new(listener, config.write_timeout);
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let (stop, stopped) = oneshot::channel::<()>();
-    let drain = config.drain;
-    let task = tokio::spawn(async move {
-        let (draining_tx, draining) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = stopped.await;
-            let _ = draining_tx.send(());
-        };
-        let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
-        let drainer = async move {
-            if draining.await.is_ok() {
-                tracing::info!(?drain, "shutting down: closing streams");
-                core.drain(drain).await;
-                // Connections that still linger after the drain window.
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            } else {
-                std::future::pending::<()>().await;
+    let (draining_tx, draining) = oneshot::channel::<()>();
+    // Stop accepting first; the drain then ends the open streams.
+    let shutdown = async move {
+        let _ = stopped.await;
+        let _ = draining_tx.send(());
+    };
+    let write_timeout = config.write_timeout;
+    let server = async move {
+        match tls {
+            Some(acceptor) => tls::serve(listener, acceptor, router, write_timeout, shutdown).await,
+            None => {
+                let listener = ssehub::axum::WriteTimeoutListener::new(listener, write_timeout);
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
             }
-        };
+        }
+    };
+    let drain = config.drain;
+    let drainer = async move {
+        if draining.await.is_ok() {
+            tracing::info!(?drain, "shutting down: closing streams");
+            core.drain(drain).await;
+            // Connections that still linger after the drain window.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let task = tokio::spawn(async move {
         tokio::select! {
-            result = server.into_future() => result,
+            result = server => result,
             () = drainer => Ok(()),
         }
     });
@@ -169,7 +201,10 @@ impl Running {
 
     /// Development tokens (publisher, subscriber), in development mode.
     pub fn dev_tokens(&self) -> (Option<&str>, Option<&str>) {
-        (self.demo.publisher.as_deref(), self.demo.subscriber.as_deref())
+        (
+            self.demo.publisher.as_deref(),
+            self.demo.subscriber.as_deref(),
+        )
     }
 
     /// Stops accepting connections, closes the streams spread over the

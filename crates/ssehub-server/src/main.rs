@@ -10,7 +10,9 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
     let filter = EnvFilter::try_from_env("SSEHUB_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log_format == "json" {
         logs.json().init();
     } else {
@@ -25,7 +27,12 @@ async fn main() -> std::process::ExitCode {
     };
     // Scripts and tests wait for this exact first line.
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "listening on http://{}", hub.local_addr());
+    let scheme = if hub.settings().config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let _ = writeln!(out, "listening on {scheme}://{}", hub.local_addr());
     let settings = hub.settings();
     if settings.dev {
         let (publisher, subscriber) = hub.dev_tokens();

@@ -61,22 +61,35 @@ impl Collector for BrokerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.0.stats();
         let counters = [
-            ("delivered", "Update deliveries handed to subscriber connections.", stats.delivered),
-            ("dropped", "Updates dropped for slow subscribers.", stats.dropped),
+            (
+                "delivered",
+                "Update deliveries handed to subscriber connections",
+                stats.delivered,
+            ),
+            (
+                "dropped",
+                "Updates dropped for slow subscribers",
+                stats.dropped,
+            ),
             (
                 "slow_disconnects",
-                "Subscribers disconnected for falling too far behind.",
+                "Subscribers disconnected for falling too far behind",
                 stats.slow_disconnects,
             ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
         }
         let groups = ConstGauge::new(self.1.load(Ordering::Relaxed) as i64);
         groups.encode(encoder.encode_descriptor(
             "groups",
-            "Subscription groups (subscribers sharing matchers and rights).",
+            "Subscription groups (subscribers sharing matchers and rights)",
             None,
             groups.metric_type(),
         )?)?;
@@ -95,15 +108,35 @@ impl Metrics {
         let refused = Family::<RefusalLabels, Counter>::default();
         // 50 µs .. ~1.6 s.
         let latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
-        registry.register("connections", "Open subscriber connections.", connections.clone());
-        registry.register("subscriptions", "Active topic matchers over all connections.", subscriptions.clone());
-        registry.register("published", "Updates published.", published.clone());
-        registry.register("replays", "Reconnections with a Last-Event-ID, by outcome.", replays.clone());
-        registry.register("replayed", "Updates sent from history to reconnecting subscribers.", replayed.clone());
-        registry.register("refused", "Requests refused, by endpoint and status.", refused.clone());
+        registry.register(
+            "connections",
+            "Open subscriber connections",
+            connections.clone(),
+        );
+        registry.register(
+            "subscriptions",
+            "Active topic matchers over all connections",
+            subscriptions.clone(),
+        );
+        registry.register("published", "Updates published", published.clone());
+        registry.register(
+            "replays",
+            "Reconnections with a Last-Event-ID, by outcome",
+            replays.clone(),
+        );
+        registry.register(
+            "replayed",
+            "Updates sent from history to reconnecting subscribers",
+            replayed.clone(),
+        );
+        registry.register(
+            "refused",
+            "Requests refused, by endpoint and status",
+            refused.clone(),
+        );
         registry.register(
             "publish_to_write_seconds",
-            "Time from an update's publication to its hand-off to a subscriber's socket.",
+            "Time from an update's publication to its hand-off to a subscriber's socket",
             latency.clone(),
         );
         registry.register_collector(Box::new(BrokerCollector(broker, groups)));
@@ -117,7 +150,9 @@ impl Metrics {
             refused,
             latency,
             started: Instant::now(),
-            ring: (0..RING).map(|_| (AtomicU64::new(u64::MAX), AtomicU64::new(0))).collect(),
+            ring: (0..RING)
+                .map(|_| (AtomicU64::new(u64::MAX), AtomicU64::new(0)))
+                .collect(),
         }
     }
 

@@ -9,7 +9,9 @@ use percent_encoding::percent_decode;
 use url::Url;
 
 use crate::hub::NewUpdate;
-use crate::topic::{Limits, MatchType, Matcher, TopicError, has_control, is_reserved, validate_topic};
+use crate::topic::{
+    Limits, MatchType, Matcher, TopicError, has_control, is_reserved, validate_topic,
+};
 
 /// Longest `Last-Event-ID` accepted, as the library's own limit.
 pub(crate) const MAX_LAST_EVENT_ID: usize = ssehub::MAX_LAST_EVENT_ID_LEN;
@@ -42,7 +44,10 @@ impl From<TopicError> for RequestError {
 /// parsers do: a topic must be compared byte for byte).
 pub(crate) fn decode_pairs(input: &[u8]) -> Result<Vec<(String, String)>, RequestError> {
     let decode = |raw: &[u8]| {
-        let plus: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+        let plus: Vec<u8> = raw
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
         let bytes: Vec<u8> = percent_decode(&plus).collect();
         String::from_utf8(bytes).map_err(|_| RequestError::Bad("field is not UTF-8".into()))
     };
@@ -90,7 +95,9 @@ pub(crate) fn subscribe_query(
                 continue;
             }
             other if other.len() >= 5 && other[..5].eq_ignore_ascii_case("match") => {
-                return Err(RequestError::Bad(format!("unknown matcher parameter {other:?}")));
+                return Err(RequestError::Bad(format!(
+                    "unknown matcher parameter {other:?}"
+                )));
             }
             _ => continue,
         };
@@ -113,7 +120,10 @@ pub(crate) fn subscribe_query(
             "no topic matcher: add a match or matchURLPattern parameter".into(),
         ));
     }
-    if last_event_id.as_ref().is_some_and(|id| id.len() > MAX_LAST_EVENT_ID) {
+    if last_event_id
+        .as_ref()
+        .is_some_and(|id| id.len() > MAX_LAST_EVENT_ID)
+    {
         return Err(RequestError::Bad("lastEventID too long".into()));
     }
     Ok(SubscribeQuery {
@@ -157,9 +167,13 @@ pub(crate) fn publish_form(
                 let millis: u64 = value
                     .parse()
                     .ok()
-                    .filter(|&ms| ms <= u64::from(ssehub::event::MAX_RETRY_MS))
+                    .filter(|&ms| ms <= ssehub::event::MAX_RETRY_MS)
                     .ok_or_else(|| RequestError::Bad("retry too large".into()))?;
-                if update.retry.replace(Duration::from_millis(millis)).is_some() {
+                if update
+                    .retry
+                    .replace(Duration::from_millis(millis))
+                    .is_some()
+                {
                     return Err(RequestError::Bad("more than one retry field".into()));
                 }
             }
@@ -225,7 +239,11 @@ mod tests {
 
     #[test]
     fn publication_fields_are_decoded() {
-        let u = publish("topic=https%3A%2F%2Fex.com%2Fa&data=a+b%0A%0Ac&id=x&type=t&retry=10&private=", false).unwrap();
+        let u = publish(
+            "topic=https%3A%2F%2Fex.com%2Fa&data=a+b%0A%0Ac&id=x&type=t&retry=10&private=",
+            false,
+        )
+        .unwrap();
         assert_eq!(&*u.topics[0], "https://ex.com/a");
         assert_eq!(u.data, "a b\n\nc");
         assert_eq!(u.id.as_deref(), Some("x"));
@@ -256,24 +274,39 @@ mod tests {
             Err(RequestError::Reserved(_))
         ));
         assert!(matches!(
-            publish("topic=https%3A%2F%2Fhub.example%2F.well-known%2Fmercure", false),
+            publish(
+                "topic=https%3A%2F%2Fhub.example%2F.well-known%2Fmercure",
+                false
+            ),
             Err(RequestError::Reserved(_))
         ));
         let long = format!("topic={}", "a".repeat(3000));
-        assert!(matches!(publish(&long, false), Err(RequestError::TooLarge(_))));
+        assert!(matches!(
+            publish(&long, false),
+            Err(RequestError::TooLarge(_))
+        ));
     }
 
     #[test]
     fn subscription_parameters() {
-        let q = subscribe("match=a&matchURLPattern=%2Fbooks%2F%3Aid&matchExact=b&lastEventID=x&other=1").unwrap();
+        let q = subscribe(
+            "match=a&matchURLPattern=%2Fbooks%2F%3Aid&matchExact=b&lastEventID=x&other=1",
+        )
+        .unwrap();
         assert_eq!(q.matchers.len(), 3);
         assert_eq!(q.matchers[1].kind(), MatchType::UrlPattern);
         assert_eq!(q.last_event_id.as_deref(), Some("x"));
         assert!(matches!(subscribe("matchFoo=a"), Err(RequestError::Bad(_))));
-        assert!(matches!(subscribe("MATCHexact=a"), Err(RequestError::Bad(_))));
+        assert!(matches!(
+            subscribe("MATCHexact=a"),
+            Err(RequestError::Bad(_))
+        ));
         assert!(matches!(subscribe("other=1"), Err(RequestError::Bad(_))));
         assert!(matches!(subscribe("match=a%01"), Err(RequestError::Bad(_))));
-        assert!(matches!(subscribe("topic=a"), Err(RequestError::Bad(_))), "topic needs compat");
+        assert!(
+            matches!(subscribe("topic=a"), Err(RequestError::Bad(_))),
+            "topic needs compat"
+        );
         assert!(subscribe_query(Some("topic=a"), &base(), &Limits::default(), true).is_ok());
         let many = vec!["match=a"; 65].join("&");
         assert!(matches!(subscribe(&many), Err(RequestError::Bad(_))));

@@ -58,7 +58,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
                 .layer(DefaultBodyLimit::max(settings.config.max_body)),
         )
         .route(SUBSCRIPTIONS_PATH, get(subscriptions))
-        .route(&format!("{SUBSCRIPTIONS_PATH}/{{*rest}}"), get(subscriptions))
+        .route(
+            &format!("{SUBSCRIPTIONS_PATH}/{{*rest}}"),
+            get(subscriptions),
+        )
         .route(
             &format!("/.well-known/oauth-protected-resource{HUB_PATH}"),
             get(resource_metadata),
@@ -109,6 +112,7 @@ fn refuse(app: &App, endpoint: &'static str, err: &RequestError) -> Response {
         RequestError::Reserved(_) => StatusCode::FORBIDDEN,
     };
     app.core.metrics.refused(endpoint, status);
+    tracing::debug!(endpoint, %status, reason = %err, "request refused");
     if status == StatusCode::BAD_REQUEST {
         // RFC 6750: a malformed request to a protected resource.
         return AuthError::InvalidRequest(err.to_string()).response(&app.auth);
@@ -119,13 +123,19 @@ fn refuse(app: &App, endpoint: &'static str, err: &RequestError) -> Response {
 fn refuse_auth(app: &App, endpoint: &'static str, err: &AuthError) -> Response {
     let response = err.response(&app.auth);
     app.core.metrics.refused(endpoint, response.status());
+    tracing::debug!(endpoint, status = %response.status(), reason = %err, "request refused");
     response
 }
 
 /// `GET /.well-known/mercure`: an event stream of the matching updates.
 async fn subscribe(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
     let settings = &app.settings;
-    let query = match request::subscribe_query(uri.query(), &settings.base, &settings.limits, settings.config.compat) {
+    let query = match request::subscribe_query(
+        uri.query(),
+        &settings.base,
+        &settings.limits,
+        settings.config.compat,
+    ) {
         Ok(query) => query,
         Err(err) => return refuse(&app, "subscribe", &err),
     };
@@ -138,7 +148,11 @@ async fn subscribe(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response
     // The header wins over the query parameter.
     let last_event_id = match headers.get("last-event-id").filter(|v| !v.is_empty()) {
         Some(value) if value.len() > MAX_LAST_EVENT_ID => {
-            return refuse(&app, "subscribe", &RequestError::Bad("Last-Event-ID too long".into()));
+            return refuse(
+                &app,
+                "subscribe",
+                &RequestError::Bad("Last-Event-ID too long".into()),
+            );
         }
         Some(value) => Some(String::from_utf8_lossy(value.as_bytes()).into_owned()),
         None => query.last_event_id,
@@ -148,16 +162,26 @@ async fn subscribe(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response
         .and_then(Grants::subject)
         .map_or_else(random_urn, str::to_owned);
     let deadline = deadline(settings, grants.as_ref());
-    let query_token = grants.as_ref().is_some_and(|g| g.source() == TokenSource::Query);
-    let joined = match app
-        .core
-        .subscribe(query.matchers, grants, last_event_id.as_deref(), &subscriber)
-    {
+    let query_token = grants
+        .as_ref()
+        .is_some_and(|g| g.source() == TokenSource::Query);
+    let joined = match app.core.subscribe(
+        query.matchers,
+        grants,
+        last_event_id.as_deref(),
+        &subscriber,
+    ) {
         Ok(joined) => joined,
         // Shutting down: the stream ends at once and the browser retries,
         // perhaps on another node.
         Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response(),
     };
+    tracing::debug!(
+        client = %joined.client.id(),
+        %subscriber,
+        resumed_at = joined.last_event_id.as_deref(),
+        "subscribed"
+    );
     if let Some(deadline) = deadline {
         let client = joined.client.clone();
         tokio::spawn(async move {
@@ -167,15 +191,22 @@ async fn subscribe(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response
             }
         });
     }
-    let mut response = joined.body.into_response().map(|body| {
-        Body::new(HubBody::new(body, app.core.clone(), joined.membership))
-    });
+    let mut response = joined
+        .body
+        .into_response()
+        .map(|body| Body::new(HubBody::new(body, app.core.clone(), joined.membership)));
     let out = response.headers_mut();
     out.insert(header::LINK, link(&app));
     if query_token {
-        out.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+        out.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        );
     }
-    if let Some(id) = joined.last_event_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+    if let Some(id) = joined
+        .last_event_id
+        .and_then(|id| HeaderValue::from_str(&id).ok())
+    {
         out.insert("last-event-id", id.clone());
         out.insert(MERCURE_LAST_EVENT_ID, id);
     }
@@ -235,12 +266,20 @@ async fn publish(State(app): Shared, uri: Uri, headers: HeaderMap, body: Bytes) 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if !form {
         let err = RequestError::Bad("body must be application/x-www-form-urlencoded".into());
         return refuse(&app, "publish", &err);
     }
-    let update = match request::publish_form(&body, &settings.base, &settings.limits, settings.config.compat) {
+    let update = match request::publish_form(
+        &body,
+        &settings.base,
+        &settings.limits,
+        settings.config.compat,
+    ) {
         Ok(update) => update,
         Err(err) => return refuse(&app, "publish", &err),
     };
@@ -248,14 +287,20 @@ async fn publish(State(app): Shared, uri: Uri, headers: HeaderMap, body: Bytes) 
         return refuse_auth(&app, "publish", &AuthError::InsufficientScope);
     }
     match app.core.publish(update) {
-        Ok(id) => (
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
-                (header::LINK, link(&app)),
-            ],
-            id.to_string(),
-        )
-            .into_response(),
+        Ok(id) => {
+            tracing::debug!(%id, "published");
+            (
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    ),
+                    (header::LINK, link(&app)),
+                ],
+                id.to_string(),
+            )
+                .into_response()
+        }
         Err(ssehub::BrokerError::Closed) => {
             (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
         }
@@ -266,7 +311,11 @@ async fn publish(State(app): Shared, uri: Uri, headers: HeaderMap, body: Bytes) 
 /// The subscriptions API: the collection, a matcher's subscriptions, or one.
 async fn subscriptions(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
     let Some(active) = &app.core.active else {
-        return (StatusCode::NOT_FOUND, "active subscriptions are off (--subscriptions)").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "active subscriptions are off (--subscriptions)",
+        )
+            .into_response();
     };
     let grants = match auth::authenticate(&app.auth, Role::Subscriber, &headers, uri.query()) {
         Ok(Some(grants)) => grants,
@@ -280,9 +329,15 @@ async fn subscriptions(State(app): Shared, uri: Uri, headers: HeaderMap) -> Resp
     match active.document(path, &app.core.last_event_id()) {
         Some(document) => (
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static("application/ld+json")),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/ld+json"),
+                ),
                 (header::LINK, link(&app)),
-                (header::CACHE_CONTROL, HeaderValue::from_static("must-revalidate")),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("must-revalidate"),
+                ),
             ],
             document.to_string(),
         )
@@ -306,7 +361,11 @@ async fn resource_metadata(State(app): Shared) -> Response {
     if let Some(issuer) = &app.auth.issuer {
         document["authorization_servers"] = json!([issuer]);
     }
-    ([(header::CONTENT_TYPE, "application/json")], document.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document.to_string(),
+    )
+        .into_response()
 }
 
 async fn metrics(State(app): Shared) -> Response {

@@ -42,7 +42,11 @@ pub(crate) struct SubscriptionEvent {
 impl SubscriptionEvent {
     /// The subscriptions `matchers` create for `subscriber`, with the
     /// payloads `grants` attach to them.
-    pub fn for_matchers(matchers: &[Matcher], subscriber: &str, grants: Option<&Grants>) -> Vec<Self> {
+    pub fn for_matchers(
+        matchers: &[Matcher],
+        subscriber: &str,
+        grants: Option<&Grants>,
+    ) -> Vec<Self> {
         let mut events: Vec<Self> = matchers
             .iter()
             .map(|m| {
@@ -167,7 +171,10 @@ mod tests {
     #[test]
     fn topics_encode_each_variable_once_as_a_whole() {
         let events = SubscriptionEvent::for_matchers(
-            &[matcher(MatchType::UrlPattern, "https://example.com/:selector")],
+            &[matcher(
+                MatchType::UrlPattern,
+                "https://example.com/:selector",
+            )],
             "urn:uuid:bb3de268",
             None,
         );
@@ -175,14 +182,20 @@ mod tests {
             &*events[0].topic,
             "/.well-known/mercure/subscriptions/URLPattern/https%3A%2F%2Fexample.com%2F%3Aselector/urn%3Auuid%3Abb3de268"
         );
-        let percent = SubscriptionEvent::for_matchers(&[matcher(MatchType::Exact, "a%20b")], "s", None);
-        assert!(percent[0].topic.contains("/a%2520b/"), "{}", percent[0].topic);
+        let percent =
+            SubscriptionEvent::for_matchers(&[matcher(MatchType::Exact, "a%20b")], "s", None);
+        assert!(
+            percent[0].topic.contains("/a%2520b/"),
+            "{}",
+            percent[0].topic
+        );
     }
 
     #[test]
     fn a_subscription_is_active_from_its_first_connection_to_its_last() {
         let registry = ActiveSubscriptions::default();
-        let events = SubscriptionEvent::for_matchers(&[matcher(MatchType::Exact, "a")], "sub", None);
+        let events =
+            SubscriptionEvent::for_matchers(&[matcher(MatchType::Exact, "a")], "sub", None);
         assert_eq!(registry.add(&events).len(), 1);
         assert_eq!(registry.add(&events).len(), 0);
         assert_eq!(registry.remove(&events).len(), 0);
@@ -212,6 +225,10 @@ mod tests {
             .unwrap();
         assert_eq!(one["subscriber"], "s2");
         assert_eq!(one["lastEventID"], "x");
-        assert!(registry.document("/.well-known/mercure/subscriptions/Exact/b/nobody", "x").is_none());
+        assert!(
+            registry
+                .document("/.well-known/mercure/subscriptions/Exact/b/nobody", "x")
+                .is_none()
+        );
     }
 }

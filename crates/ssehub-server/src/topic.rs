@@ -241,7 +241,9 @@ impl Matcher {
             Compiled::Wildcard => true,
             Compiled::Exact => *self.pattern == *topic,
             Compiled::Pattern(pattern) => match base.join(topic) {
-                Ok(url) => pattern.test(UrlPatternMatchInput::Url(url)).unwrap_or(false),
+                Ok(url) => pattern
+                    .test(UrlPatternMatchInput::Url(url))
+                    .unwrap_or(false),
                 Err(_) => false,
             },
         }
@@ -249,8 +251,9 @@ impl Matcher {
 }
 
 fn compile(pattern: &str, base: &Url) -> Result<UrlPattern, TopicError> {
-    let init = UrlPatternInit::parse_constructor_string::<regex::Regex>(pattern, Some(base.clone()))
-        .map_err(|err| TopicError::Pattern(err.to_string()))?;
+    let init =
+        UrlPatternInit::parse_constructor_string::<regex::Regex>(pattern, Some(base.clone()))
+            .map_err(|err| TopicError::Pattern(err.to_string()))?;
     // ignoreCase stays off, as the protocol requires.
     UrlPattern::parse(init, UrlPatternOptions::default())
         .map_err(|err| TopicError::Pattern(err.to_string()))
@@ -382,15 +385,25 @@ mod tests {
             Err(TopicError::ControlCharacter("matcher"))
         );
         assert!(matches!(
-            Matcher::new(MatchType::UrlPattern, "https://x/(", &base(), &Limits::default()),
+            Matcher::new(
+                MatchType::UrlPattern,
+                "https://x/(",
+                &base(),
+                &Limits::default()
+            ),
             Err(TopicError::Pattern(_))
         ));
     }
 
     #[test]
     fn non_url_topics_match_no_pattern_but_do_not_fail() {
-        let m = Matcher::new(MatchType::UrlPattern, "https://x/:id", &base(), &Limits::default())
-            .unwrap();
+        let m = Matcher::new(
+            MatchType::UrlPattern,
+            "https://x/:id",
+            &base(),
+            &Limits::default(),
+        )
+        .unwrap();
         assert!(!m.matches("http://[::1", &base()));
     }
 }

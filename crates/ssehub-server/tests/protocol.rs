@@ -25,7 +25,9 @@ async fn hub(extra: &[&str]) -> Running {
         AUDIENCE,
     ];
     args.extend_from_slice(extra);
-    ssehub_server::start(Config::parse_from(args)).await.unwrap()
+    ssehub_server::start(Config::parse_from(args))
+        .await
+        .unwrap()
 }
 
 fn token(details: Value) -> String {
@@ -93,7 +95,12 @@ impl<'a> Hub<'a> {
     async fn publish(&self, form: &[(&str, &str)]) -> String {
         let response = self.post(Some(&publisher()), form).await;
         assert_eq!(response.status(), 200, "publish {form:?}");
-        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
         response.text().await.unwrap()
     }
 
@@ -166,9 +173,16 @@ fn data(messages: &[Message]) -> Vec<&str> {
 async fn an_update_reaches_exact_subscribers_with_its_fields() {
     let running = hub(&["--anonymous"]).await;
     let hub = Hub::new(&running);
-    let mut sub = hub.subscribe(&[("match", "https://example.com/books/1")], &[]).await;
+    let mut sub = hub
+        .subscribe(&[("match", "https://example.com/books/1")], &[])
+        .await;
     assert_eq!(sub.headers["content-type"], "text/event-stream");
-    assert!(sub.headers["link"].to_str().unwrap().contains("rel=\"mercure\""));
+    assert!(
+        sub.headers["link"]
+            .to_str()
+            .unwrap()
+            .contains("rel=\"mercure\"")
+    );
     let id = hub
         .publish(&[
             ("topic", "https://example.com/books/1"),
@@ -182,8 +196,16 @@ async fn an_update_reaches_exact_subscribers_with_its_fields() {
     assert_eq!(message.data, "line 1\n\nline 3\nline 4");
     assert_eq!(message.event, "book");
     assert_eq!(message.last_event_id, id);
-    assert_eq!(sub.parser.reconnection_time(), Some(Duration::from_millis(2500)));
-    let own = hub.publish(&[("topic", "https://example.com/books/1"), ("id", "urn:book:1:v2")]).await;
+    assert_eq!(
+        sub.parser.reconnection_time(),
+        Some(Duration::from_millis(2500))
+    );
+    let own = hub
+        .publish(&[
+            ("topic", "https://example.com/books/1"),
+            ("id", "urn:book:1:v2"),
+        ])
+        .await;
     assert_eq!(own, "urn:book:1:v2");
     assert_eq!(sub.next().await.unwrap().last_event_id, "urn:book:1:v2");
 }
@@ -221,20 +243,33 @@ async fn private_updates_reach_only_subscribers_whose_token_grants_the_topic() {
     let running = hub(&["--anonymous"]).await;
     let hub = Hub::new(&running);
     let topic = "https://example.com/books/1";
-    let allowed = token(json!([grant(&["subscribe"], &[("URLPattern", "https://example.com/books/:id")])]));
-    let other = token(json!([grant(&["subscribe"], &[("Exact", "https://example.com/books/2")])]));
+    let allowed = token(json!([grant(
+        &["subscribe"],
+        &[("URLPattern", "https://example.com/books/:id")]
+    )]));
+    let other = token(json!([grant(
+        &["subscribe"],
+        &[("Exact", "https://example.com/books/2")]
+    )]));
     let selects_all = [("matchURLPattern", "https://example.com/:any*")];
     let mut anonymous = hub.subscribe(&selects_all, &[]).await;
     let mut wrong = hub
-        .subscribe(&selects_all, &[("authorization", &format!("Bearer {other}"))])
+        .subscribe(
+            &selects_all,
+            &[("authorization", &format!("Bearer {other}"))],
+        )
         .await;
     let mut right = hub
-        .subscribe(&selects_all, &[("authorization", &format!("Bearer {allowed}"))])
+        .subscribe(
+            &selects_all,
+            &[("authorization", &format!("Bearer {allowed}"))],
+        )
         .await;
     let mut by_query = hub
         .subscribe(&[("match", topic), ("access_token", &allowed)], &[])
         .await;
-    hub.publish(&[("topic", topic), ("data", "secret"), ("private", "")]).await;
+    hub.publish(&[("topic", topic), ("data", "secret"), ("private", "")])
+        .await;
     hub.publish(&[("topic", topic), ("data", "end")]).await;
     assert_eq!(data(&anonymous.until("end").await), ["end"]);
     assert_eq!(data(&wrong.until("end").await), ["end"]);
@@ -250,7 +285,9 @@ async fn reconnecting_subscribers_get_exactly_what_they_missed() {
     let mine = [("match", "mine")];
     let first = hub.publish(&[("topic", "mine"), ("data", "1")]).await;
     hub.publish(&[("topic", "other"), ("data", "x")]).await;
-    let secret = hub.publish(&[("topic", "mine"), ("data", "private"), ("private", "")]).await;
+    let secret = hub
+        .publish(&[("topic", "mine"), ("data", "private"), ("private", "")])
+        .await;
     hub.publish(&[("topic", "mine"), ("data", "2")]).await;
     let last = hub.publish(&[("topic", "mine"), ("data", "3")]).await;
 
@@ -262,27 +299,45 @@ async fn reconnecting_subscribers_get_exactly_what_they_missed() {
     assert_eq!(data(&sub.until("live").await), ["2", "3", "live"]);
 
     // Query parameter resume; the header wins when both are present.
-    let mut by_query = hub.subscribe(&[mine[0], ("lastEventID", &first)], &[("last-event-id", &last)]).await;
+    let mut by_query = hub
+        .subscribe(
+            &[mine[0], ("lastEventID", &first)],
+            &[("last-event-id", &last)],
+        )
+        .await;
     hub.publish(&[("topic", "mine"), ("data", "live 2")]).await;
     assert_eq!(data(&by_query.until("live 2").await), ["live", "live 2"]);
     let mut by_query = hub.subscribe(&[mine[0], ("lastEventID", &last)], &[]).await;
     hub.publish(&[("topic", "mine"), ("data", "live 3")]).await;
-    assert_eq!(data(&by_query.until("live 3").await), ["live", "live 2", "live 3"]);
+    assert_eq!(
+        data(&by_query.until("live 3").await),
+        ["live", "live 2", "live 3"]
+    );
 
     // `earliest`: everything retained for the topic.
-    let mut all = hub.subscribe(&[mine[0], ("lastEventID", "earliest")], &[]).await;
+    let mut all = hub
+        .subscribe(&[mine[0], ("lastEventID", "earliest")], &[])
+        .await;
     assert_eq!(all.headers["last-event-id"], "earliest");
-    assert_eq!(data(&all.until("live 3").await), ["1", "2", "3", "live", "live 2", "live 3"]);
+    assert_eq!(
+        data(&all.until("live 3").await),
+        ["1", "2", "3", "live", "live 2", "live 3"]
+    );
 
     // An unknown id: live only, and `earliest` tells the client it may have lost updates.
-    let mut lost = hub.subscribe(&[mine[0], ("lastEventID", "no-such-id")], &[]).await;
+    let mut lost = hub
+        .subscribe(&[mine[0], ("lastEventID", "no-such-id")], &[])
+        .await;
     assert_eq!(lost.headers["last-event-id"], "earliest");
     hub.publish(&[("topic", "mine"), ("data", "live 4")]).await;
     assert_eq!(data(&lost.until("live 4").await), ["live 4"]);
 
     // The response never names a private update the subscriber cannot read.
     let mut after_secret = hub.subscribe(&mine, &[("last-event-id", &secret)]).await;
-    assert_eq!(after_secret.headers["last-event-id"].to_str().unwrap(), first);
+    assert_eq!(
+        after_secret.headers["last-event-id"].to_str().unwrap(),
+        first
+    );
     hub.publish(&[("topic", "mine"), ("data", "live 5")]).await;
     assert_eq!(data(&after_secret.until("live 5").await)[0], "2");
 }
@@ -311,12 +366,20 @@ async fn a_resume_racing_with_publishers_has_no_gap_and_no_duplicate() {
     };
     let mut streams = Vec::new();
     for _ in 0..10 {
-        streams.push(hub.subscribe(&[("match", "race")], &[("last-event-id", &first)]).await);
+        streams.push(
+            hub.subscribe(&[("match", "race")], &[("last-event-id", &first)])
+                .await,
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     publishing.await.unwrap();
     for mut stream in streams {
-        let got: Vec<String> = stream.until("300").await.into_iter().map(|m| m.data).collect();
+        let got: Vec<String> = stream
+            .until("300")
+            .await
+            .into_iter()
+            .map(|m| m.data)
+            .collect();
         let want: Vec<String> = (1..=300).map(|i| i.to_string()).collect();
         assert_eq!(got, want);
     }
@@ -329,18 +392,42 @@ async fn refusals_follow_rfc_6750_and_the_input_rules() {
     // Publishing without a token, with a bad token, without the right.
     let none = hub.post(None, &[("topic", "a")]).await;
     assert_eq!(none.status(), 401);
-    let challenge = none.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.starts_with("Bearer") && !challenge.contains("error="), "{challenge}");
+    let challenge = none.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer") && !challenge.contains("error="),
+        "{challenge}"
+    );
     let bad = hub.post(Some("not.a.token"), &[("topic", "a")]).await;
     assert_eq!(bad.status(), 401);
-    assert!(bad.headers()["www-authenticate"].to_str().unwrap().contains("error=\"invalid_token\""));
+    assert!(
+        bad.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
     let narrow = token(json!([grant(&["publish"], &[("Exact", "b")])]));
     let forbidden = hub.post(Some(&narrow), &[("topic", "a")]).await;
     assert_eq!(forbidden.status(), 403);
-    assert!(forbidden.headers()["www-authenticate"].to_str().unwrap().contains("insufficient_scope"));
-    assert_eq!(hub.post(Some(&narrow), &[("topic", "b")]).await.status(), 200);
-    let expired = token_with(json!({"exp": 1, "authorization_details": [grant(&["publish"], &[("Exact", "*")])]}));
-    assert_eq!(hub.post(Some(&expired), &[("topic", "a")]).await.status(), 401);
+    assert!(
+        forbidden.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+    assert_eq!(
+        hub.post(Some(&narrow), &[("topic", "b")]).await.status(),
+        200
+    );
+    let expired = token_with(
+        json!({"exp": 1, "authorization_details": [grant(&["publish"], &[("Exact", "*")])]}),
+    );
+    assert_eq!(
+        hub.post(Some(&expired), &[("topic", "a")]).await.status(),
+        401
+    );
 
     // Input rules.
     let publisher = publisher();
@@ -352,15 +439,40 @@ async fn refusals_follow_rfc_6750_and_the_input_rules() {
             hub.post(Some(&publisher), &form).await.status().as_u16()
         }
     };
-    assert_eq!(status(vec![("topic", "a".into()), ("topic", "b".into())]).await, 400);
-    assert_eq!(status(vec![("topic", "a".into()), ("id", "#mine".into())]).await, 400);
-    assert_eq!(status(vec![("topic", "a".into()), ("id", "a\nb".into())]).await, 400);
-    assert_eq!(status(vec![("topic", "a".into()), ("type", "a\rb".into())]).await, 400);
-    assert_eq!(status(vec![("topic", "a".into()), ("retry", "1s".into())]).await, 400);
+    assert_eq!(
+        status(vec![("topic", "a".into()), ("topic", "b".into())]).await,
+        400
+    );
+    assert_eq!(
+        status(vec![("topic", "a".into()), ("id", "#mine".into())]).await,
+        400
+    );
+    assert_eq!(
+        status(vec![("topic", "a".into()), ("id", "a\nb".into())]).await,
+        400
+    );
+    assert_eq!(
+        status(vec![("topic", "a".into()), ("type", "a\rb".into())]).await,
+        400
+    );
+    assert_eq!(
+        status(vec![("topic", "a".into()), ("retry", "1s".into())]).await,
+        400
+    );
     assert_eq!(status(vec![("topic", "a\u{1}".into())]).await, 400);
-    assert_eq!(status(vec![("topic", "/.well-known/mercure/subscriptions/x".into())]).await, 403);
+    assert_eq!(
+        status(vec![(
+            "topic",
+            "/.well-known/mercure/subscriptions/x".into()
+        )])
+        .await,
+        403
+    );
     assert_eq!(status(vec![("topic", "a".repeat(5000))]).await, 413);
-    assert_eq!(status(vec![("topic", "a".into()), ("data", "x".repeat(2 << 20))]).await, 413);
+    assert_eq!(
+        status(vec![("topic", "a".into()), ("data", "x".repeat(2 << 20))]).await,
+        413
+    );
 
     // Subscribing: a token is required without --anonymous; bad matchers are 400.
     assert_eq!(hub.get(&[("match", "a")], &[]).await.status(), 401);
@@ -369,7 +481,12 @@ async fn refusals_follow_rfc_6750_and_the_input_rules() {
     let with = [("authorization", auth.as_str())];
     assert_eq!(hub.get(&[("matchFoo", "a")], &with).await.status(), 400);
     assert_eq!(hub.get(&[], &with).await.status(), 400);
-    assert_eq!(hub.get(&[("matchURLPattern", "https://x/(")], &with).await.status(), 400);
+    assert_eq!(
+        hub.get(&[("matchURLPattern", "https://x/(")], &with)
+            .await
+            .status(),
+        400
+    );
     assert_eq!(hub.get(&[("match", "a\u{85}")], &with).await.status(), 400);
     assert_eq!(hub.get(&[("match", "a")], &with).await.status(), 200);
     // A publisher token does not open a subscription when keys differ... here
@@ -381,7 +498,12 @@ async fn refusals_follow_rfc_6750_and_the_input_rules() {
     )
     .unwrap();
     let foreign = format!("Bearer {foreign}");
-    assert_eq!(hub.get(&[("match", "a")], &[("authorization", &foreign)]).await.status(), 401);
+    assert_eq!(
+        hub.get(&[("match", "a")], &[("authorization", &foreign)])
+            .await
+            .status(),
+        401
+    );
 }
 
 #[tokio::test]
@@ -390,8 +512,10 @@ async fn compatibility_mode_accepts_several_topics_and_the_topic_parameter() {
     let hub = Hub::new(&running);
     let mut a = hub.subscribe(&[("topic", "a")], &[]).await;
     let mut both = hub.subscribe(&[("match", "a"), ("match", "b")], &[]).await;
-    hub.publish(&[("topic", "a"), ("topic", "b"), ("data", "one update")]).await;
-    hub.publish(&[("topic", "b"), ("topic", "a"), ("data", "end")]).await;
+    hub.publish(&[("topic", "a"), ("topic", "b"), ("data", "one update")])
+        .await;
+    hub.publish(&[("topic", "b"), ("topic", "a"), ("data", "end")])
+        .await;
     assert_eq!(data(&a.until("end").await), ["one update", "end"]);
     assert_eq!(data(&both.until("end").await), ["one update", "end"]);
 }
@@ -405,9 +529,14 @@ async fn a_subscription_ends_when_its_token_expires() {
         .unwrap()
         .as_secs()
         + 2;
-    let short = token_with(json!({"exp": exp, "authorization_details": [grant(&["subscribe"], &[("Exact", "*")])]}));
+    let short = token_with(
+        json!({"exp": exp, "authorization_details": [grant(&["subscribe"], &[("Exact", "*")])]}),
+    );
     let mut sub = hub
-        .subscribe(&[("match", "a")], &[("authorization", &format!("Bearer {short}"))])
+        .subscribe(
+            &[("match", "a")],
+            &[("authorization", &format!("Bearer {short}"))],
+        )
         .await;
     let started = std::time::Instant::now();
     // The stream ends (next() returns None at the end of the body, well
@@ -419,7 +548,11 @@ async fn a_subscription_ends_when_its_token_expires() {
             break;
         }
     }
-    assert!(ended, "stream still open {:?} after a 2 s token", started.elapsed());
+    assert!(
+        ended,
+        "stream still open {:?} after a 2 s token",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -433,7 +566,10 @@ async fn active_subscriptions_are_published_and_listed() {
     let bearer = format!("Bearer {watcher}");
     let mut events = hub
         .subscribe(
-            &[("matchURLPattern", "/.well-known/mercure/subscriptions/:type/:match/:sub")],
+            &[(
+                "matchURLPattern",
+                "/.well-known/mercure/subscriptions/:type/:match/:sub",
+            )],
             &[("authorization", &bearer)],
         )
         .await;
@@ -441,11 +577,17 @@ async fn active_subscriptions_are_published_and_listed() {
         {"type": "mercure", "actions": ["subscribe"], "topics": [{"match": "*"}], "payload": {"team": "blue"}}
     ]}));
     let alice_sub = hub
-        .subscribe(&[("match", "https://example.com/a")], &[("authorization", &format!("Bearer {alice}"))])
+        .subscribe(
+            &[("match", "https://example.com/a")],
+            &[("authorization", &format!("Bearer {alice}"))],
+        )
         .await;
     // The watcher's own subscription comes first: it matches its pattern too.
     let own: Value = serde_json::from_str(&events.next().await.unwrap().data).unwrap();
-    assert!(own["subscriber"].as_str().unwrap().starts_with("urn:uuid:"), "{own}");
+    assert!(
+        own["subscriber"].as_str().unwrap().starts_with("urn:uuid:"),
+        "{own}"
+    );
     let started = events.next().await.unwrap();
     let document: Value = serde_json::from_str(&started.data).unwrap();
     assert_eq!(document["type"], "Subscription");
@@ -455,7 +597,10 @@ async fn active_subscriptions_are_published_and_listed() {
     assert_eq!(document["active"], true);
     assert_eq!(document["payload"], json!({"team": "blue"}));
     let id = document["id"].as_str().unwrap().to_owned();
-    assert_eq!(id, "/.well-known/mercure/subscriptions/Exact/https%3A%2F%2Fexample.com%2Fa/alice");
+    assert_eq!(
+        id,
+        "/.well-known/mercure/subscriptions/Exact/https%3A%2F%2Fexample.com%2Fa/alice"
+    );
 
     let list: Value = hub
         .http
@@ -494,7 +639,11 @@ async fn active_subscriptions_are_published_and_listed() {
         .send()
         .await
         .unwrap();
-    assert_eq!(forbidden.status(), 200, "alice's `*` grant covers the API too");
+    assert_eq!(
+        forbidden.status(),
+        200,
+        "alice's `*` grant covers the API too"
+    );
 
     drop(alice_sub);
     let ended = events.next().await.unwrap();
@@ -510,7 +659,9 @@ async fn discovery_health_and_metrics() {
     let base = format!("http://{}", running.local_addr());
     let metadata: Value = hub
         .http
-        .get(format!("{base}/.well-known/oauth-protected-resource/.well-known/mercure"))
+        .get(format!(
+            "{base}/.well-known/oauth-protected-resource/.well-known/mercure"
+        ))
         .send()
         .await
         .unwrap()
@@ -519,14 +670,29 @@ async fn discovery_health_and_metrics() {
         .unwrap();
     assert_eq!(metadata["resource"], AUDIENCE);
     assert_eq!(metadata["mercure_version"], 8);
-    let health = hub.http.get(format!("{base}/healthz")).send().await.unwrap();
+    let health = hub
+        .http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
 
     let mut sub = hub.subscribe(&[("match", "m")], &[]).await;
     hub.publish(&[("topic", "m"), ("data", "x")]).await;
     sub.next().await.unwrap();
-    let _ = hub.subscribe(&[("match", "m"), ("lastEventID", "unknown")], &[]).await;
-    let text = hub.http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let _ = hub
+        .subscribe(&[("match", "m"), ("lastEventID", "unknown")], &[])
+        .await;
+    let text = hub
+        .http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for needle in [
         "ssehub_connections ",
         "ssehub_published_total 1",
@@ -551,9 +717,61 @@ async fn shutdown_ends_every_stream_and_stops_accepting() {
     drop(hub);
     let started = std::time::Instant::now();
     running.shutdown().await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     for mut stream in streams {
         assert!(stream.next().await.is_none());
     }
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn tls_serves_http2_by_alpn() {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("ssehub-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let running = hub(&[
+        "--anonymous",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(running.hub_url().scheme(), "https");
+    let root = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap();
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(root)
+        .build()
+        .unwrap();
+    let hub = Hub {
+        running: &running,
+        http,
+    };
+    let response = hub.get(&[("match", "secure")], &[]).await;
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().get("connection").is_none(),
+        "no connection headers on h2"
+    );
+    let mut sub = Stream::new(response);
+    let id = hub
+        .publish(&[("topic", "secure"), ("data", "over h2")])
+        .await;
+    let message = sub.next().await.unwrap();
+    assert_eq!(
+        (message.data.as_str(), message.last_event_id.as_str()),
+        ("over h2", id.as_str())
+    );
+    drop(sub);
+    running.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

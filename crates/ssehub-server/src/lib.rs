@@ -62,10 +62,22 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
 }
 
+/// Why an in-process publication was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The topic breaks the protocol's rules.
+    #[error("invalid topic: {0}")]
+    Topic(String),
+    /// The hub is shutting down.
+    #[error("{0}")]
+    Hub(String),
+}
+
 /// A running hub.
 #[derive(Debug)]
 pub struct Running {
     addr: SocketAddr,
+    core: Arc<Core>,
     settings: Settings,
     demo: DemoTokens,
     stop: Option<oneshot::Sender<()>>,
@@ -109,6 +121,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     } else {
         DemoTokens::default()
     };
+    let handle = core.clone();
     let app = Arc::new(App {
         core: core.clone(),
         auth,
@@ -158,6 +171,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     Ok(Running {
         addr,
+        core: handle,
         settings,
         demo,
         stop: Some(stop),
@@ -197,6 +211,40 @@ impl Running {
     /// The settings in effect.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Publishes a public update on `topic` from inside the process, as an
+    /// authorized `POST` would; returns its id.
+    ///
+    /// # Errors
+    /// [`PublishError`] for a topic the protocol refuses, or while shutting
+    /// down.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use clap::Parser;
+    /// let config = ssehub_server::Config::parse_from(["ssehub", "--listen", "127.0.0.1:0", "--dev"]);
+    /// let hub = ssehub_server::start(config).await.unwrap();
+    /// let id = hub.publish("https://example.com/books/1", "{\"title\":\"Dune\"}").unwrap();
+    /// assert!(id.starts_with('#'));
+    /// assert!(hub.publish("/.well-known/mercure/x", "forged").is_err());
+    /// # }
+    /// ```
+    pub fn publish(&self, topic: &str, data: &str) -> Result<String, PublishError> {
+        topic::validate_topic(topic, &self.settings.limits)
+            .map_err(|err| PublishError::Topic(err.to_string()))?;
+        if topic::is_reserved(topic, &self.settings.base) {
+            return Err(PublishError::Topic(format!("{topic:?} is reserved")));
+        }
+        let update = hub::NewUpdate {
+            topics: vec![topic.into()],
+            data: data.to_owned(),
+            ..hub::NewUpdate::default()
+        };
+        self.core
+            .publish(update)
+            .map(|id| id.to_string())
+            .map_err(|err| PublishError::Hub(err.to_string()))
     }
 
     /// Development tokens (publisher, subscriber), in development mode.

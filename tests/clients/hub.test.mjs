@@ -7,7 +7,7 @@
 // The `before` hook builds the hub (`cargo build -p ssehub-server`, a no-op
 // when up to date) and starts the main hub:
 //   ssehub --listen 127.0.0.1:0 --jwt-key K --jwt-audience ssehub-test
-//          --anonymous --cors-origin <a page server of this suite>
+//          --anonymous --subscriptions --cors-origin <a page server of this suite>
 // Tests needing other flags (--compat, --dev, no --anonymous) start their
 // own. Every topic carries this run's random prefix, and negative checks
 // ("X never arrives") wait for a sentinel update published after X.
@@ -70,6 +70,7 @@ before(async () => {
     '--jwt-key', KEY,
     '--jwt-audience', AUDIENCE,
     '--anonymous',
+    '--subscriptions',
     '--cors-origin', origins.allowed,
   ]);
   browser = await launchChromium();
@@ -155,12 +156,16 @@ test('several matchers on one connection (two match, one matchURLPattern): each 
   const page = await openPage(t, main);
   const a = T('multi/a');
   const c9 = T('multi/c/9');
+  const d = T('multi/d');
   await subscribed(page, 's', [
     ['match', a],
     ['match', c9],
     ['matchURLPattern', T('multi/c/:id')],
+    // The explicit spelling of the default matcher type.
+    ['matchExact', d],
   ]);
   const sent = [
+    [d, 'd1'],
     [a, 'a1'],
     [T('multi/c/1'), 'c1'],
     [c9, 'c9 (exact and pattern)'],
@@ -172,7 +177,7 @@ test('several matchers on one connection (two match, one matchURLPattern): each 
   const ids = {};
   for (const [topic, data] of sent) ids[data] = await published(page, { topic, data });
   const got = await until(page, 's', { data: 'end' });
-  const want = ['a1', 'c1', 'c9 (exact and pattern)', 'a2', 'c2', 'end'];
+  const want = ['d1', 'a1', 'c1', 'c9 (exact and pattern)', 'a2', 'c2', 'end'];
   assert.deepEqual(datas(got), want);
   assert.deepEqual(got.events.map((e) => e.id), want.map((d) => ids[d]));
 });
@@ -207,6 +212,9 @@ test('topics that do not match never arrive (exact is byte-for-byte, not a patte
   const only = T('only');
   const literal = T('p/:x');
   await subscribed(page, 's', [['match', only], ['match', literal]]);
+  // `*` matches every topic, whatever the matcher type.
+  await subscribed(page, 'everything', [['match', '*']]);
+  await subscribed(page, 'everythingPattern', [['matchURLPattern', '*']]);
   const sent = [
     [T('only-not'), 'prefix'],
     [T('ONLY'), 'case'],
@@ -221,6 +229,35 @@ test('topics that do not match never arrive (exact is byte-for-byte, not a patte
   for (const [topic, data] of sent) await published(page, { topic, data });
   const got = await until(page, 's', { data: 'end' });
   assert.deepEqual(datas(got), ['literal :x', 'end']);
+  for (const name of ['everything', 'everythingPattern']) {
+    assert.deepEqual(datas(await until(page, name, { data: 'end' })), sent.map(([, data]) => data), name);
+  }
+});
+
+test('one token per request: Authorization header, else access_token, else the cookie', { timeout: 30000 }, async (t) => {
+  const page = await openPage(t, main);
+  const topic = T('precedence/1');
+  const good = subscriberToken(KEY, [topic]);
+  const bad = subscriberToken(newKey(), [topic]);
+  await page.context().addCookies([{ name: 'mercureAccessToken', value: good, url: main.base }]);
+  const url = (token) => `/.well-known/mercure?match=${encodeURIComponent(topic)}${token ? `&access_token=${encodeURIComponent(token)}` : ''}`;
+  const status = async (token, headers = {}) => (await request(page, url(token), { headers })).status;
+  assert.equal(await status(null), 200, 'the cookie alone');
+  assert.equal(await status(bad), 401, 'a bad access_token wins over a good cookie');
+  assert.equal(await status(good, { Authorization: `Bearer ${bad}` }), 401, 'a bad header wins over a good access_token');
+  assert.equal(await status(bad, { Authorization: `Bearer ${good}` }), 200, 'a good header wins over a bad access_token');
+  await page.context().addCookies([{ name: 'mercureAccessToken', value: bad, url: main.base }]);
+  assert.equal(await status(null), 401, 'a bad cookie alone');
+  assert.equal(await status(good), 200, 'a good access_token wins over a bad cookie');
+
+  // The cookie's grant is what counts for private updates.
+  await page.context().addCookies([{ name: 'mercureAccessToken', value: good, url: main.base }]);
+  await subscribed(page, 'cookie', [['match', topic]]);
+  await subscribed(page, 'overridden', [['match', topic], ['access_token', subscriberToken(KEY, [T('precedence/other')])]]);
+  await published(page, { topic, data: 'private', private: 'on' });
+  await published(page, { topic, data: 'end' });
+  assert.deepEqual(datas(await until(page, 'cookie', { data: 'end' })), ['private', 'end']);
+  assert.deepEqual(datas(await until(page, 'overridden', { data: 'end' })), ['end']);
 });
 
 test('private updates reach only subscribers whose token grants subscribe on their topic', { timeout: 30000 }, async (t) => {
@@ -271,8 +308,9 @@ test('--compat: one update with several topic fields reaches a subscriber of eit
 
   // Compat hub, without --anonymous: subscribers need a token.
   const compat = await startHub(['--compat', '--jwt-key', KEY, '--jwt-audience', AUDIENCE]);
-  t.after(() => compat.stop());
   const page = await openPage(t, compat);
+  // After the page's context is closed (hooks run in order): no stream to drain.
+  t.after(() => compat.stop());
   const noToken = await request(page, `/.well-known/mercure?match=${encodeURIComponent(a)}`);
   assert.equal(noToken.status, 401, `subscribe without a token, hub without --anonymous: ${JSON.stringify(noToken)}`);
 
@@ -336,6 +374,17 @@ test('resume with lastEventID: exactly the matching updates after that id, priva
   assert.match(asked.headers['content-type'] ?? '', /^text\/event-stream/);
   assert.ok([ids.r1, 'earliest'].includes(asked.headers['last-event-id']),
     `Last-Event-ID response header ${JSON.stringify(asked.headers['last-event-id'])}, want ${ids.r1} or earliest`);
+  // After r2, the update before the first one sent (r3) is the private
+  // one: its id must not be disclosed to an anonymous subscriber.
+  const afterR2 = await request(page, `/.well-known/mercure?match=${encodeURIComponent(topic)}&lastEventID=${encodeURIComponent(ids.r2)}`);
+  assert.equal(afterR2.status, 200, JSON.stringify(afterR2));
+  assert.notEqual(afterR2.headers['last-event-id'], ids.private, 'Last-Event-ID disclosed a private update to an anonymous subscriber');
+  assert.ok([ids.r2, ids.other, 'earliest'].includes(afterR2.headers['last-event-id']),
+    `Last-Event-ID response header ${JSON.stringify(afterR2.headers['last-event-id'])}`);
+  // An id the hub never issued: `earliest`.
+  const unknown = await request(page, `/.well-known/mercure?match=${encodeURIComponent(topic)}&lastEventID=urn%3Auuid%3A${randomUUID()}`);
+  assert.equal(unknown.status, 200, JSON.stringify(unknown));
+  assert.equal(unknown.headers['last-event-id'], 'earliest');
 });
 
 test("the browser's own reconnect sends Last-Event-ID and gets what it missed (the hub closes at the token's exp)", { timeout: 40000 }, async (t) => {
@@ -367,7 +416,7 @@ test("the browser's own reconnect sends Last-Event-ID and gets what it missed (t
     [['topic', t1], ['data', 'u3'], ['private', 'on']],
   ]), [PUB, topic]);
   const closed = await until(page, 's', { errors: 1 }, exp * 1000 - Date.now() + 3000);
-  assert.ok(closed.errors[0].at <= exp * 1000 + 1500,
+  assert.ok(closed.errors[0].at <= exp * 1000 + 2000,
     `the hub closed the stream ${closed.errors[0].at - exp * 1000} ms after the token's exp`);
   assert.equal(closed.errors[0].readyState, 0, 'EventSource should be reconnecting (CONNECTING)');
 
@@ -433,6 +482,8 @@ test('errors seen from the browser: 401 / 403 / 400', { timeout: 30000 }, async 
     await check(`POST to reserved topic ${reserved}`, await publish(page, PUB, { topic: reserved, data: 'x' }), 403);
   }
   await published(page, { topic: '/.well-known/mercurex', data: 'not reserved' });
+  // Beyond the hub's body limit (1 MiB by default): 413.
+  await check('POST, a 2 MiB body', await publish(page, PUB, { topic, data: 'x'.repeat(2 << 20) }), 413);
   for (const [label, fields] of Object.entries({
     'no topic': { data: 'x' },
     'id starting with #': { topic, id: '#mine' },
@@ -507,6 +558,20 @@ test('active subscriptions: private subscription events and the subscription API
   const withoutContext = ({ '@context': _, ...rest } = {}) => rest;
   const mine = list.subscriptions.find((s) => s.match === topic && s.active);
   assert.deepEqual(withoutContext(mine), withoutContext(active), 'the API lists what the event announced');
+  const auth = { headers: { Authorization: `Bearer ${observer}` } };
+  const perMatcher = `${api}/Exact/${encodeURIComponent(topic)}`;
+  const byMatcher = await request(page, perMatcher, auth);
+  assert.equal(byMatcher.status, 200, JSON.stringify(byMatcher));
+  const matcherList = JSON.parse(byMatcher.body);
+  assert.equal(matcherList.type, 'Subscriptions');
+  assert.deepEqual(matcherList.subscriptions.map(withoutContext), [withoutContext(active)]);
+  const single = await request(page, active.id, auth);
+  assert.equal(single.status, 200, JSON.stringify(single));
+  const { lastEventID, ...doc } = JSON.parse(single.body);
+  assert.equal(typeof lastEventID, 'string');
+  assert.deepEqual(withoutContext(doc), withoutContext(active));
+  assert.equal((await request(page, `${perMatcher}/urn%3Auuid%3A${randomUUID()}`, auth)).status, 404,
+    'an unknown subscription');
   assert.equal((await request(page, api)).status, 401, 'subscription API without a token');
   const narrow = subscriberToken(KEY, [topic]);
   assert.equal((await request(page, api, { headers: { Authorization: `Bearer ${narrow}` } })).status, 403,
@@ -548,9 +613,9 @@ test('healthz and metrics', { timeout: 20000 }, async (t) => {
 
 test('demo page in dev mode: subscribe, publish, private updates, all through the UI', { timeout: 60000 }, async (t) => {
   const dev = await startHub(['--dev', '--jwt-audience', AUDIENCE]);
-  t.after(() => dev.stop());
   const context = await browser.newContext();
   t.after(() => context.close());
+  t.after(() => dev.stop());
   const page = await context.newPage();
   page.setDefaultTimeout(STEP);
   const pageErrors = [];

@@ -12,6 +12,16 @@
 // own. Every topic carries this run's random prefix, and negative checks
 // ("X never arrives") wait for a sentinel update published after X.
 //
+// Covered: exact / URL-pattern / `*` matching and several matchers per
+// connection; ids, multi-line data and event types as the browser sees
+// them; private updates against the token's grants (query, header and
+// cookie tokens, their precedence); resume by lastEventID and by the
+// browser's own reconnection (Last-Event-ID) after the hub closes the
+// stream at the token's exp; --compat (several topics, `topic` parameter,
+// legacy `mercure` claim); 400/401/403/413 answers; active subscriptions
+// (events and API); CORS and the CSRF check on cookie-authenticated
+// publishes; /healthz, /metrics; the demo page in and out of dev mode.
+//
 // Run with tests/clients/run.sh, or alone:
 //   cd tests/clients && node --test hub.test.mjs
 
@@ -29,6 +39,7 @@ import {
   hubToken,
   newKey,
   pageHelpers,
+  signJwt,
   publisherToken,
   startHub,
   stopAllHubs,
@@ -104,8 +115,8 @@ const subscribe = (page, name, params, options = {}) =>
   page.evaluate(([n, p, o]) => window.hubt.subscribe(n, p, o), [name, params, options]);
 const until = (page, name, cond, ms = STEP) =>
   page.evaluate(([n, c, m]) => window.hubt.until(n, c, m), [name, cond, ms]);
-const publish = (page, token, fields) =>
-  page.evaluate(([tok, f]) => window.hubt.publish(tok, f), [token, fields]);
+const publish = (page, token, fields, options = {}) =>
+  page.evaluate(([tok, f, o]) => window.hubt.publish(tok, f, o), [token, fields, options]);
 const request = (page, url, options = {}) =>
   page.evaluate(([u, o]) => window.hubt.request(u, o), [url, options]);
 
@@ -295,7 +306,7 @@ test('private updates reach only subscribers whose token grants subscribe on the
   }
 });
 
-test('--compat: one update with several topic fields reaches a subscriber of either topic once; the strict hub answers 400', { timeout: 60000 }, async (t) => {
+test('--compat: one update with several topic fields reaches a subscriber of either topic once, topic subscribe parameter, legacy mercure claim; the strict hub answers 400 / 401', { timeout: 60000 }, async (t) => {
   // Strict hub first: the POST is refused and nothing is dispatched.
   const strictPage = await openPage(t, main);
   const a = T('compat/a');
@@ -319,15 +330,26 @@ test('--compat: one update with several topic fields reaches a subscriber of eit
   await subscribed(page, 'b', [['match', b], token]);
   await subscribed(page, 'ab', [['match', a], ['match', b], token]);
   await subscribed(page, 'legacyTopicParam', [['topic', a], token]);
+  // Tokens of earlier drafts: typ JWT, no aud, no exp, the `mercure` claim.
+  const legacy = (claim) => signJwt(KEY, { mercure: claim }, { alg: 'HS256', typ: 'JWT' });
+  // Routed to a and b, allowed a's private updates only.
+  await subscribed(page, 'legacyClaim', [['topic', a], ['topic', b], ['access_token', legacy({ subscribe: [a] })]]);
   const id = await published(page, [['topic', a], ['topic', b], ['data', 'both']]);
+
+  await published(page, { topic: a, data: 'private a', private: 'on' }, legacy({ publish: ['*'] }));
+  await published(page, { topic: b, data: 'private b', private: 'on' }, legacy({ publish: [b] }));
+  const strictLegacy = await publish(strictPage, legacy({ publish: ['*'] }), { topic: a, data: 'x' });
+  assert.equal(strictLegacy.status, 401, `strict hub, legacy token: ${JSON.stringify(strictLegacy)}`);
   await published(page, { topic: a, data: 'end a' });
   await published(page, { topic: b, data: 'end b' });
 
+  // a, b, ab and legacyTopicParam hold a `*` subscribe grant.
   const want = {
-    a: ['both', 'end a'],
-    b: ['both', 'end b'],
-    ab: ['both', 'end a', 'end b'],
-    legacyTopicParam: ['both', 'end a'],
+    a: ['both', 'private a', 'end a'],
+    b: ['both', 'private b', 'end b'],
+    ab: ['both', 'private a', 'private b', 'end a', 'end b'],
+    legacyTopicParam: ['both', 'private a', 'end a'],
+    legacyClaim: ['both', 'private a', 'end a', 'end b'],
   };
   for (const [name, expected] of Object.entries(want)) {
     const got = await until(page, name, { data: expected.at(-1) });
@@ -598,6 +620,37 @@ test('CORS: only the --cors-origin origin may publish and subscribe cross-origin
   await subscribe(denied, 's', [['match', topic]], { withCredentials: true });
   const refused = await until(denied, 's', { closed: true });
   assert.equal(refused.opens, 0, 'EventSource from a foreign origin must fail');
+});
+
+test('publishing with the cookie: same origin and --cors-origin origins only (CSRF)', { timeout: 30000 }, async (t) => {
+  const topic = T('csrf/1');
+  const cookie = { name: 'mercureAccessToken', value: PUB, url: main.base };
+  const same = await openPage(t, main);
+  await subscribed(same, 'watch', [['match', topic]]);
+  await same.context().addCookies([cookie]);
+  const fromSame = await publish(same, null, { topic, data: 'same origin' });
+  assert.equal(fromSame.status, 200, `cookie publish, same origin: ${JSON.stringify(fromSame)}`);
+
+  const allowed = await openPage(t, main, origins.allowed);
+  await allowed.context().addCookies([cookie]);
+  const fromAllowed = await publish(allowed, null, { topic, data: 'allowed origin' }, { credentials: 'include' });
+  assert.equal(fromAllowed.status, 200, `cookie publish from ${origins.allowed}: ${JSON.stringify(fromAllowed)}`);
+
+  // A simple (no-cors) form POST: the browser sends it with the cookie and
+  // without a preflight; the hub must not act on it.
+  const denied = await openPage(t, main, origins.denied);
+  await denied.context().addCookies([cookie]);
+  const sent = [];
+  denied.on('request', (req) => { if (req.method() === 'POST') sent.push(req.allHeaders()); });
+  const forged = await publish(denied, null, { topic, data: 'forged' }, { credentials: 'include', mode: 'no-cors' });
+  assert.equal(forged.status, 0, `the no-cors POST was sent: ${JSON.stringify(forged)}`);
+  const [forgedHeaders] = await Promise.all(sent);
+  assert.ok((forgedHeaders?.cookie ?? '').includes(`mercureAccessToken=${PUB}`),
+    `the forged POST must carry the cookie for this check to mean anything: ${JSON.stringify(forgedHeaders)}`);
+  assert.equal(forgedHeaders.origin, origins.denied);
+
+  await published(same, { topic, data: 'end' });
+  assert.deepEqual(datas(await until(same, 'watch', { data: 'end' })), ['same origin', 'allowed origin', 'end']);
 });
 
 test('healthz and metrics', { timeout: 20000 }, async (t) => {

@@ -163,9 +163,11 @@ export const subscriberToken = (key, topics = ['*'], options) => hubToken(key, [
  * - `publishOnError(name, token, updates)`: on the subscription's next
  *   `error` event, publishes `updates` (each an array of [field, value])
  *   at once, from the page.
- * - `publish(token, fields)`: POST to the hub; `fields` is an object or an
+ * - `publish(token, fields, {credentials, mode})`: POST to the hub
+ *   (`token` null: no Authorization header); `fields` is an object or an
  *   array of [field, value]. Returns {status, body, contentType,
- *   wwwAuthenticate} or {status: 'network-error', error}.
+ *   wwwAuthenticate} (status 0 for an opaque no-cors answer) or
+ *   {status: 'network-error', error}.
  * - `request(url, {headers})`: GET; returns {status, headers, body}, body
  *   null for an event stream (aborted once the headers are in).
  * - `close(name)`, `snapshot(name)`.
@@ -193,7 +195,7 @@ export function pageHelpers(hubBase) {
     readyState: sub.es.readyState,
     onError: sub.onError,
   });
-  async function publish(token, fields) {
+  async function publish(token, fields, { credentials = 'same-origin', mode = 'cors' } = {}) {
     const body = new URLSearchParams();
     for (const [key, value] of Array.isArray(fields) ? fields : Object.entries(fields)) body.append(key, value);
     const headers = { 'Content-Type': 'application/x-www-form-urlencoded' };
@@ -203,6 +205,8 @@ export function pageHelpers(hubBase) {
         method: 'POST',
         headers,
         body,
+        credentials,
+        mode,
         signal: AbortSignal.timeout(10000),
       });
       return {

@@ -17,9 +17,13 @@ dir=bench/results/profile; mkdir -p "$dir"
 tag=$server-$tool-$(date +%s)
 port=7411
 extra=(); lg=()
-if [ "$server" = ssehub-lean ]; then
-    # The lean server answers GET only: control requests go to a second port.
+if [ "$server" = ssehub-lean ] || [ "$server" = hub ]; then
+    # The lean server answers GET only, and the hub's port is the hub's:
+    # control requests go to a second port.
     extra=(--control-addr 127.0.0.1:7421); lg=(--control 127.0.0.1:7421)
+fi
+if [ "$server" = hub ]; then
+    lg+=(--path '/.well-known/mercure?match=')
 fi
 case $tool in
     perf)

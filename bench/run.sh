@@ -12,7 +12,8 @@
 #                                           stalled client's socket fills and its buffer overflows)
 #   bench/run.sh report                     tables on stdout, plot in bench/results/plot.svg
 #
-# Environment: SERVERS (default "ssehub ssehub-lean baseline floor"), BUILD=0
+# Environment: SERVERS (default "ssehub ssehub-lean baseline floor"; "hub" is
+# the Mercure hub, crates/ssehub-server, on port 7405, control 7415), BUILD=0
 # (reuse the binaries built last), DURATION (seconds
 # of publishing; default 20 for rate scenarios, 10 for max, 20 for churn),
 # OUT (default bench/results/results.jsonl), CARGO_TARGET_DIR (default
@@ -29,9 +30,12 @@ if [ "${BUILD:-1}" != 0 ]; then
     cargo build --release -q -p ssehub-bench
     git log -1 --format=%h -- crates/ssehub > "$CARGO_TARGET_DIR/release/ssehub-rev"
     git status --porcelain crates/ssehub | grep -q . && echo "+uncommitted" >> "$CARGO_TARGET_DIR/release/ssehub-rev"
+    git log -1 --format=%h -- crates/ssehub-server > "$CARGO_TARGET_DIR/release/hub-rev"
+    git status --porcelain crates/ssehub-server | grep -q . && echo "+uncommitted" >> "$CARGO_TARGET_DIR/release/hub-rev"
 fi
 BIN=$CARGO_TARGET_DIR/release
 REV=$(tr '\n' ' ' < "$BIN/ssehub-rev" 2>/dev/null || echo unknown)
+HUB_REV=$(tr '\n' ' ' < "$BIN/hub-rev" 2>/dev/null || echo unknown)
 
 scenario=${1:?usage: bench/run.sh SCENARIO [CLIENTS...]}
 shift || true
@@ -44,7 +48,7 @@ fi
 max_clients=$(( $(ulimit -Hn) - 200 ))
 
 port_of() {
-    case $1 in ssehub) echo 7401 ;; baseline) echo 7402 ;; floor) echo 7403 ;; ssehub-lean) echo 7404 ;; *) echo 7409 ;; esac
+    case $1 in ssehub) echo 7401 ;; baseline) echo 7402 ;; floor) echo 7403 ;; ssehub-lean) echo 7404 ;; hub) echo 7405 ;; *) echo 7409 ;; esac
 }
 
 # run_one SERVER LOADGEN-ARGS...: a fresh server for every run, so RSS
@@ -54,9 +58,15 @@ run_one() {
     local port; port=$(port_of "$server")
     local log=bench/results/logs/$server-$(date +%s).log
     echo "== $server: loadgen $* (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-    local control=()
-    if [ "$server" = ssehub-lean ]; then
-        # The lean server answers GET only: control requests go to a second port.
+    local control=() path=() note="ssehub ${REV}"
+    if [ "$server" = hub ]; then
+        # Mercure subscribers: GET /.well-known/mercure?match=TOPIC.
+        path=(--path '/.well-known/mercure?match=')
+        note="ssehub ${REV}ssehub-server ${HUB_REV}"
+    fi
+    if [ "$server" = ssehub-lean ] || [ "$server" = hub ]; then
+        # The lean server answers GET only, and the hub's port is the hub's:
+        # control requests go to a second port.
         control=(--control "127.0.0.1:$((port + 10))")
         taskset -c 0 "$BIN/server-$server" --addr "127.0.0.1:$port" --control-addr "127.0.0.1:$((port + 10))" 2>"$log" &
     else
@@ -64,8 +74,8 @@ run_one() {
     fi
     local spid=$!
     local rc=0
-    taskset -c 1 "$BIN/loadgen" --target "127.0.0.1:$port" "${control[@]}" --label "$server" --out "$OUT" \
-        --note "ssehub ${REV}" "$@" >/dev/null || rc=$?
+    taskset -c 1 "$BIN/loadgen" --target "127.0.0.1:$port" "${control[@]}" "${path[@]}" --label "$server" --out "$OUT" \
+        --note "$note" "$@" >/dev/null || rc=$?
     kill -TERM "$spid" 2>/dev/null || true
     wait "$spid" 2>/dev/null || true
     [ $rc -eq 0 ] || echo "!! $server: loadgen exited with $rc (server log: $log)" >&2

@@ -21,6 +21,7 @@ pub mod args;
 pub mod broker_hub;
 pub mod clock;
 pub mod control;
+pub mod hub_fanout;
 pub mod payload;
 pub mod procfs;
 pub mod record;

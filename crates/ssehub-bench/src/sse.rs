@@ -65,4 +65,22 @@ mod tests {
             assert_eq!(got, [Some((1, 10)), Some((2, 20)), None], "split {split}");
         }
     }
+
+    #[test]
+    fn mercure_hub_frames() {
+        // What the hub sends: an `id:` line before the data, ids of its
+        // own (`#<epoch>-<seq>`, not the payload's), keep-alive comments.
+        let a = crate::payload::make(0, 5, 100);
+        let b = crate::payload::make(1, 6, 100);
+        let wire = format!(
+            "retry: 5000\n\n: keep-alive\n\nid: #0badcafe-1\ndata: {a}\n\nid: #0badcafe-2\ndata: {b}\n\n"
+        );
+        for split in 0..wire.len() {
+            let mut s = super::Scanner::default();
+            let mut got = Vec::new();
+            s.feed(&wire.as_bytes()[..split], &mut |e| got.push(e));
+            s.feed(&wire.as_bytes()[split..], &mut |e| got.push(e));
+            assert_eq!(got, [Some((0, 5)), Some((1, 6))], "split {split}");
+        }
+    }
 }

@@ -37,6 +37,8 @@ loadgen --target 127.0.0.1:PORT --clients N --mode idle|rate|max|churn [options]
   --scenario NAME         scenario label for the record
   --out FILE              append the record as a JSON line
   --topic T               topic every client subscribes to (default all)
+  --path P                request target before the topic (default /events?topic=;
+                          the Mercure hub: /.well-known/mercure?match=)
   --targeted              client i subscribes to its own topic c<i>
   --rate R                rounds per second (mode rate, default 10)
   --duration S            seconds of publishing or churn (default 10)
@@ -69,6 +71,8 @@ struct Opts {
     scenario: String,
     out: Option<String>,
     topic: String,
+    /// The request target up to the topic: `GET {path}{topic}`.
+    path: String,
     targeted: bool,
     rate: f64,
     duration: f64,
@@ -181,8 +185,8 @@ fn events_request(opts: &Opts, i: usize) -> String {
         opts.topic.clone()
     };
     format!(
-        "GET /events?topic={topic} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
-        opts.target
+        "GET {}{topic} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
+        opts.path, opts.target
     )
 }
 
@@ -570,8 +574,8 @@ async fn schedule(
 
 async fn churn_once(opts: &Opts, source: IpAddr, buf: &mut [u8]) -> Result<(), String> {
     let request = format!(
-        "GET /events?topic=churn HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
-        opts.target
+        "GET {}churn HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        opts.path, opts.target
     );
     let (stream, ..) = open_stream(opts, &request, Some(source), false, buf).await?;
     drop(stream);
@@ -679,6 +683,7 @@ fn main() {
         scenario: args.opt("scenario").unwrap_or("adhoc").to_owned(),
         out: args.opt("out").map(str::to_owned),
         topic: args.opt("topic").unwrap_or("all").to_owned(),
+        path: args.opt("path").unwrap_or("/events?topic=").to_owned(),
         targeted: args.flag("targeted"),
         rate: args.get("rate", 10.0),
         duration,

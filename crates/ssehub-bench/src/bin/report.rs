@@ -5,6 +5,11 @@
 //! For each scenario, client count and number of stalled clients, the latest
 //! record of each server is used; ratios are ssehub's figure over the
 //! baseline's and the floor's from the same set of runs.
+//!
+//! `--columns hub,ssehub,baseline` lays the tables out for any servers
+//! instead: one column each, then the first one's figure over each other's
+//! (plus the hub's own publish-to-write histogram reading, where recorded),
+//! the bars for the first one, and the plot of those servers.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,7 +18,7 @@ use plotters::prelude::*;
 use ssehub_bench::args::Args;
 use ssehub_bench::record::Record;
 
-const USAGE: &str = "report [--results bench/results/results.jsonl] [--svg bench/results/plot.svg]";
+const USAGE: &str = "report [--results bench/results/results.jsonl] [--svg bench/results/plot.svg] [--columns S1,S2,...] [--bar-clients 10000]";
 const SERVERS: [&str; 4] = ["ssehub", "ssehub-lean", "baseline", "floor"];
 
 type Key = (String, usize, usize);
@@ -42,7 +47,43 @@ struct Metric {
     digits: usize,
 }
 
-fn metrics(scenario: &str) -> Vec<Metric> {
+/// The hub's own `ssehub_publish_to_write_seconds` reading (the upper bound
+/// of the bucket holding quantile `key`), from its stats' `extra`.
+fn hub_p2w(r: &Record, key: &str) -> f64 {
+    r.server_extra
+        .get("publish_to_write")
+        .and_then(|h| h.get(key))
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(f64::NAN)
+}
+
+/// The rows of `scenario`; `hub_rows` adds the hub's own histogram.
+fn metrics(scenario: &str, hub_rows: bool) -> Vec<Metric> {
+    let m = |name, get, digits| Metric { name, get, digits };
+    let mut rows = metrics_common(scenario);
+    if hub_rows && matches!(scenario, "broadcast" | "isolation" | "isolation-overflow") {
+        let at = rows.len().min(4);
+        rows.insert(
+            at,
+            m(
+                "hub histogram publish-to-write p99 (bucket bound), ms",
+                |r| hub_p2w(r, "p99_le_ms"),
+                2,
+            ),
+        );
+        rows.insert(
+            at,
+            m(
+                "hub histogram publish-to-write p50 (bucket bound), ms",
+                |r| hub_p2w(r, "p50_le_ms"),
+                2,
+            ),
+        );
+    }
+    rows
+}
+
+fn metrics_common(scenario: &str) -> Vec<Metric> {
     let m = |name, get, digits| Metric { name, get, digits };
     match scenario {
         "idle" => vec![
@@ -164,7 +205,7 @@ fn tables(groups: &BTreeMap<Key, BTreeMap<String, Record>>) -> String {
         } else {
             clients.to_string()
         };
-        for m in metrics(scenario) {
+        for m in metrics(scenario, false) {
             let v = |s: &str| recs.get(s).map(|r| (m.get)(r));
             let _ = writeln!(
                 out,
@@ -184,6 +225,76 @@ fn tables(groups: &BTreeMap<Key, BTreeMap<String, Record>>) -> String {
     let loads: Vec<f64> = groups
         .values()
         .flat_map(|g| g.values())
+        .filter_map(|r| r.load_before.split(' ').next()?.parse().ok())
+        .collect();
+    let min = loads.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = loads.iter().copied().fold(0.0, f64::max);
+    let _ = writeln!(
+        out,
+        "\nLoad average (1 min) at the start of the runs: {min:.2} to {max:.2}."
+    );
+    out
+}
+
+/// The tables for `servers`: a column each, then the first one's figure
+/// over each other's.
+fn tables_for(groups: &BTreeMap<Key, BTreeMap<String, Record>>, servers: &[&str]) -> String {
+    let mut out = String::new();
+    let order = [
+        "idle",
+        "broadcast",
+        "saturation",
+        "targeted",
+        "churn",
+        "isolation",
+    ];
+    let mut keys: Vec<&Key> = groups
+        .iter()
+        .filter(|(_, recs)| servers.iter().any(|s| recs.contains_key(*s)))
+        .map(|(k, _)| k)
+        .collect();
+    keys.sort_by_key(|k| (order.iter().position(|o| *o == k.0).unwrap_or(99), k.1, k.2));
+    let first = servers[0];
+    let others = &servers[1..];
+    let mut current = String::new();
+    for key in keys {
+        let (scenario, clients, stalled) = key;
+        let recs = &groups[key];
+        if *scenario != current {
+            current.clone_from(scenario);
+            let _ = writeln!(out, "\n### {scenario}\n");
+            let mut head = String::from("| clients | metric |");
+            let mut rule = String::from("|---|---|");
+            for s in servers {
+                let _ = write!(head, " {s} |");
+                rule += "---:|";
+            }
+            for s in others {
+                let _ = write!(head, " {first} / {s} |");
+                rule += "---:|";
+            }
+            let _ = writeln!(out, "{head}\n{rule}");
+        }
+        let label = if *stalled > 0 {
+            format!("{clients} + {stalled} stalled")
+        } else {
+            clients.to_string()
+        };
+        for m in metrics(scenario, servers.contains(&"hub")) {
+            let v = |s: &str| recs.get(s).map(|r| (m.get)(r));
+            let mut row = format!("| {label} | {} |", m.name);
+            for s in servers {
+                let _ = write!(row, " {} |", cell(v(s), m.digits));
+            }
+            for s in others {
+                let _ = write!(row, " {} |", ratio(v(first), v(s)));
+            }
+            let _ = writeln!(out, "{row}");
+        }
+    }
+    let loads: Vec<f64> = groups
+        .values()
+        .flat_map(|g| servers.iter().filter_map(|s| g.get(*s)))
         .filter_map(|r| r.load_before.split(' ').next()?.parse().ok())
         .collect();
     let min = loads.iter().copied().fold(f64::INFINITY, f64::min);
@@ -313,6 +424,7 @@ type Panel<'r, 'b> = (
 fn plot(
     groups: &BTreeMap<Key, BTreeMap<String, Record>>,
     path: &str,
+    servers: &[&str],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let series = |scenario: &str, f: fn(&Record) -> f64, server: &str| -> Vec<(f64, f64)> {
         let mut pts: Vec<(f64, f64)> = groups
@@ -332,6 +444,7 @@ fn plot(
         RGBColor(230, 140, 20),
         RGBColor(40, 90, 200),
         RGBColor(60, 160, 60),
+        RGBColor(130, 60, 170),
     ];
     let panels: [Panel<'_, '_>; 2] = [
         (
@@ -350,7 +463,7 @@ fn plot(
         ),
     ];
     for (area, scenario, title, ylabel, f) in panels {
-        let all: Vec<(f64, f64)> = SERVERS
+        let all: Vec<(f64, f64)> = servers
             .iter()
             .flat_map(|s| series(scenario, f, s))
             .collect();
@@ -368,7 +481,7 @@ fn plot(
             .y_desc(ylabel)
             .x_label_formatter(&|x| format!("{x:.0}"))
             .draw()?;
-        for (server, color) in SERVERS.iter().zip(colors) {
+        for (server, color) in servers.iter().zip(colors.iter().cycle().copied()) {
             let pts = series(scenario, f, server);
             chart
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
@@ -395,10 +508,21 @@ fn main() {
     let svg = args.opt("svg").unwrap_or("bench/results/plot.svg");
     let n: usize = args.get("bar-clients", 10_000);
     let groups = load(results);
-    print!("{}", bars(&groups, n, "ssehub"));
-    print!("{}", bars(&groups, n, "ssehub-lean"));
-    print!("{}", tables(&groups));
-    if let Err(e) = plot(&groups, svg) {
+    let columns: Vec<&str> = args
+        .opt("columns")
+        .map(|c| c.split(',').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    let servers: &[&str] = if columns.is_empty() {
+        print!("{}", bars(&groups, n, "ssehub"));
+        print!("{}", bars(&groups, n, "ssehub-lean"));
+        print!("{}", tables(&groups));
+        &SERVERS
+    } else {
+        print!("{}", bars(&groups, n, columns[0]));
+        print!("{}", tables_for(&groups, &columns));
+        &columns
+    };
+    if let Err(e) = plot(&groups, svg, servers) {
         eprintln!("plot failed: {e}");
         std::process::exit(1);
     }

@@ -1,0 +1,85 @@
+//! `server-hub`: the Mercure hub (`ssehub-server`, the `ssehub` binary's
+//! library) started in this process, on one multi-threaded tokio runtime
+//! (one worker when pinned with `taskset -c 0`), as the other servers run.
+//!
+//! The hub is configured as a deployment would be for public updates:
+//! anonymous subscribers, a random HS256 key (nothing in the benchmark
+//! uses a token), the keep-alive and write timeout of the other servers
+//! (15 s, 10 s), history and client buffers at the hub's defaults. Its
+//! subscribers connect with `GET /.well-known/mercure?match=T` (the load
+//! generator's `--path`); its own routes own `--addr`, so the benchmark's
+//! control requests (`/run`, `/ack`, `/stats`) go to a second port
+//! (`--control-addr`, default port + 10; the load generator's `--control`).
+//! The schedule publishes each payload with `Running::publish(topic,
+//! payload)`, the hub's in-process publish path.
+//!
+//! The hub owns its listener, so this server cannot time its writes: it
+//! reports no publish-to-last-write latency of its own; the hub's
+//! `ssehub_publish_to_write_seconds` histogram is in the stats' `extra`.
+
+use std::io::{self, Read as _};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Parser as _;
+use ssehub_bench::args::Args;
+use ssehub_bench::control::{self, Control};
+use ssehub_bench::hub_fanout::HubFanout;
+use ssehub_bench::procfs;
+use tokio::net::TcpListener;
+
+const USAGE: &str = "server-hub [--addr 127.0.0.1:7405] [--control-addr ADDR (default: port + 10)] [--write-timeout-s 10] [--keep-alive-s 15]";
+
+/// 32 random bytes, hex: the hub's HS256 key, which nothing here uses.
+fn random_key() -> io::Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn main() -> io::Result<()> {
+    let args = Args::from_env(USAGE);
+    let addr = procfs::loopback_addr(args.opt("addr").unwrap_or("127.0.0.1:7405"));
+    let control_addr = args.opt("control-addr").map_or_else(
+        || SocketAddr::new(addr.ip(), addr.port() + 10),
+        procfs::loopback_addr,
+    );
+    let write_timeout_s: u64 = args.get("write-timeout-s", 10);
+    let keep_alive_s: u64 = args.get("keep-alive-s", 15);
+    let _ = procfs::raise_nofile();
+    let config = ssehub_server::Config::parse_from([
+        "ssehub".to_owned(),
+        "--listen".to_owned(),
+        addr.to_string(),
+        "--jwt-key".to_owned(),
+        random_key()?,
+        "--anonymous".to_owned(),
+        "--keep-alive".to_owned(),
+        format!("{keep_alive_s}s"),
+        "--write-timeout".to_owned(),
+        format!("{write_timeout_s}s"),
+    ]);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let hub = ssehub_server::start(config)
+                .await
+                .map_err(io::Error::other)?;
+            let fanout = HubFanout::new(hub);
+            let ctl = Arc::new(Control::default());
+            let control_router = control::router(fanout.clone(), ctl.clone());
+            let control_listener = TcpListener::bind(control_addr).await?;
+            eprintln!(
+                "server-hub listening on {addr} (control {control_addr}), pid {}",
+                std::process::id()
+            );
+            tokio::select! {
+                r = axum::serve(control_listener, control_router) => r,
+                () = procfs::until_terminated() => {
+                    eprintln!("server-hub: {}", ctl.stats(&fanout));
+                    std::process::exit(0)
+                }
+            }
+        })
+}

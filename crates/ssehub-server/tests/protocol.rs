@@ -775,3 +775,25 @@ async fn tls_serves_http2_by_alpn() {
     running.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn connections_end_at_the_maximum_lifetime() {
+    let running = hub(&[
+        "--anonymous",
+        "--max-lifetime",
+        "1s",
+        "--lifetime-jitter",
+        "0.5",
+    ])
+    .await;
+    let hub = Hub::new(&running);
+    let started = std::time::Instant::now();
+    let mut sub = hub.subscribe(&[("match", "a")], &[]).await;
+    // Ends on its own: `next` returns None at the end of the body.
+    assert!(sub.next().await.is_none());
+    let lived = started.elapsed();
+    assert!(
+        lived >= Duration::from_millis(450) && lived < Duration::from_millis(1500),
+        "lived {lived:?}"
+    );
+}

@@ -100,15 +100,11 @@ async fn without_a_key_on_loopback_it_runs_in_development_mode() {
     // SIGTERM: the stream ends and the process exits cleanly.
     sigterm(&hub.child);
     let started = Instant::now();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), sub.chunk())
-            .await
-            .unwrap()
-        {
-            Ok(Some(_)) => continue,
-            _ => break,
-        }
-    }
+    // Read to the end of the stream (each read bounded).
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(10), sub.chunk())
+        .await
+        .unwrap()
+    {}
     let status = loop {
         if let Some(status) = hub.child.try_wait().unwrap() {
             break status;

@@ -235,18 +235,7 @@ fn deadline(settings: &Settings, grants: Option<&Grants>) -> Option<tokio::time:
 
 /// A random `urn:uuid:` (version 4) for an anonymous subscriber.
 fn random_urn() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "urn:uuid:{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    uuid::Uuid::new_v4().urn().to_string()
 }
 
 /// `POST /.well-known/mercure`: publishes one update, answers its id.

@@ -39,7 +39,7 @@ pub struct Config {
     /// Key verifying both publisher and subscriber tokens: a secret for
     /// HS*, a PEM public key (inline or a file path) otherwise.
     #[arg(long, env = "SSEHUB_JWT_KEY", hide_env_values = true)]
-    pub jwt_key: Option<String>,
+    pub jwt_key: Option<Secret>,
 
     /// Algorithm of --jwt-key (HS256, HS384, HS512, RS256, RS384, RS512,
     /// PS256, PS384, PS512, ES256, ES384, EdDSA).
@@ -48,7 +48,7 @@ pub struct Config {
 
     /// Key for publisher tokens only (overrides --jwt-key for publishing).
     #[arg(long, env = "SSEHUB_PUBLISHER_JWT_KEY", hide_env_values = true)]
-    pub publisher_jwt_key: Option<String>,
+    pub publisher_jwt_key: Option<Secret>,
 
     /// Algorithm of --publisher-jwt-key (default: --jwt-alg).
     #[arg(long, env = "SSEHUB_PUBLISHER_JWT_ALG", value_parser = parse_alg)]
@@ -56,7 +56,7 @@ pub struct Config {
 
     /// Key for subscriber tokens only (overrides --jwt-key for subscribing).
     #[arg(long, env = "SSEHUB_SUBSCRIBER_JWT_KEY", hide_env_values = true)]
-    pub subscriber_jwt_key: Option<String>,
+    pub subscriber_jwt_key: Option<Secret>,
 
     /// Algorithm of --subscriber-jwt-key (default: --jwt-alg).
     #[arg(long, env = "SSEHUB_SUBSCRIBER_JWT_ALG", value_parser = parse_alg)]
@@ -173,6 +173,37 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
 }
 
+/// A flag value that must not reach logs: `Debug` prints `<redacted>`.
+///
+/// ```
+/// let secret: ssehub_server::config::Secret = "hunter2".parse().unwrap();
+/// assert_eq!(secret.expose(), "hunter2");
+/// assert_eq!(format!("{secret:?}"), "<redacted>");
+/// ```
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self(value.to_owned()))
+    }
+}
+
 fn parse_alg(value: &str) -> Result<Algorithm, String> {
     value
         .parse::<Algorithm>()
@@ -180,6 +211,13 @@ fn parse_alg(value: &str) -> Result<Algorithm, String> {
 }
 
 /// Why the hub cannot start with a configuration.
+///
+/// ```
+/// use clap::Parser;
+/// let config = ssehub_server::Config::parse_from(["ssehub", "--listen", "10.0.0.1:3000"]);
+/// let err = config.settings("10.0.0.1:3000".parse().unwrap()).unwrap_err();
+/// assert!(err.to_string().starts_with("no JWT key configured"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A key could not be loaded.
@@ -201,12 +239,30 @@ pub enum ConfigError {
 }
 
 /// A key as configured: algorithm and material (kept to mint dev tokens).
-#[derive(Debug, Clone)]
+///
+/// ```
+/// use clap::Parser;
+/// let config = ssehub_server::Config::parse_from(["ssehub", "--jwt-key", "secret"]);
+/// let settings = config.settings("127.0.0.1:3000".parse().unwrap()).unwrap();
+/// let key = settings.publisher.unwrap();
+/// assert_eq!((key.alg, key.material.as_str()), (ssehub_server::auth::Algorithm::HS256, "secret"));
+/// ```
+#[derive(Clone)]
 pub struct KeySpec {
     /// The algorithm.
     pub alg: Algorithm,
     /// Secret or PEM (inline or path).
     pub material: String,
+}
+
+impl std::fmt::Debug for KeySpec {
+    // The material may be a secret: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySpec")
+            .field("alg", &self.alg)
+            .field("material", &"<redacted>")
+            .finish()
+    }
 }
 
 /// What the hub runs with, derived from [`Config`] once the listener's
@@ -264,10 +320,10 @@ impl Config {
                     .map_err(|e| ConfigError::PublicUrl(e.to_string()))?
             }
         };
-        let spec = |key: &Option<String>, alg: Option<Algorithm>| {
-            key.clone().map(|material| KeySpec {
+        let spec = |key: &Option<Secret>, alg: Option<Algorithm>| {
+            key.as_ref().map(|material| KeySpec {
                 alg: alg.unwrap_or(self.jwt_alg),
-                material,
+                material: material.expose().to_owned(),
             })
         };
         let shared = spec(&self.jwt_key, Some(self.jwt_alg));
@@ -319,6 +375,14 @@ impl Settings {
     ///
     /// # Errors
     /// [`ConfigError::Key`] when a key cannot be loaded.
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// let config = ssehub_server::Config::parse_from(["ssehub", "--jwt-key", "a-long-enough-secret-for-hs256-tokens", "--jwt-audience", "my-hub"]);
+    /// let auth = config.settings("127.0.0.1:3000".parse().unwrap()).unwrap().auth().unwrap();
+    /// assert_eq!(auth.audience, "my-hub");
+    /// assert!(auth.resource_metadata.ends_with("/.well-known/oauth-protected-resource/.well-known/mercure"));
+    /// ```
     pub fn auth(&self) -> Result<AuthConfig, ConfigError> {
         let load = |spec: &Option<KeySpec>, role| {
             spec.as_ref()

@@ -49,6 +49,16 @@ use crate::routes::{App, DemoTokens};
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
 /// Why the hub could not start.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use clap::Parser;
+/// // No key, and not on loopback: the hub will not run open.
+/// let config = ssehub_server::Config::parse_from(["ssehub", "--listen", "0.0.0.0:0"]);
+/// let err = ssehub_server::start(config).await.unwrap_err();
+/// assert!(matches!(err, ssehub_server::StartError::Config(ssehub_server::ConfigError::NoKey)));
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// Binding or serving failed.
@@ -63,6 +73,11 @@ pub enum StartError {
 }
 
 /// Why an in-process publication was refused.
+///
+/// ```
+/// let err = ssehub_server::PublishError::Topic("empty topic".into());
+/// assert_eq!(err.to_string(), "invalid topic: empty topic");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
     /// The topic breaks the protocol's rules.
@@ -74,6 +89,20 @@ pub enum PublishError {
 }
 
 /// A running hub.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use clap::Parser;
+/// let config = ssehub_server::Config::parse_from(["ssehub", "--listen", "127.0.0.1:0"]);
+/// let hub = ssehub_server::start(config).await.unwrap();
+/// assert!(hub.local_addr().ip().is_loopback());
+/// assert_eq!(hub.hub_url().path(), "/.well-known/mercure");
+/// assert!(hub.settings().dev, "no key on loopback: development mode");
+/// let (publisher, subscriber) = hub.dev_tokens();
+/// assert!(publisher.is_some() && subscriber.is_some());
+/// hub.shutdown().await.unwrap();
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Running {
     addr: SocketAddr,

@@ -42,6 +42,12 @@ pub enum TlsError {
 ///
 /// # Errors
 /// [`TlsError`] for unreadable or mismatched files.
+///
+/// ```
+/// use std::path::Path;
+/// let result = ssehub_server::tls::acceptor(Path::new("/no/cert.pem"), Path::new("/no/key.pem"));
+/// assert!(result.is_err_and(|err| err.to_string().starts_with("/no/cert.pem")));
+/// ```
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let pem_error = |path: &Path| {
         let path = path.display().to_string();

@@ -13,6 +13,7 @@ use ssehub_server::{Config, Running};
 const KEY: &str = "protocol-test-secret";
 const AUDIENCE: &str = "ssehub-test";
 const WAIT: Duration = Duration::from_secs(5);
+const SUBSCRIPTIONS: &str = "/.well-known/mercure/subscriptions";
 
 async fn hub(extra: &[&str]) -> Running {
     let mut args = vec![
@@ -108,6 +109,17 @@ impl<'a> Hub<'a> {
         let mut request = self.http.get(self.url()).query(query);
         for (name, value) in headers {
             request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// `GET path` on the hub's origin, with a bearer token if given.
+    async fn fetch(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .get(format!("http://{}{path}", self.running.local_addr()));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
         }
         request.send().await.unwrap()
     }
@@ -431,48 +443,27 @@ async fn refusals_follow_rfc_6750_and_the_input_rules() {
 
     // Input rules.
     let publisher = publisher();
-    let status = |form: Vec<(&'static str, String)>| {
-        let publisher = publisher.clone();
-        let hub = &hub;
-        async move {
-            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            hub.post(Some(&publisher), &form).await.status().as_u16()
-        }
-    };
-    assert_eq!(
-        status(vec![("topic", "a".into()), ("topic", "b".into())]).await,
-        400
-    );
-    assert_eq!(
-        status(vec![("topic", "a".into()), ("id", "#mine".into())]).await,
-        400
-    );
-    assert_eq!(
-        status(vec![("topic", "a".into()), ("id", "a\nb".into())]).await,
-        400
-    );
-    assert_eq!(
-        status(vec![("topic", "a".into()), ("type", "a\rb".into())]).await,
-        400
-    );
-    assert_eq!(
-        status(vec![("topic", "a".into()), ("retry", "1s".into())]).await,
-        400
-    );
-    assert_eq!(status(vec![("topic", "a\u{1}".into())]).await, 400);
-    assert_eq!(
-        status(vec![(
-            "topic",
-            "/.well-known/mercure/subscriptions/x".into()
-        )])
-        .await,
-        403
-    );
-    assert_eq!(status(vec![("topic", "a".repeat(5000))]).await, 413);
-    assert_eq!(
-        status(vec![("topic", "a".into()), ("data", "x".repeat(2 << 20))]).await,
-        413
-    );
+    let (long_topic, big_data) = ("a".repeat(5000), "x".repeat(2 << 20));
+    let cases: [(&[(&str, &str)], u16); 9] = [
+        (&[("topic", "a"), ("topic", "b")], 400),
+        (&[("topic", "a"), ("id", "#mine")], 400),
+        (&[("topic", "a"), ("id", "a\nb")], 400),
+        (&[("topic", "a"), ("type", "a\rb")], 400),
+        (&[("topic", "a"), ("retry", "1s")], 400),
+        (&[("topic", "a\u{1}")], 400),
+        (&[("topic", "/.well-known/mercure/subscriptions/x")], 403),
+        (&[("topic", &long_topic)], 413),
+        (&[("topic", "a"), ("data", &big_data)], 413),
+    ];
+    for (form, want) in cases {
+        let got = hub.post(Some(&publisher), form).await.status();
+        assert_eq!(
+            got,
+            want,
+            "{:?}",
+            form.iter().map(|(k, v)| (k, v.len())).collect::<Vec<_>>()
+        );
+    }
 
     // Subscribing: a token is required without --anonymous; bad matchers are 400.
     assert_eq!(hub.get(&[("match", "a")], &[]).await.status(), 401);
@@ -603,12 +594,8 @@ async fn active_subscriptions_are_published_and_listed() {
     );
 
     let list: Value = hub
-        .http
-        .get(format!("{}/subscriptions", hub.url()))
-        .header("authorization", &bearer)
-        .send()
+        .fetch(SUBSCRIPTIONS, Some(&watcher))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -620,30 +607,20 @@ async fn active_subscriptions_are_published_and_listed() {
         .map(|s| s["subscriber"].as_str().unwrap())
         .collect();
     assert!(listed.contains(&"alice"), "{list}");
-    let one = hub
-        .http
-        .get(format!("http://{}{id}", running.local_addr()))
-        .header("authorization", &bearer)
-        .send()
-        .await
-        .unwrap();
+    let one = hub.fetch(&id, Some(&watcher)).await;
     assert_eq!(one.headers()["content-type"], "application/ld+json");
     let one: Value = one.json().await.unwrap();
     assert_eq!(one["subscriber"], "alice");
     assert!(one["lastEventID"].is_string());
-    // Without the right to the path: 403.
-    let forbidden = hub
-        .http
-        .get(format!("{}/subscriptions", hub.url()))
-        .header("authorization", format!("Bearer {alice}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        forbidden.status(),
-        200,
-        "alice's `*` grant covers the API too"
-    );
+    let gone = format!("{SUBSCRIPTIONS}/Exact/nothing/nobody");
+    assert_eq!(hub.fetch(&gone, Some(&watcher)).await.status(), 404);
+    // The API is authorized like a topic: the request path.
+    let narrow = token(json!([grant(
+        &["subscribe"],
+        &[("Exact", "https://example.com/a")]
+    )]));
+    assert_eq!(hub.fetch(SUBSCRIPTIONS, Some(&narrow)).await.status(), 403);
+    assert_eq!(hub.fetch(SUBSCRIPTIONS, None).await.status(), 401);
 
     drop(alice_sub);
     let ended = events.next().await.unwrap();
@@ -656,26 +633,18 @@ async fn active_subscriptions_are_published_and_listed() {
 async fn discovery_health_and_metrics() {
     let running = hub(&["--anonymous"]).await;
     let hub = Hub::new(&running);
-    let base = format!("http://{}", running.local_addr());
     let metadata: Value = hub
-        .http
-        .get(format!(
-            "{base}/.well-known/oauth-protected-resource/.well-known/mercure"
-        ))
-        .send()
+        .fetch(
+            "/.well-known/oauth-protected-resource/.well-known/mercure",
+            None,
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(metadata["resource"], AUDIENCE);
     assert_eq!(metadata["mercure_version"], 8);
-    let health = hub
-        .http
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let health = hub.fetch("/healthz", None).await;
     assert_eq!(health.status(), 200);
 
     let mut sub = hub.subscribe(&[("match", "m")], &[]).await;
@@ -684,15 +653,7 @@ async fn discovery_health_and_metrics() {
     let _ = hub
         .subscribe(&[("match", "m"), ("lastEventID", "unknown")], &[])
         .await;
-    let text = hub
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = hub.fetch("/metrics", None).await.text().await.unwrap();
     for needle in [
         "ssehub_connections ",
         "ssehub_published_total 1",

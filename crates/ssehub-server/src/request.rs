@@ -72,7 +72,7 @@ pub(crate) struct SubscribeQuery {
 
 /// Parses the subscription query: `match`, `matchExact` and
 /// `matchURLPattern` parameters (and `topic` in compatibility mode), and
-/// `lastEventID`.
+/// `lastEventID` (also spelled `last_event_id` or `lastEventId`).
 ///
 /// Any other parameter in the reserved `match` namespace is refused, so a
 /// misspelled matcher type fails loudly.
@@ -90,7 +90,9 @@ pub(crate) fn subscribe_query(
             "match" | "matchExact" => MatchType::Exact,
             "matchURLPattern" => MatchType::UrlPattern,
             "topic" if compat => MatchType::Exact,
-            "lastEventID" => {
+            // The protocol's name, and the spellings older clients and
+            // the ssehub library use.
+            "lastEventID" | "last_event_id" | "lastEventId" => {
                 last_event_id = Some(value);
                 continue;
             }
@@ -296,6 +298,8 @@ mod tests {
         assert_eq!(q.matchers.len(), 3);
         assert_eq!(q.matchers[1].kind(), MatchType::UrlPattern);
         assert_eq!(q.last_event_id.as_deref(), Some("x"));
+        let q = subscribe("match=a&last_event_id=y").unwrap();
+        assert_eq!(q.last_event_id.as_deref(), Some("y"));
         assert!(matches!(subscribe("matchFoo=a"), Err(RequestError::Bad(_))));
         assert!(matches!(
             subscribe("MATCHexact=a"),

@@ -4,6 +4,8 @@
 #   bench/profile.sh perf    SERVER LOADGEN-ARGS...   # CPU: perf (cpu-clock, kernel + user), server pinned to core 0
 #   bench/profile.sh massif  SERVER LOADGEN-ARGS...   # heap by allocation site (valgrind massif)
 #   bench/profile.sh callgrind SERVER LOADGEN-ARGS... # user-space instructions by function (valgrind callgrind)
+#   bench/profile.sh perf-dwarf SERVER LOADGEN-ARGS... # perf with DWARF call graphs (the release build has no
+#                                                      # frame pointers); inclusive shares: bench/perf-tree.py
 #
 # Output goes to bench/results/profile/. Example:
 #   bench/profile.sh perf ssehub --scenario broadcast --clients 10000 --mode rate --rate 10 --duration 20
@@ -28,6 +30,9 @@ fi
 case $tool in
     perf)
         taskset -c 0 perf record -q -e cpu-clock -F 997 -g -o "$dir/$tag.perf.data" \
+            "$BIN/server-$server" --addr 127.0.0.1:$port "${extra[@]}" 2>"$dir/$tag.server.log" & ;;
+    perf-dwarf)
+        taskset -c 0 perf record -q -e cpu-clock -F 499 --call-graph dwarf,32768 -o "$dir/$tag.perf.data" \
             "$BIN/server-$server" --addr 127.0.0.1:$port "${extra[@]}" 2>"$dir/$tag.server.log" & ;;
     massif)
         taskset -c 0 valgrind --tool=massif --massif-out-file="$dir/$tag.massif" \

@@ -180,7 +180,8 @@ pub struct WriteTimeoutListener {
 }
 
 impl WriteTimeoutListener {
-    /// Wraps `listener`; every accepted connection gets `timeout` on writes.
+    /// Wraps `listener`; every accepted connection gets `timeout` on writes
+    /// and `TCP_NODELAY` (events are small and wanted at once).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -203,6 +204,9 @@ impl axum::serve::Listener for WriteTimeoutListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (socket, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        // An event is small and wanted now: do not hold it back waiting for
+        // the previous segment's ACK (Nagle).
+        let _ = socket.set_nodelay(true);
         (crate::io::WriteTimeout::new(socket, self.timeout), addr)
     }
 

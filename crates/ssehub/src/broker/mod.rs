@@ -124,6 +124,9 @@ pub(crate) struct BrokerInner {
     pub(crate) watermark: Arc<AtomicU64>,
     epoch: u32,
     pub(crate) history: Arc<dyn HistoryStore>,
+    /// False for the built-in history with zero bounds: nothing to record,
+    /// so publishing skips it (a lock and a clock read per channel).
+    records_history: bool,
     closed: AtomicBool,
     counters: Arc<Counters>,
 }
@@ -161,6 +164,7 @@ impl Broker {
     /// ```
     #[must_use]
     pub fn with_config(config: BrokerConfig) -> Self {
+        let records_history = config.history_store.is_some() || config.history.max_events > 0;
         let history = config
             .history_store
             .clone()
@@ -181,6 +185,7 @@ impl Broker {
             watermark: Arc::new(AtomicU64::new(FIRST_POSITION)),
             epoch: ids::new_epoch(),
             history,
+            records_history,
             closed: AtomicBool::new(false),
             counters: Arc::new(Counters::default()),
         });
@@ -739,11 +744,12 @@ impl BrokerInner {
             Publish::Frame(frame) => (frame, None, None, true),
         };
         let published_at = tokio::time::Instant::now();
+        let record = replayable && self.records_history;
         let mut skipped = 0;
         for channel in live {
             // Recorded before it is appended: a subscriber that sees the
             // frame in the log must find it in history too (`Log::subscribe`).
-            if replayable {
+            if record {
                 self.history.record(
                     &channel.name,
                     HistoryEntry {

@@ -157,7 +157,9 @@ impl Groups {
             if let Some(groups) = self.exact.get(topic) {
                 found.extend(groups.iter().cloned());
             }
-            found.extend(self.scanned(topic, base).iter().cloned());
+            if !self.scan.is_empty() {
+                found.extend(self.scanned(topic, base).iter().cloned());
+            }
         }
         if update.topics.len() > 1 {
             found.sort_by_key(|g| Arc::as_ptr(g) as usize);
@@ -172,9 +174,6 @@ impl Groups {
 
     /// The scan groups selecting `topic`, from the cache when possible.
     fn scanned(&mut self, topic: &Arc<str>, base: &Url) -> Arc<[Arc<Group>]> {
-        if self.scan.is_empty() {
-            return Arc::from(Vec::new());
-        }
         if let Some(hit) = self.cache.get(topic) {
             return hit.clone();
         }

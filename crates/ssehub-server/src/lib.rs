@@ -175,7 +175,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Some(acceptor) => tls::serve(listener, acceptor, router, write_timeout, shutdown).await,
             None => {
                 let listener = ssehub::axum::WriteTimeoutListener::new(listener, write_timeout);
-                axum::serve(listener, router)
+                // One service for all connections: serving the router
+                // itself would rebuild its routes per connection and keep
+                // them (~6 KB) for the life of every stream.
+                axum::serve(listener, router.into_make_service())
                     .with_graceful_shutdown(shutdown)
                     .await
             }

@@ -313,6 +313,12 @@ pub fn validate_topic(topic: &str, limits: &Limits) -> Result<(), TopicError> {
 /// assert!(!is_reserved("books/1", &base));
 /// ```
 pub fn is_reserved(topic: &str, base: &Url) -> bool {
+    // An absolute topic can only reach the reserved path by naming it (URL
+    // parsing decodes no percent-escapes in path segments, and control
+    // characters are refused before this), so most topics skip the parse.
+    if has_scheme(topic) && !topic.contains("well-known") {
+        return false;
+    }
     match base.join(topic) {
         Ok(url) => {
             let path = url.path();
@@ -323,6 +329,16 @@ pub fn is_reserved(topic: &str, base: &Url) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// Whether `value` starts with a URI scheme (`ALPHA *(ALPHA / DIGIT / "+" / "-" / ".") ":"`).
+fn has_scheme(value: &str) -> bool {
+    let Some((scheme, _)) = value.split_once(':') else {
+        return false;
+    };
+    let mut bytes = scheme.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
 }
 
 #[cfg(test)]
@@ -393,6 +409,33 @@ mod tests {
             ),
             Err(TopicError::Pattern(_))
         ));
+    }
+
+    #[test]
+    fn the_reserved_namespace_is_found_through_relative_and_absolute_forms() {
+        let base = base();
+        for topic in [
+            "mercure",
+            "mercure/subscriptions",
+            "#fragment",
+            "?query",
+            "/.well-known/mercure",
+            "https://elsewhere.example/.well-known/mercure/x",
+            "HTTPS://hub.example/.well-known/mercure",
+            "https:\\\\hub.example\\.well-known\\mercure",
+            "//other.example/.well-known/mercure",
+        ] {
+            assert!(is_reserved(topic, &base), "{topic}");
+        }
+        for topic in [
+            "urn:example:mercure",
+            "https://example.com/books/1",
+            "https://example.com/%2Ewell-known/mercure",
+            "https://example.com/.well-known/mercurex",
+            "subscriptions/x",
+        ] {
+            assert!(!is_reserved(topic, &base), "{topic}");
+        }
     }
 
     #[test]

@@ -14,7 +14,10 @@
 //! deadline: a client whose socket accepts nothing for
 //! [`ServerConfig::write_timeout`] is disconnected. Use it for the
 //! event-stream endpoints of a service; serve everything else with your
-//! usual stack on another port or behind the same proxy.
+//! usual stack on another port, behind the same proxy, or on the same
+//! port with [`serve_connection_with`], which hands the connections it
+//! does not stream to a fallback (hyper, say) with the bytes it already
+//! read.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -43,12 +46,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
-use http_body::Body as _;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::http::{ResponseBody, plain_text};
-use crate::stream::SseBody;
 
 /// Settings of the lean server.
 ///
@@ -200,6 +201,150 @@ where
     write_response(&mut socket, response, &config).await
 }
 
+/// Serves one connection for which `handler` may answer with an event
+/// stream of any body type, and hands every other connection — requests
+/// the handler declines (`None`), heads it cannot parse — to `fallback`
+/// with the socket as it was: the bytes read so far are replayed first
+/// ([`Rewind`]). So one port can carry lean event streams and a general
+/// HTTP stack for the rest (publishing, health, pages).
+///
+/// # Errors
+/// I/O errors and timeouts of the connection, or the fallback's.
+///
+/// ```no_run
+/// # async fn run(socket: tokio::net::TcpStream) -> std::io::Result<()> {
+/// use ssehub::server::{Rewind, ServerConfig, serve_connection_with};
+/// let broker = ssehub::broker::Broker::new();
+/// let handler = |request: &http::request::Parts| {
+///     (request.uri.path() == "/events").then(|| broker.handle_request(request, |_| {}))
+/// };
+/// let fallback = |socket: Rewind<tokio::net::TcpStream>| async move {
+///     drop(socket); // hand it to hyper, for one
+///     Ok(())
+/// };
+/// serve_connection_with(socket, ServerConfig::default(), &handler, fallback).await
+/// # }
+/// ```
+pub async fn serve_connection_with<F, B, G, Fut>(
+    mut socket: TcpStream,
+    config: ServerConfig,
+    handler: &F,
+    fallback: G,
+) -> io::Result<()>
+where
+    F: Fn(&http::request::Parts) -> Option<Response<B>> + ?Sized,
+    B: http_body::Body<Data = Bytes> + Unpin,
+    G: FnOnce(Rewind<TcpStream>) -> Fut,
+    Fut: std::future::Future<Output = io::Result<()>>,
+{
+    socket.set_nodelay(true)?;
+    let mut buf = Vec::with_capacity(1024);
+    let head = match tokio::time::timeout(
+        config.read_timeout,
+        read_head_into(&mut socket, &config, &mut buf),
+    )
+    .await
+    {
+        Ok(head) => head?,
+        Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+    };
+    let response = match head {
+        Head::Closed => return Ok(()),
+        Head::Request(parts) => handler(&parts),
+        Head::TooLarge | Head::Invalid => None,
+    };
+    match response {
+        Some(response) => {
+            // The head is consumed; a streaming connection keeps no buffer.
+            drop(buf);
+            write_streaming(&mut socket, response, &config).await
+        }
+        None => fallback(Rewind::new(Bytes::from(buf), socket)).await,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An I/O object whose first reads return bytes already read from it
+    /// (`prefix`), then read through; writes go straight through.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use tokio::io::AsyncReadExt;
+    /// let mut io = ssehub::server::Rewind::new(bytes::Bytes::from_static(b"GET "), &b"/ HTTP/1.1"[..]);
+    /// let mut all = String::new();
+    /// io.read_to_string(&mut all).await.unwrap();
+    /// assert_eq!(all, "GET / HTTP/1.1");
+    /// # }
+    /// ```
+    #[derive(Debug)]
+    pub struct Rewind<T> {
+        prefix: Bytes,
+        #[pin]
+        inner: T,
+    }
+}
+
+impl<T> Rewind<T> {
+    /// `inner`, with `prefix` read first.
+    pub fn new(prefix: Bytes, inner: T) -> Self {
+        Self { prefix, inner }
+    }
+
+    /// The wrapped I/O object (any unread prefix is lost).
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+}
+
+impl<T: tokio::io::AsyncRead> tokio::io::AsyncRead for Rewind<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        this.inner.poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite> tokio::io::AsyncWrite for Rewind<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
 enum Head {
     // Boxed: the parts are big and the other outcomes carry nothing.
     Request(Box<http::request::Parts>),
@@ -212,6 +357,16 @@ async fn read_head(socket: &mut TcpStream, config: &ServerConfig) -> io::Result<
     // Freed as soon as the head is parsed: nothing of it stays with the
     // connection.
     let mut buf = Vec::with_capacity(1024);
+    read_head_into(socket, config, &mut buf).await
+}
+
+/// Reads until `buf` holds a complete request head (or cannot); every byte
+/// read stays in `buf`, for a connection handed to another server.
+async fn read_head_into(
+    socket: &mut TcpStream,
+    config: &ServerConfig,
+    buf: &mut Vec<u8>,
+) -> io::Result<Head> {
     loop {
         if buf.len() >= config.max_head_bytes {
             return Ok(Head::TooLarge);
@@ -226,7 +381,7 @@ async fn read_head(socket: &mut TcpStream, config: &ServerConfig) -> io::Result<
         }
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut request = httparse::Request::new(&mut headers);
-        match request.parse(&buf) {
+        match request.parse(buf) {
             Ok(httparse::Status::Complete(_)) => return Ok(to_parts(&request)),
             Ok(httparse::Status::Partial) => {}
             Err(httparse::Error::TooManyHeaders) => return Ok(Head::TooLarge),
@@ -264,35 +419,50 @@ async fn write_response(
             let head = response_head(parts.status, &parts.headers, Some(text.len()));
             write_all(socket, &[&head, &text], config).await
         }
-        ResponseBody::Stream(mut body) => {
-            let head = response_head(parts.status, &parts.headers, None);
-            write_all(socket, &[&head], config).await?;
-            let mut probe = [0u8; 64];
-            loop {
-                match next_step(&mut body, socket).await {
-                    Step::Frame(Some(Ok(frame))) => {
-                        let Ok(data) = frame.into_data() else {
-                            continue;
-                        };
-                        let mut line = [0u8; 18];
-                        let size = chunk_size_line(data.len(), &mut line);
-                        write_all(socket, &[size, &data, b"\r\n"], config).await?;
-                    }
-                    Step::Frame(_) => {
-                        // The stream ended at an event boundary: end the body.
-                        return write_all(socket, &[b"0\r\n\r\n"], config).await;
-                    }
-                    Step::Readable(ready) => {
-                        ready?;
-                        // A client sends nothing after its request; reading
-                        // is only how its leaving is noticed.
-                        match socket.try_read(&mut probe) {
-                            Ok(0) => return Ok(()),
-                            Ok(_) => {}
-                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                            Err(err) => return Err(err),
-                        }
-                    }
+        ResponseBody::Stream(body) => {
+            write_streaming(socket, Response::from_parts(parts, body), config).await
+        }
+    }
+}
+
+/// Writes a response whose body streams: chunked, each frame one chunk.
+async fn write_streaming<B>(
+    socket: &mut TcpStream,
+    response: Response<B>,
+    config: &ServerConfig,
+) -> io::Result<()>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    let (parts, mut body) = response.into_parts();
+    let head = response_head(parts.status, &parts.headers, None);
+    write_all(socket, &[&head], config).await?;
+    let mut probe = [0u8; 64];
+    loop {
+        match next_step(&mut body, socket).await {
+            Step::Frame(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let mut line = [0u8; 18];
+                let size = chunk_size_line(data.len(), &mut line);
+                write_all(socket, &[size, &data, b"\r\n"], config).await?;
+            }
+            // A body that fails cannot be ended cleanly: drop the connection.
+            Step::Frame(Some(Err(()))) => return Err(io::ErrorKind::Other.into()),
+            Step::Frame(None) => {
+                // The stream ended at an event boundary: end the body.
+                return write_all(socket, &[b"0\r\n\r\n"], config).await;
+            }
+            Step::Readable(ready) => {
+                ready?;
+                // A client sends nothing after its request; reading
+                // is only how its leaving is noticed.
+                match socket.try_read(&mut probe) {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(err) => return Err(err),
                 }
             }
         }
@@ -301,7 +471,7 @@ async fn write_response(
 
 /// What woke a streaming connection.
 enum Step {
-    Frame(Option<Result<http_body::Frame<Bytes>, std::convert::Infallible>>),
+    Frame(Option<Result<http_body::Frame<Bytes>, ()>>),
     Readable(io::Result<()>),
 }
 
@@ -310,10 +480,13 @@ enum Step {
 /// Polled by hand rather than with `select!` over `readable()`: the socket's
 /// read readiness then keeps one waker slot for the whole connection
 /// instead of queueing and dequeuing a waiter on every event.
-async fn next_step(body: &mut SseBody, socket: &TcpStream) -> Step {
+async fn next_step<B>(body: &mut B, socket: &TcpStream) -> Step
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
     std::future::poll_fn(|cx| {
         if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(cx) {
-            return Poll::Ready(Step::Frame(frame));
+            return Poll::Ready(Step::Frame(frame.map(|f| f.map_err(|_| ()))));
         }
         socket.poll_read_ready(cx).map(Step::Readable)
     })

@@ -216,3 +216,98 @@ async fn single_streams_work_too() {
     let body = response.read_to_end(Duration::from_secs(2)).await;
     assert_eq!(body, b":\n\ndata: 0\n\ndata: 1\n\ndata: 2\n\n");
 }
+
+/// One port, two servers: the lean writer for event streams, hyper for
+/// everything the handler declines — with the bytes already read replayed.
+#[tokio::test]
+async fn declined_requests_reach_the_fallback_with_every_byte() {
+    use http_body_util::BodyExt as _;
+    use hyper_util::rt::TokioIo;
+
+    let broker = Broker::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_broker = broker.clone();
+    tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            let broker = server_broker.clone();
+            tokio::spawn(async move {
+                let handler = |request: &http::request::Parts| {
+                    (request.method == http::Method::GET && request.uri.path() == "/events")
+                        .then(|| broker.handle_request(request, |c| c.subscribe("news").unwrap()))
+                };
+                let fallback = |io: ssehub::server::Rewind<tokio::net::TcpStream>| async move {
+                    // Echo the body back: proves the replayed prefix and the
+                    // rest of the socket arrive in order.
+                    let service = hyper::service::service_fn(
+                        |request: http::Request<hyper::body::Incoming>| async move {
+                            let method = request.method().clone();
+                            let body = request.into_body().collect().await?.to_bytes();
+                            let mut text = format!("{method} ").into_bytes();
+                            text.extend_from_slice(&body);
+                            Ok::<_, hyper::Error>(http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(text),
+                            )))
+                        },
+                    );
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(io), service)
+                        .await
+                        .map_err(std::io::Error::other)
+                };
+                let _ = ssehub::server::serve_connection_with(
+                    socket,
+                    ServerConfig::default(),
+                    &handler,
+                    fallback,
+                )
+                .await;
+            });
+        }
+    });
+
+    // The stream goes through the lean writer.
+    let mut events = RawResponse::get(addr, "/events", &[]).await;
+    assert_eq!(events.status, 200);
+    assert_eq!(events.header("connection"), Some("close"));
+    broker
+        .channel("news")
+        .unwrap()
+        .broadcast_data("hello")
+        .unwrap();
+    events
+        .read_until(b"data: hello\n\n", Duration::from_secs(5))
+        .await;
+
+    // A POST whose body is larger than the first read, sent in two parts.
+    let body = "x".repeat(10_000);
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&body.as_bytes()[..100]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    socket.write_all(&body.as_bytes()[100..]).await.unwrap();
+    let mut answer = Vec::new();
+    timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut socket, &mut answer),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(
+        answer.ends_with(&format!("POST {body}")),
+        "{}",
+        &answer[..200.min(answer.len())]
+    );
+
+    // A GET the handler declines goes to the fallback too.
+    let other = RawResponse::get(addr, "/elsewhere", &[]).await;
+    assert_eq!(other.status, 200);
+}

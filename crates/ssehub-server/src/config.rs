@@ -160,6 +160,13 @@ pub struct Config {
     #[arg(long, env = "SSEHUB_DRAIN", default_value = "5s", value_parser = humantime::parse_duration)]
     pub drain: Duration,
 
+    /// What writes event streams on plain HTTP: `lean` (ssehub's own
+    /// HTTP/1.1 writer, about 5 KiB per idle subscriber; every other request
+    /// goes to hyper on the same port) or `hyper` (everything through
+    /// hyper/axum, HTTP/1.1 and h2c). With TLS, hyper serves all.
+    #[arg(long, env = "SSEHUB_STREAM_SERVER", default_value = "lean", value_parser = ["lean", "hyper"])]
+    pub stream_server: String,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "SSEHUB_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -23,6 +23,7 @@ mod demo;
 mod groups;
 mod history;
 mod hub;
+mod lean;
 mod metrics;
 mod request;
 mod routes;
@@ -157,7 +158,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         settings: settings.clone(),
         demo: demo.clone(),
     });
-    let router = routes::router(app);
+    let router = routes::router(app.clone());
+    let lean = config.stream_server == "lean";
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
@@ -173,6 +175,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let server = async move {
         match tls {
             Some(acceptor) => tls::serve(listener, acceptor, router, write_timeout, shutdown).await,
+            None if lean => lean::serve(listener, app, router, write_timeout, shutdown).await,
             None => {
                 let listener = ssehub::axum::WriteTimeoutListener::new(listener, write_timeout);
                 // One service for all connections: serving the router

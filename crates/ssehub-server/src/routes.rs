@@ -99,6 +99,33 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
+/// The CORS headers of an actual (not preflight) request from an allowed
+/// origin: what the CORS layer adds on the axum path, for responses the
+/// lean stream server writes itself.
+pub(crate) fn add_cors_headers(app: &App, request: &HeaderMap, response: &mut HeaderMap) {
+    let Some(origin) = request.get(header::ORIGIN) else {
+        return;
+    };
+    let allowed = app
+        .settings
+        .config
+        .cors_origins
+        .iter()
+        .any(|o| o.trim_end_matches('/').as_bytes() == origin.as_bytes());
+    response.append(header::VARY, HeaderValue::from_static("origin"));
+    if allowed {
+        response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        response.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        response.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("last-event-id,mercure-last-event-id,link"),
+        );
+    }
+}
+
 /// The `Link` header naming the hub.
 fn link(app: &App) -> HeaderValue {
     HeaderValue::from_str(&format!("<{}>; rel=\"mercure\"", app.settings.base))
@@ -129,6 +156,11 @@ fn refuse_auth(app: &App, endpoint: &'static str, err: &AuthError) -> Response {
 
 /// `GET /.well-known/mercure`: an event stream of the matching updates.
 async fn subscribe(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
+    subscribe_response(&app, &uri, &headers)
+}
+
+/// The subscription response, for axum and for the lean stream server.
+pub(crate) fn subscribe_response(app: &Arc<App>, uri: &Uri, headers: &HeaderMap) -> Response {
     let settings = &app.settings;
     let query = match request::subscribe_query(
         uri.query(),
@@ -139,7 +171,7 @@ async fn subscribe(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response
         Ok(query) => query,
         Err(err) => return refuse(&app, "subscribe", &err),
     };
-    let grants = match auth::authenticate(&app.auth, Role::Subscriber, &headers, uri.query()) {
+    let grants = match auth::authenticate(&app.auth, Role::Subscriber, headers, uri.query()) {
         Ok(Some(grants)) => Some(grants),
         Ok(None) if settings.anonymous => None,
         Ok(None) => return refuse_auth(&app, "subscribe", &AuthError::Missing),

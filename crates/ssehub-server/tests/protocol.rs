@@ -223,6 +223,30 @@ async fn an_update_reaches_exact_subscribers_with_its_fields() {
 }
 
 #[tokio::test]
+async fn streams_are_written_by_the_lean_server_unless_told_otherwise() {
+    for (stream_server, lean) in [("lean", true), ("hyper", false)] {
+        let running = hub(&["--anonymous", "--stream-server", stream_server]).await;
+        let hub = Hub::new(&running);
+        let mut sub = hub.subscribe(&[("match", "t")], &[]).await;
+        // The lean writer serves one request per connection and says so.
+        assert_eq!(
+            sub.headers.get("connection").is_some_and(|v| v == "close"),
+            lean,
+            "{stream_server}"
+        );
+        // Publishing shares the port either way.
+        let id = hub
+            .publish(&[("topic", "t"), ("data", stream_server)])
+            .await;
+        let message = sub.next().await.unwrap();
+        assert_eq!(
+            (message.data.as_str(), message.last_event_id.as_str()),
+            (stream_server, id.as_str())
+        );
+    }
+}
+
+#[tokio::test]
 async fn several_matchers_select_each_update_once_in_order() {
     let running = hub(&["--anonymous"]).await;
     let hub = Hub::new(&running);

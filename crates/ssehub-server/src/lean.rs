@@ -1,0 +1,82 @@
+//! Plain-HTTP serving with ssehub's lean stream writer: subscriptions
+//! (`GET /.well-known/mercure`) are written by `ssehub::server`, which keeps
+//! no HTTP buffers for the life of a stream; every other request on the
+//! same port (publishing, the API, the page, CORS preflights, h2c) goes to
+//! hyper with the bytes already read.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use ssehub::io::WriteTimeout;
+use ssehub::server::{Rewind, ServerConfig, serve_connection_with};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::routes::{App, HUB_PATH, add_cors_headers, subscribe_response};
+
+/// Serves until `shutdown` completes, then waits for the open connections
+/// to end (the hub's drain ends the streams).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    router: Router,
+    write_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let config = ServerConfig::default().write_timeout(write_timeout);
+    let graceful = GracefulShutdown::new();
+    // Every connection task holds a clone; one left means all are done.
+    let open = Arc::new(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let socket = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => socket,
+                Err(err) => {
+                    // Out of file descriptors and the like: keep serving.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (app, router, open) = (app.clone(), router.clone(), open.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _open = open;
+            let handler = |request: &http::request::Parts| {
+                if request.method != http::Method::GET || request.uri.path() != HUB_PATH {
+                    return None;
+                }
+                let mut response = subscribe_response(&app, &request.uri, &request.headers);
+                add_cors_headers(&app, &request.headers, response.headers_mut());
+                Some(response)
+            };
+            let fallback = |io: Rewind<TcpStream>| async move {
+                let io = TokioIo::new(WriteTimeout::new(io, write_timeout));
+                let service = TowerToHyperService::new(router);
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let connection = builder.serve_connection_with_upgrades(io, service);
+                watcher
+                    .watch(connection.into_owned())
+                    .await
+                    .map_err(std::io::Error::other)
+            };
+            if let Err(err) = serve_connection_with(socket, config, &handler, fallback).await {
+                tracing::debug!(%err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    while Arc::strong_count(&open) > 1 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

@@ -169,19 +169,19 @@ pub(crate) fn subscribe_response(app: &Arc<App>, uri: &Uri, headers: &HeaderMap)
         settings.config.compat,
     ) {
         Ok(query) => query,
-        Err(err) => return refuse(&app, "subscribe", &err),
+        Err(err) => return refuse(app, "subscribe", &err),
     };
     let grants = match auth::authenticate(&app.auth, Role::Subscriber, headers, uri.query()) {
         Ok(Some(grants)) => Some(grants),
         Ok(None) if settings.anonymous => None,
-        Ok(None) => return refuse_auth(&app, "subscribe", &AuthError::Missing),
-        Err(err) => return refuse_auth(&app, "subscribe", &err),
+        Ok(None) => return refuse_auth(app, "subscribe", &AuthError::Missing),
+        Err(err) => return refuse_auth(app, "subscribe", &err),
     };
     // The header wins over the query parameter.
     let last_event_id = match headers.get("last-event-id").filter(|v| !v.is_empty()) {
         Some(value) if value.len() > MAX_LAST_EVENT_ID => {
             return refuse(
-                &app,
+                app,
                 "subscribe",
                 &RequestError::Bad("Last-Event-ID too long".into()),
             );
@@ -228,7 +228,7 @@ pub(crate) fn subscribe_response(app: &Arc<App>, uri: &Uri, headers: &HeaderMap)
         .into_response()
         .map(|body| Body::new(HubBody::new(body, app.core.clone(), joined.membership)));
     let out = response.headers_mut();
-    out.insert(header::LINK, link(&app));
+    out.insert(header::LINK, link(app));
     if query_token {
         out.insert(
             header::CACHE_CONTROL,

@@ -96,9 +96,10 @@ pub(crate) struct Membership {
     subscriptions: Vec<SubscriptionEvent>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing under this lock can leave the state half-updated on a panic
-    // (each step is a push or a removal), so a poisoned lock is still good.
+/// Locks `mutex`. Nothing the hub does under a lock can leave its state
+/// half-updated on a panic (each step is a push or a removal), so a
+/// poisoned lock is still good.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

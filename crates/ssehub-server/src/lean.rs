@@ -17,6 +17,7 @@ use ssehub::io::WriteTimeout;
 use ssehub::server::{Rewind, ServerConfig, serve_connection_with};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::listen::accept_until;
 use crate::routes::{App, HUB_PATH, add_cors_headers, subscribe_response};
 
 /// Serves until `shutdown` completes, then waits for the open connections
@@ -33,19 +34,7 @@ pub(crate) async fn serve(
     // Every connection task holds a clone; one left means all are done.
     let open = Arc::new(());
     let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let socket = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((socket, _)) => socket,
-                Err(err) => {
-                    // Out of file descriptors and the like: keep serving.
-                    tracing::warn!(%err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    while let Some(socket) = accept_until(&listener, &mut shutdown).await {
         let (app, router, open) = (app.clone(), router.clone(), open.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {

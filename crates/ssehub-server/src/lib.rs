@@ -24,6 +24,7 @@ mod groups;
 mod history;
 mod hub;
 mod lean;
+mod listen;
 mod metrics;
 mod request;
 mod routes;
@@ -169,6 +170,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // Stop accepting first; the drain then ends the open streams.
     let shutdown = async move {
         let _ = stopped.await;
+        tracing::info!("shutting down: no new connections");
         let _ = draining_tx.send(());
     };
     let write_timeout = config.write_timeout;
@@ -190,7 +192,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let drain = config.drain;
     let drainer = async move {
         if draining.await.is_ok() {
-            tracing::info!(?drain, "shutting down: closing streams");
+            tracing::info!(?drain, "closing the open streams");
             core.drain(drain).await;
             // Connections that still linger after the drain window.
             tokio::time::sleep(Duration::from_secs(5)).await;

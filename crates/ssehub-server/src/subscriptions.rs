@@ -11,12 +11,13 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
 use crate::auth::Grants;
+use crate::hub::lock;
 use crate::topic::Matcher;
 
 /// The collection of subscriptions.
@@ -89,7 +90,7 @@ impl ActiveSubscriptions {
     /// Registers `events`; returns the (topic, document) of those that
     /// became active.
     pub fn add(&self, events: &[SubscriptionEvent]) -> Vec<(Arc<str>, String)> {
-        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut active = lock(&self.active);
         let mut changed = Vec::new();
         for event in events {
             let entry = active
@@ -106,7 +107,7 @@ impl ActiveSubscriptions {
     /// Unregisters `events`; returns those that became inactive, with
     /// `active: false`.
     pub fn remove(&self, events: &[SubscriptionEvent]) -> Vec<(Arc<str>, String)> {
-        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut active = lock(&self.active);
         let mut changed = Vec::new();
         for event in events {
             let Some(entry) = active.get_mut(&event.topic) else {
@@ -126,7 +127,7 @@ impl ActiveSubscriptions {
     /// collection, or one subscription), `None` for an unknown single
     /// subscription.
     pub fn document(&self, path: &str, last_event_id: &str) -> Option<Value> {
-        let active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let active = lock(&self.active);
         let rest = path.strip_prefix(SUBSCRIPTIONS_PATH).unwrap_or_default();
         let depth = rest.split('/').filter(|s| !s.is_empty()).count();
         if depth >= 3 {

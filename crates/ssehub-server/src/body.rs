@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -11,7 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use ssehub::SseBody;
 
 use crate::history::parse_id;
-use crate::hub::{Core, Membership};
+use crate::hub::Membership;
 
 pin_project_lite::pin_project! {
     /// Streams the broker's body and, when dropped (the client left or
@@ -19,18 +18,13 @@ pin_project_lite::pin_project! {
     pub(crate) struct HubBody {
         #[pin]
         inner: SseBody,
-        core: Arc<Core>,
         membership: Membership,
     }
 }
 
 impl HubBody {
-    pub fn new(inner: SseBody, core: Arc<Core>, membership: Membership) -> Self {
-        Self {
-            inner,
-            core,
-            membership,
-        }
+    pub fn new(inner: SseBody, membership: Membership) -> Self {
+        Self { inner, membership }
     }
 }
 
@@ -46,10 +40,10 @@ impl Body for HubBody {
         let polled = this.inner.poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
-            && let Some(seq) = first_generated_seq(data, this.core.epoch())
+            && let Some(seq) = first_generated_seq(data, this.membership.core().epoch())
         {
             // The oldest update of the chunk: the latency that matters.
-            this.core.metrics.written(seq);
+            this.membership.core().metrics.written(seq);
         }
         polled
     }

@@ -338,6 +338,11 @@ impl Core {
 }
 
 impl Membership {
+    /// The hub this membership is in.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
     /// Publishes the subscription events of this subscriber's matchers
     /// whose state changed.
     fn announce(&self, active: bool) {

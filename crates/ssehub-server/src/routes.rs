@@ -226,7 +226,7 @@ pub(crate) fn subscribe_response(app: &Arc<App>, uri: &Uri, headers: &HeaderMap)
     let mut response = joined
         .body
         .into_response()
-        .map(|body| Body::new(HubBody::new(body, app.core.clone(), joined.membership)));
+        .map(|body| Body::new(HubBody::new(body, joined.membership)));
     let out = response.headers_mut();
     out.insert(header::LINK, link(app));
     if query_token {

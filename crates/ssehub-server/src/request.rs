@@ -13,9 +13,6 @@ use crate::topic::{
     Limits, MatchType, Matcher, TopicError, has_control, is_reserved, validate_topic,
 };
 
-/// Longest `Last-Event-ID` accepted, as the library's own limit.
-pub(crate) const MAX_LAST_EVENT_ID: usize = ssehub::MAX_LAST_EVENT_ID_LEN;
-
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum RequestError {
@@ -63,39 +60,25 @@ pub(crate) fn decode_pairs(input: &[u8]) -> Result<Vec<(String, String)>, Reques
         .collect()
 }
 
-/// A subscription request's parameters.
-#[derive(Debug)]
-pub(crate) struct SubscribeQuery {
-    pub matchers: Vec<Matcher>,
-    pub last_event_id: Option<String>,
-}
-
-/// Parses the subscription query: `match`, `matchExact` and
-/// `matchURLPattern` parameters (and `topic` in compatibility mode), and
-/// `lastEventID` (also spelled `last_event_id` or `lastEventId`).
+/// The matchers of a subscription query: `match`, `matchExact` and
+/// `matchURLPattern` parameters (and `topic` in compatibility mode). Other
+/// parameters (`lastEventID`, `access_token`) are read by their own parsers.
 ///
 /// Any other parameter in the reserved `match` namespace is refused, so a
 /// misspelled matcher type fails loudly.
-pub(crate) fn subscribe_query(
+pub(crate) fn subscribe_matchers(
     query: Option<&str>,
     base: &Url,
     limits: &Limits,
     compat: bool,
-) -> Result<SubscribeQuery, RequestError> {
+) -> Result<Vec<Matcher>, RequestError> {
     let pairs = decode_pairs(query.unwrap_or_default().as_bytes())?;
     let mut matchers = Vec::new();
-    let mut last_event_id = None;
     for (name, value) in pairs {
         let kind = match name.as_str() {
             "match" | "matchExact" => MatchType::Exact,
             "matchURLPattern" => MatchType::UrlPattern,
             "topic" if compat => MatchType::Exact,
-            // The protocol's name, and the spellings older clients and
-            // the ssehub library use.
-            "lastEventID" | "last_event_id" | "lastEventId" => {
-                last_event_id = Some(value);
-                continue;
-            }
             other if other.len() >= 5 && other[..5].eq_ignore_ascii_case("match") => {
                 return Err(RequestError::Bad(format!(
                     "unknown matcher parameter {other:?}"
@@ -122,16 +105,7 @@ pub(crate) fn subscribe_query(
             "no topic matcher: add a match or matchURLPattern parameter".into(),
         ));
     }
-    if last_event_id
-        .as_ref()
-        .is_some_and(|id| id.len() > MAX_LAST_EVENT_ID)
-    {
-        return Err(RequestError::Bad("lastEventID too long".into()));
-    }
-    Ok(SubscribeQuery {
-        matchers,
-        last_event_id: last_event_id.filter(|id| !id.is_empty()),
-    })
+    Ok(matchers)
 }
 
 /// Parses a publication body into an update.
@@ -235,8 +209,8 @@ mod tests {
         publish_form(body.as_bytes(), &base(), &Limits::default(), compat)
     }
 
-    fn subscribe(query: &str) -> Result<SubscribeQuery, RequestError> {
-        subscribe_query(Some(query), &base(), &Limits::default(), false)
+    fn subscribe(query: &str) -> Result<Vec<Matcher>, RequestError> {
+        subscribe_matchers(Some(query), &base(), &Limits::default(), false)
     }
 
     #[test]
@@ -295,11 +269,8 @@ mod tests {
             "match=a&matchURLPattern=%2Fbooks%2F%3Aid&matchExact=b&lastEventID=x&other=1",
         )
         .unwrap();
-        assert_eq!(q.matchers.len(), 3);
-        assert_eq!(q.matchers[1].kind(), MatchType::UrlPattern);
-        assert_eq!(q.last_event_id.as_deref(), Some("x"));
-        let q = subscribe("match=a&last_event_id=y").unwrap();
-        assert_eq!(q.last_event_id.as_deref(), Some("y"));
+        assert_eq!(q.len(), 3);
+        assert_eq!(q[1].kind(), MatchType::UrlPattern);
         assert!(matches!(subscribe("matchFoo=a"), Err(RequestError::Bad(_))));
         assert!(matches!(
             subscribe("MATCHexact=a"),
@@ -311,7 +282,7 @@ mod tests {
             matches!(subscribe("topic=a"), Err(RequestError::Bad(_))),
             "topic needs compat"
         );
-        assert!(subscribe_query(Some("topic=a"), &base(), &Limits::default(), true).is_ok());
+        assert!(subscribe_matchers(Some("topic=a"), &base(), &Limits::default(), true).is_ok());
         let many = vec!["match=a"; 65].join("&");
         assert!(matches!(subscribe(&many), Err(RequestError::Bad(_))));
     }

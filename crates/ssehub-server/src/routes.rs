@@ -18,7 +18,7 @@ use crate::auth::{self, AuthConfig, AuthError, Grants, Role, TokenSource};
 use crate::body::HubBody;
 use crate::config::Settings;
 use crate::hub::Core;
-use crate::request::{self, MAX_LAST_EVENT_ID, RequestError};
+use crate::request::{self, RequestError};
 use crate::subscriptions::SUBSCRIPTIONS_PATH;
 
 /// The hub's URL path.
@@ -162,13 +162,13 @@ async fn subscribe(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response
 /// The subscription response, for axum and for the lean stream server.
 pub(crate) fn subscribe_response(app: &Arc<App>, uri: &Uri, headers: &HeaderMap) -> Response {
     let settings = &app.settings;
-    let query = match request::subscribe_query(
+    let matchers = match request::subscribe_matchers(
         uri.query(),
         &settings.base,
         &settings.limits,
         settings.config.compat,
     ) {
-        Ok(query) => query,
+        Ok(matchers) => matchers,
         Err(err) => return refuse(app, "subscribe", &err),
     };
     let grants = match auth::authenticate(&app.auth, Role::Subscriber, headers, uri.query()) {
@@ -177,17 +177,11 @@ pub(crate) fn subscribe_response(app: &Arc<App>, uri: &Uri, headers: &HeaderMap)
         Ok(None) => return refuse_auth(app, "subscribe", &AuthError::Missing),
         Err(err) => return refuse_auth(app, "subscribe", &err),
     };
-    // The header wins over the query parameter.
-    let last_event_id = match headers.get("last-event-id").filter(|v| !v.is_empty()) {
-        Some(value) if value.len() > MAX_LAST_EVENT_ID => {
-            return refuse(
-                app,
-                "subscribe",
-                &RequestError::Bad("Last-Event-ID too long".into()),
-            );
-        }
-        Some(value) => Some(String::from_utf8_lossy(value.as_bytes()).into_owned()),
-        None => query.last_event_id,
+    // The header wins over the query parameter (`lastEventID`, or the
+    // spellings other clients use).
+    let last_event_id = match ssehub::last_event_id(headers, uri.query()) {
+        Ok(id) => id,
+        Err(err) => return refuse(app, "subscribe", &RequestError::Bad(err.to_string())),
     };
     let subscriber = grants
         .as_ref()
@@ -197,12 +191,10 @@ pub(crate) fn subscribe_response(app: &Arc<App>, uri: &Uri, headers: &HeaderMap)
     let query_token = grants
         .as_ref()
         .is_some_and(|g| g.source() == TokenSource::Query);
-    let joined = match app.core.subscribe(
-        query.matchers,
-        grants,
-        last_event_id.as_deref(),
-        &subscriber,
-    ) {
+    let joined = match app
+        .core
+        .subscribe(matchers, grants, last_event_id.as_deref(), &subscriber)
+    {
         Ok(joined) => joined,
         // Shutting down: the stream ends at once and the browser retries,
         // perhaps on another node.

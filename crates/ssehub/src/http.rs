@@ -26,8 +26,9 @@ pub const MAX_LAST_EVENT_ID_LEN: usize = 1024;
 pub const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 /// Query parameters read, in order, when the header is absent: `lastEventId`
-/// is what EventSource polyfills send, `last_event_id` what Mercure uses.
-pub const LAST_EVENT_ID_QUERY: [&str; 2] = ["lastEventId", "last_event_id"];
+/// is what EventSource polyfills send, `last_event_id` a common snake-case
+/// spelling, `lastEventID` what the Mercure protocol names.
+pub const LAST_EVENT_ID_QUERY: [&str; 3] = ["lastEventId", "last_event_id", "lastEventID"];
 
 const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
@@ -35,7 +36,8 @@ const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering
 ///
 /// The `Last-Event-ID` header is taken as raw bytes decoded as UTF-8 (invalid
 /// sequences become U+FFFD, as browsers send what they received); when it is
-/// absent, the `lastEventId` then `last_event_id` query parameters are used.
+/// absent, the `lastEventId`, `last_event_id` then `lastEventID` query
+/// parameters are used.
 /// The header wins when both are present. An empty value counts as absent.
 ///
 /// # Errors

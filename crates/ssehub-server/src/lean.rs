@@ -9,15 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use ssehub::io::WriteTimeout;
 use ssehub::server::{Rewind, ServerConfig, serve_connection_with};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::listen::accept_until;
+use crate::listen::{accept_until, serve_hyper};
 use crate::routes::{App, HUB_PATH, add_cors_headers, subscribe_response};
 
 /// Serves until `shutdown` completes, then waits for the open connections
@@ -48,12 +45,7 @@ pub(crate) async fn serve(
                 Some(response)
             };
             let fallback = |io: Rewind<TcpStream>| async move {
-                let io = TokioIo::new(WriteTimeout::new(io, write_timeout));
-                let service = TowerToHyperService::new(router);
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let connection = builder.serve_connection_with_upgrades(io, service);
-                watcher
-                    .watch(connection.into_owned())
+                serve_hyper(WriteTimeout::new(io, write_timeout), router, watcher)
                     .await
                     .map_err(std::io::Error::other)
             };

@@ -7,14 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use ssehub::io::WriteTimeout;
 use tokio::net::TcpListener;
 
-use crate::listen::accept_until;
+use crate::listen::{accept_until, serve_hyper};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -89,7 +86,7 @@ pub(crate) async fn serve(
             .map_or_else(|_| "?".to_owned(), |a| a.to_string());
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(
@@ -105,9 +102,7 @@ pub(crate) async fn serve(
                 }
                 Err(_) => return,
             };
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            if let Err(err) = watcher.watch(connection.into_owned()).await {
+            if let Err(err) = serve_hyper(tls, router, watcher).await {
                 tracing::debug!(%peer, %err, "connection ended with an error");
             }
         });

@@ -79,7 +79,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 fn cors(origins: &[String]) -> CorsLayer {
     let origins: Vec<HeaderValue> = origins
         .iter()
-        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .filter_map(|o| HeaderValue::from_str(origin_of(o)).ok())
         .collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
@@ -91,12 +91,17 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::CACHE_CONTROL,
             HeaderName::from_static("last-event-id"),
         ])
-        .expose_headers([
-            HeaderName::from_static("last-event-id"),
-            MERCURE_LAST_EVENT_ID,
-            header::LINK,
-        ])
+        .expose_headers(EXPOSED.map(HeaderName::from_static))
         .max_age(Duration::from_secs(3600))
+}
+
+/// Response headers a cross-origin page may read.
+const EXPOSED: [&str; 3] = ["last-event-id", "mercure-last-event-id", "link"];
+
+/// A configured origin as browsers send it (`https://app.example/` →
+/// `https://app.example`).
+fn origin_of(configured: &str) -> &str {
+    configured.trim_end_matches('/')
 }
 
 /// The CORS headers of an actual (not preflight) request from an allowed
@@ -111,7 +116,7 @@ pub(crate) fn add_cors_headers(app: &App, request: &HeaderMap, response: &mut He
         .config
         .cors_origins
         .iter()
-        .any(|o| o.trim_end_matches('/').as_bytes() == origin.as_bytes());
+        .any(|o| origin_of(o).as_bytes() == origin.as_bytes());
     response.append(header::VARY, HeaderValue::from_static("origin"));
     if allowed {
         response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
@@ -121,7 +126,7 @@ pub(crate) fn add_cors_headers(app: &App, request: &HeaderMap, response: &mut He
         );
         response.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("last-event-id,mercure-last-event-id,link"),
+            HeaderValue::from_str(&EXPOSED.join(",")).expect("static names"),
         );
     }
 }

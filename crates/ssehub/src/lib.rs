@@ -29,6 +29,7 @@
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod broker;
+mod chunked;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod error;

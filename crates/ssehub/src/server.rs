@@ -41,7 +41,7 @@
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -49,6 +49,7 @@ use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::broker::outlet::{Outlet, OutletHandle};
 use crate::http::{ResponseBody, plain_text};
 
 /// Settings of the lean server.
@@ -198,7 +199,7 @@ where
         Head::Invalid => plain_text(StatusCode::BAD_REQUEST, "malformed request"),
         Head::Closed => return Ok(()),
     };
-    write_response(&mut socket, response, &config).await
+    write_response(socket, response, &config).await
 }
 
 /// Serves one connection for which `handler` may answer with an event
@@ -257,7 +258,7 @@ where
         Some(response) => {
             // The head is consumed; a streaming connection keeps no buffer.
             drop(buf);
-            write_streaming(&mut socket, response, &config).await
+            write_streaming(socket, response, &config).await
         }
         None => fallback(Rewind::new(Bytes::from(buf), socket)).await,
     }
@@ -408,7 +409,7 @@ fn to_parts(request: &httparse::Request<'_, '_>) -> Head {
 }
 
 async fn write_response(
-    socket: &mut TcpStream,
+    socket: TcpStream,
     response: Response<ResponseBody>,
     config: &ServerConfig,
 ) -> io::Result<()> {
@@ -417,7 +418,7 @@ async fn write_response(
         ResponseBody::Error(text) => {
             let text = text.unwrap_or_default();
             let head = response_head(parts.status, &parts.headers, Some(text.len()));
-            write_all(socket, &[&head, &text], config).await
+            write_all(&socket, &[&head, &text], config).await
         }
         ResponseBody::Stream(body) => {
             write_streaming(socket, Response::from_parts(parts, body), config).await
@@ -426,34 +427,59 @@ async fn write_response(
 }
 
 /// Writes a response whose body streams: chunked, each frame one chunk.
+///
+/// When the body is a broker client's, the socket is lent to the broker
+/// while the connection sleeps (see `broker/outlet.rs`): the broker's
+/// writer then writes the client's frames itself, and this loop writes
+/// only what the writer could not (a full socket) or what came another way
+/// (direct sends, keep-alives, a burst taken at once).
 async fn write_streaming<B>(
-    socket: &mut TcpStream,
+    socket: TcpStream,
     response: Response<B>,
     config: &ServerConfig,
 ) -> io::Result<()>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
 {
+    let handle = response.extensions().get::<OutletHandle>().cloned();
     let (parts, mut body) = response.into_parts();
+    let socket = Arc::new(socket);
     let head = response_head(parts.status, &parts.headers, None);
-    write_all(socket, &[&head], config).await?;
+    write_all(&socket, &[&head], config).await?;
+    let lent = handle.and_then(|OutletHandle(outlet)| Lent::new(outlet, &socket));
     let mut probe = [0u8; 64];
     loop {
-        match next_step(&mut body, socket).await {
+        if let Some(lent) = &lent {
+            // What the writer claimed for this connection goes out first.
+            for bytes in std::future::poll_fn(|cx| lent.outlet.poll_settled(cx.waker())).await {
+                write_all(&socket, &[&bytes], config).await?;
+            }
+        }
+        match next_step(&mut body, &socket, lent.as_ref()).await {
             Step::Frame(Some(Ok(frame))) => {
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
+                if let Some(lent) = &lent {
+                    // Claims made before this poll are older than `data`.
+                    for bytes in
+                        std::future::poll_fn(|cx| lent.outlet.poll_settled(cx.waker())).await
+                    {
+                        write_all(&socket, &[&bytes], config).await?;
+                    }
+                }
                 let mut line = [0u8; 18];
-                let size = chunk_size_line(data.len(), &mut line);
-                write_all(socket, &[size, &data, b"\r\n"], config).await?;
+                let size = crate::chunked::size_line(data.len(), &mut line);
+                write_all(&socket, &[size, &data, b"\r\n"], config).await?;
             }
             // A body that fails cannot be ended cleanly: drop the connection.
             Step::Frame(Some(Err(()))) => return Err(io::ErrorKind::Other.into()),
             Step::Frame(None) => {
                 // The stream ended at an event boundary: end the body.
-                return write_all(socket, &[b"0\r\n\r\n"], config).await;
+                return write_all(&socket, &[b"0\r\n\r\n"], config).await;
             }
+            // The writer left frames to this connection: the loop's top writes them.
+            Step::Outlet => {}
             Step::Readable(ready) => {
                 ready?;
                 // A client sends nothing after its request; reading
@@ -469,26 +495,70 @@ where
     }
 }
 
+/// A socket lent to the broker's writer; given back when dropped.
+struct Lent {
+    outlet: Arc<Outlet>,
+    /// The outlet as a waker: every source the body polls wakes the
+    /// connection through it, which stops the writer's direct writes.
+    waker: Waker,
+}
+
+impl Lent {
+    fn new(outlet: Arc<Outlet>, socket: &Arc<TcpStream>) -> Option<Self> {
+        outlet.attach(socket.clone()).then(|| Self {
+            waker: Waker::from(outlet.clone()),
+            outlet,
+        })
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        self.outlet.detach();
+    }
+}
+
 /// What woke a streaming connection.
 enum Step {
     Frame(Option<Result<http_body::Frame<Bytes>, ()>>),
+    /// The broker's writer left frames to write (or still holds some).
+    Outlet,
     Readable(io::Result<()>),
 }
 
-/// Waits for the next body frame or for the client's side of the socket.
+/// Waits for the next body frame or for the client's side of the socket;
+/// with a lent socket, parks it with the broker when there is neither.
 ///
 /// Polled by hand rather than with `select!` over `readable()`: the socket's
 /// read readiness then keeps one waker slot for the whole connection
 /// instead of queueing and dequeuing a waiter on every event.
-async fn next_step<B>(body: &mut B, socket: &TcpStream) -> Step
+async fn next_step<B>(body: &mut B, socket: &TcpStream, lent: Option<&Lent>) -> Step
 where
     B: http_body::Body<Data = Bytes> + Unpin,
 {
     std::future::poll_fn(|cx| {
-        if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(cx) {
+        let Some(lent) = lent else {
+            if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(cx) {
+                return Poll::Ready(Step::Frame(frame.map(|f| f.map_err(|_| ()))));
+            }
+            return socket.poll_read_ready(cx).map(Step::Readable);
+        };
+        lent.outlet.arm(cx.waker());
+        if lent.outlet.busy() {
+            lent.outlet.activate();
+            return Poll::Ready(Step::Outlet);
+        }
+        let mut via_outlet = Context::from_waker(&lent.waker);
+        if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(&mut via_outlet) {
+            lent.outlet.activate();
             return Poll::Ready(Step::Frame(frame.map(|f| f.map_err(|_| ()))));
         }
-        socket.poll_read_ready(cx).map(Step::Readable)
+        if let Poll::Ready(ready) = socket.poll_read_ready(&mut via_outlet) {
+            lent.outlet.activate();
+            return Poll::Ready(Step::Readable(ready));
+        }
+        lent.outlet.park();
+        Poll::Pending
     })
     .await
 }
@@ -567,44 +637,5 @@ async fn write_all(socket: &TcpStream, parts: &[&[u8]], config: &ServerConfig) -
             }
             Err(err) => return Err(err),
         }
-    }
-}
-
-/// `len` in hex followed by CRLF: an HTTP/1.1 chunk-size line.
-fn chunk_size_line(len: usize, buf: &mut [u8; 18]) -> &[u8] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    let mut n = len;
-    let mut count = 0;
-    loop {
-        digits[count] = HEX[n & 0xf];
-        count += 1;
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    for i in 0..count {
-        buf[i] = digits[count - 1 - i];
-    }
-    buf[count] = b'\r';
-    buf[count + 1] = b'\n';
-    &buf[..count + 2]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::chunk_size_line;
-
-    #[test]
-    fn chunk_size_lines_are_lowercase_hex() {
-        let mut buf = [0u8; 18];
-        assert_eq!(chunk_size_line(0, &mut buf), b"0\r\n");
-        assert_eq!(chunk_size_line(255, &mut buf), b"ff\r\n");
-        assert_eq!(chunk_size_line(0x1_0000, &mut buf), b"10000\r\n");
-        assert_eq!(
-            chunk_size_line(usize::MAX, &mut buf),
-            b"ffffffffffffffff\r\n"
-        );
     }
 }

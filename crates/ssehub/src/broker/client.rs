@@ -16,7 +16,9 @@ use super::config::GapReplay;
 use super::config::OverflowPolicy;
 use super::ids::ResumePoint;
 use super::log::{Positioned, TakeError};
+use super::outlet::Outlet;
 use super::stats::Counters;
+use super::writer::Writer;
 use super::{BrokerError, BrokerInner};
 use crate::error::SendError;
 use crate::event::Event;
@@ -124,6 +126,8 @@ pub(crate) struct ClientInner {
     started: AtomicBool,
     /// Set once the client has been unregistered (the disconnect hook ran).
     gone: AtomicBool,
+    /// Its socket, when a lean server lends it (see `outlet.rs`).
+    pub(crate) outlet: Arc<Outlet>,
 }
 
 /// One client connected to a [`Broker`](super::Broker): the Go `*Client`.
@@ -159,6 +163,7 @@ impl Client {
         policy: OverflowPolicy,
         watermark: Arc<AtomicU64>,
         resume: Option<ResumePoint>,
+        writer: Arc<Writer>,
     ) -> Self {
         Self {
             inner: Arc::new(ClientInner {
@@ -178,6 +183,7 @@ impl Client {
                 }),
                 started: AtomicBool::new(false),
                 gone: AtomicBool::new(false),
+                outlet: Arc::new(Outlet::new(writer)),
             }),
         }
     }
@@ -445,9 +451,11 @@ impl Client {
         }
         let key = channel
             .log
-            .subscribe(Arc::downgrade(&self.inner), |until| {
-                self.inner.replay_for(channel, until)
-            })
+            .subscribe(
+                Arc::downgrade(&self.inner),
+                self.inner.outlet.clone(),
+                |until| self.inner.replay_for(channel, until),
+            )
             .map_err(|_| BrokerError::ChannelNotFound)?;
         subs.push(Cursor {
             channel: channel.clone(),
@@ -736,6 +744,10 @@ impl Feed for Arc<ClientInner> {
 
     fn finished(&self) {
         self.unregister();
+    }
+
+    fn outlet(&self) -> Option<Arc<Outlet>> {
+        Some(self.outlet.clone())
     }
 }
 

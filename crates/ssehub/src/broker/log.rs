@@ -31,7 +31,7 @@
 //! the full subscriber keeps.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Waker;
 
 use bytes::Bytes;
@@ -39,6 +39,8 @@ use slab::Slab;
 
 use super::client::ClientInner;
 use super::config::OverflowPolicy;
+use super::outlet::{Claim, Outlet};
+use super::writer::Writer;
 
 /// A frame and its broker-wide publish position.
 pub(crate) type Positioned = (u64, Bytes);
@@ -55,6 +57,9 @@ struct Frame {
 #[derive(Debug)]
 struct Subscriber {
     client: Weak<ClientInner>,
+    /// The client's socket outlet: a parked one gets frames from the
+    /// broker's writer instead of a wake-up (see `outlet.rs`).
+    outlet: Arc<Outlet>,
     /// Sequence number (index in this log, not position) of the next frame
     /// this subscriber takes.
     pos: u64,
@@ -123,6 +128,15 @@ pub(crate) struct Taken {
     pub(crate) deferred: bool,
 }
 
+/// What an append did besides appending.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Appended {
+    /// Subscribers that had to skip the frame (full, under `DropNewest`).
+    pub(crate) skipped: u64,
+    /// Subscribers whose parked connection gets the frame from the writer.
+    pub(crate) claimed: u64,
+}
+
 /// Why a subscriber got nothing more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TakeError {
@@ -174,10 +188,18 @@ impl Log {
     }
 
     /// Appends the frame published at `position` and wakes the subscribers
-    /// waiting for one; returns how many subscribers had to skip it (full,
-    /// under `DropNewest`). The broker calls this in rising position order.
-    pub(crate) fn append(&self, position: u64, bytes: Bytes) -> Result<u64, Deleted> {
-        WAKE_LIST.with(|list| {
+    /// waiting for one — or, when `writer` is given and accepting, hands
+    /// it to the writer for those whose connection is parked. The broker
+    /// calls this in rising position order, under its publishing lock.
+    pub(crate) fn append(
+        &self,
+        position: u64,
+        bytes: Bytes,
+        writer: Option<&Writer>,
+    ) -> Result<Appended, Deleted> {
+        let direct = writer.filter(|w| w.accepting());
+        let mut claimed = Vec::new();
+        let appended = WAKE_LIST.with(|list| {
             // A re-entrant append (from a waker) falls back to a fresh list.
             let mut fresh = Vec::new();
             let mut guard = list.try_borrow_mut().ok();
@@ -196,13 +218,31 @@ impl Log {
                 let end = st.end;
                 st.frames.push_back(Frame {
                     position,
-                    bytes,
+                    bytes: bytes.clone(),
                     end,
                 });
+                let seq = st.next_seq;
                 st.next_seq += 1;
                 st.last_position = position;
                 let mut keep_from = st.next_seq;
                 for (_, sub) in &mut st.subscribers {
+                    // Caught up with nothing held back: this frame is the
+                    // next thing its connection writes.
+                    let caught_up = sub.pos == seq && sub.replay.is_empty() && sub.held.is_none();
+                    if direct.is_some() && caught_up {
+                        match sub.outlet.try_claim(position) {
+                            Claim::Claimed => {
+                                sub.pos = seq + 1;
+                                claimed.push(sub.outlet.clone());
+                                continue;
+                            }
+                            Claim::AlreadyClaimed => {
+                                sub.pos = seq + 1;
+                                continue;
+                            }
+                            Claim::No => {}
+                        }
+                    }
                     if let Some(waker) = sub.waker.take() {
                         wakers.push(waker);
                     }
@@ -215,7 +255,17 @@ impl Log {
                 waker.wake();
             }
             Ok(skipped)
-        })
+        })?;
+        let appended = Appended {
+            skipped: appended,
+            claimed: claimed.len() as u64,
+        };
+        if let Some(writer) = direct
+            && !claimed.is_empty()
+        {
+            writer.submit(bytes, claimed);
+        }
+        Ok(appended)
     }
 
     /// `DropNewest`, applied before a frame of `len` bytes is appended: a
@@ -275,6 +325,7 @@ impl Log {
     pub(crate) fn subscribe(
         &self,
         client: Weak<ClientInner>,
+        outlet: Arc<Outlet>,
         replay: impl FnOnce(u64) -> Vec<Positioned>,
     ) -> Result<usize, Deleted> {
         let mut st = self.lock();
@@ -285,6 +336,7 @@ impl Log {
         let replay = replay(st.last_position);
         Ok(st.subscribers.insert(Subscriber {
             client,
+            outlet,
             pos,
             waker: None,
             replay,

@@ -55,7 +55,9 @@ mod config;
 mod history;
 mod ids;
 mod log;
+pub(crate) mod outlet;
 mod stats;
+mod writer;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -129,6 +131,14 @@ pub(crate) struct BrokerInner {
     records_history: bool,
     closed: AtomicBool,
     counters: Arc<Counters>,
+    /// Writes frames straight to parked clients' sockets (`writer.rs`).
+    pub(crate) writer: Arc<writer::Writer>,
+}
+
+impl Drop for BrokerInner {
+    fn drop(&mut self) {
+        self.writer.close();
+    }
 }
 
 /// What a publish carries.
@@ -188,6 +198,7 @@ impl Broker {
             records_history,
             closed: AtomicBool::new(false),
             counters: Arc::new(Counters::default()),
+            writer: Arc::default(),
         });
         Self { inner }
     }
@@ -227,6 +238,7 @@ impl Broker {
             self.inner.config.overflow,
             self.inner.watermark.clone(),
             resume,
+            self.inner.writer.clone(),
         );
         let body = body.with_feed(Arc::new(client.inner.clone()));
         client.attach(&self.inner.everyone)?;
@@ -746,6 +758,7 @@ impl BrokerInner {
         let published_at = tokio::time::Instant::now();
         let record = replayable && self.records_history;
         let mut skipped = 0;
+        let mut claimed = 0;
         for channel in live {
             // Recorded before it is appended: a subscriber that sees the
             // frame in the log must find it in history too (`Log::subscribe`).
@@ -760,16 +773,21 @@ impl BrokerInner {
                     },
                 );
             }
-            skipped += channel
+            let appended = channel
                 .log
-                .append(position, frame.clone())
+                .append(position, frame.clone(), Some(&self.writer))
                 .map_err(|_| BrokerError::ChannelNotFound)?;
+            skipped += appended.skipped;
+            claimed += appended.claimed;
         }
         *next = position + 1;
         self.watermark.store(position + 1, Ordering::Release);
         drop(next);
         Counters::add(&self.counters.published, 1);
         Counters::add(&self.counters.dropped, skipped);
+        // A claimed frame is as good as taken: it goes to the socket or,
+        // if that is full, ahead of everything else the connection writes.
+        Counters::add(&self.counters.delivered, claimed);
         Ok(wire_id)
     }
 

@@ -54,6 +54,9 @@ pub struct SseBody {
     last_event_id: Option<Arc<str>>,
     /// Frames from elsewhere (a broker client's channels), polled after the queue.
     feed: Option<Arc<dyn Feed>>,
+    /// The feed's socket outlet: its direct writes count as activity for
+    /// the keep-alive.
+    pub(crate) outlet: Option<Arc<crate::broker::outlet::Outlet>>,
     done: bool,
     pub(crate) accel_buffering_header: bool,
 }
@@ -74,6 +77,7 @@ impl SseBody {
             on_disconnect,
             last_event_id,
             feed: None,
+            outlet: None,
             done: false,
             accel_buffering_header,
         }
@@ -81,6 +85,7 @@ impl SseBody {
 
     /// Adds a feed of frames polled after the stream's own queue.
     pub(crate) fn with_feed(mut self, feed: Arc<dyn Feed>) -> Self {
+        self.outlet = feed.outlet();
         self.feed = Some(feed);
         self
     }
@@ -143,7 +148,8 @@ impl Body for SseBody {
             return Poll::Ready(None);
         }
         if let Some(ka) = &mut this.keep_alive {
-            ready!(ka.poll_due(cx));
+            let direct = this.outlet.as_ref().and_then(|o| o.last_write());
+            ready!(ka.poll_due(cx, direct));
             return this.data(Bytes::from_static(KEEP_ALIVE_FRAME));
         }
         Poll::Pending
@@ -201,8 +207,12 @@ impl KeepAlive {
         self.last_write = Instant::now();
     }
 
-    /// Ready when the stream has been idle for a whole interval.
-    fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Ready when the stream has been idle for a whole interval; `direct`
+    /// is the last write made around the body (by the broker's writer).
+    fn poll_due(&mut self, cx: &mut Context<'_>, direct: Option<Instant>) -> Poll<()> {
+        if let Some(direct) = direct {
+            self.last_write = self.last_write.max(direct);
+        }
         let first_deadline = self.last_write + self.interval;
         let sleep = self
             .sleep

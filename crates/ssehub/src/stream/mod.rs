@@ -66,6 +66,11 @@ pub(crate) trait Feed: Send + Sync + 'static {
 
     /// Called once when the body ends or is dropped.
     fn finished(&self);
+
+    /// Where a server may lend this body's socket to the broker's writer.
+    fn outlet(&self) -> Option<Arc<crate::broker::outlet::Outlet>> {
+        None
+    }
 }
 
 /// The client fell further behind than its buffer allows.

@@ -18,7 +18,6 @@ use super::ids::ResumePoint;
 use super::log::{Positioned, TakeError};
 use super::outlet::Outlet;
 use super::stats::Counters;
-use super::writer::Writer;
 use super::{BrokerError, BrokerInner};
 use crate::error::SendError;
 use crate::event::Event;
@@ -157,24 +156,20 @@ pub struct Client {
 impl Client {
     pub(crate) fn new(
         id: ClientId,
-        broker: Weak<BrokerInner>,
+        broker: &Arc<BrokerInner>,
         sender: Sender,
-        counters: Arc<Counters>,
-        policy: OverflowPolicy,
-        watermark: Arc<AtomicU64>,
         resume: Option<ResumePoint>,
-        writer: Arc<Writer>,
     ) -> Self {
         Self {
             inner: Arc::new(ClientInner {
                 id,
-                broker,
+                broker: Arc::downgrade(broker),
                 sender,
                 subs: Mutex::new(Vec::new()),
                 metadata: Mutex::new(HashMap::new()),
-                counters,
-                policy,
-                watermark,
+                counters: broker.counters.clone(),
+                policy: broker.config.overflow,
+                watermark: broker.watermark.clone(),
                 resume: Mutex::new(Resume {
                     point: resume,
                     active: resume.is_some(),
@@ -183,7 +178,7 @@ impl Client {
                 }),
                 started: AtomicBool::new(false),
                 gone: AtomicBool::new(false),
-                outlet: Arc::new(Outlet::new(writer)),
+                outlet: Arc::new(Outlet::new(broker.writer.clone())),
             }),
         }
     }

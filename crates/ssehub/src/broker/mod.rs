@@ -130,7 +130,7 @@ pub(crate) struct BrokerInner {
     /// so publishing skips it (a lock and a clock read per channel).
     records_history: bool,
     closed: AtomicBool,
-    counters: Arc<Counters>,
+    pub(crate) counters: Arc<Counters>,
     /// Writes frames straight to parked clients' sockets (`writer.rs`).
     pub(crate) writer: Arc<writer::Writer>,
 }
@@ -230,16 +230,7 @@ impl Broker {
             .as_deref()
             .map(|id| self.inner.resume_point(id));
         let (sender, body) = stream::new_resuming(&self.inner.config.stream, last_event_id);
-        let client = Client::new(
-            id,
-            Arc::downgrade(&self.inner),
-            sender,
-            self.inner.counters.clone(),
-            self.inner.config.overflow,
-            self.inner.watermark.clone(),
-            resume,
-            self.inner.writer.clone(),
-        );
+        let client = Client::new(id, &self.inner, sender, resume);
         let body = body.with_feed(Arc::new(client.inner.clone()));
         client.attach(&self.inner.everyone)?;
         lock(&self.inner.clients).insert(id, client.clone());

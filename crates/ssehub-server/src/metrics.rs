@@ -67,6 +67,11 @@ impl Collector for BrokerCollector {
                 stats.delivered,
             ),
             (
+                "direct",
+                "Of the deliveries, those the fan-out writer took for sleeping connections",
+                stats.direct,
+            ),
+            (
                 "dropped",
                 "Updates dropped for slow subscribers",
                 stats.dropped,

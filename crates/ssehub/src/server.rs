@@ -449,25 +449,15 @@ where
     let lent = handle.and_then(|OutletHandle(outlet)| Lent::new(outlet, &socket));
     let mut probe = [0u8; 64];
     loop {
-        if let Some(lent) = &lent {
-            // What the writer claimed for this connection goes out first.
-            for bytes in std::future::poll_fn(|cx| lent.outlet.poll_settled(cx.waker())).await {
-                write_all(&socket, &[&bytes], config).await?;
-            }
-        }
+        // What the writer claimed for this connection goes out first.
+        write_claimed(lent.as_ref(), &socket, config).await?;
         match next_step(&mut body, &socket, lent.as_ref()).await {
             Step::Frame(Some(Ok(frame))) => {
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
-                if let Some(lent) = &lent {
-                    // Claims made before this poll are older than `data`.
-                    for bytes in
-                        std::future::poll_fn(|cx| lent.outlet.poll_settled(cx.waker())).await
-                    {
-                        write_all(&socket, &[&bytes], config).await?;
-                    }
-                }
+                // Claims made before this poll are older than `data`.
+                write_claimed(lent.as_ref(), &socket, config).await?;
                 let mut line = [0u8; 18];
                 let size = crate::chunked::size_line(data.len(), &mut line);
                 write_all(&socket, &[size, &data, b"\r\n"], config).await?;
@@ -475,7 +465,9 @@ where
             // A body that fails cannot be ended cleanly: drop the connection.
             Step::Frame(Some(Err(()))) => return Err(io::ErrorKind::Other.into()),
             Step::Frame(None) => {
-                // The stream ended at an event boundary: end the body.
+                // The stream ended at an event boundary: end the body,
+                // after anything the writer still holds for it.
+                write_claimed(lent.as_ref(), &socket, config).await?;
                 return write_all(&socket, &[b"0\r\n\r\n"], config).await;
             }
             // The writer left frames to this connection: the loop's top writes them.
@@ -493,6 +485,24 @@ where
             }
         }
     }
+}
+
+/// Waits until the writer has handled every frame it claimed for this
+/// connection, then writes those it left (a full socket) — before anything
+/// the connection took itself, which is newer.
+async fn write_claimed(
+    lent: Option<&Lent>,
+    socket: &TcpStream,
+    config: &ServerConfig,
+) -> io::Result<()> {
+    let Some(lent) = lent else {
+        return Ok(());
+    };
+    let left = std::future::poll_fn(|cx| lent.outlet.poll_settled(cx.waker())).await;
+    for bytes in left {
+        write_all(socket, &[&bytes], config).await?;
+    }
+    Ok(())
 }
 
 /// A socket lent to the broker's writer; given back when dropped.

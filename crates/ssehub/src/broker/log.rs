@@ -263,7 +263,7 @@ impl Log {
         if let Some(writer) = direct
             && !claimed.is_empty()
         {
-            writer.submit(bytes, claimed);
+            writer.submit(&bytes, claimed);
         }
         Ok(appended)
     }

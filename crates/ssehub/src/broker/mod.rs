@@ -779,6 +779,7 @@ impl BrokerInner {
         // A claimed frame is as good as taken: it goes to the socket or,
         // if that is full, ahead of everything else the connection writes.
         Counters::add(&self.counters.delivered, claimed);
+        Counters::add(&self.counters.direct, claimed);
         Ok(wire_id)
     }
 

@@ -42,12 +42,11 @@
 //! elsewhere.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Wake, Waker};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -80,10 +79,9 @@ pub(crate) struct Outlet {
     io: Mutex<Io>,
     /// The connection task's own waker.
     task: Mutex<Option<Waker>>,
-    /// When the writer last wrote, in milliseconds since `created`; the
+    /// When the writer last wrote (`Frame::at_ms`; 0: never); the
     /// keep-alive counts those writes too.
     wrote_at_ms: AtomicU64,
-    created: Instant,
     writer: Arc<Writer>,
 }
 
@@ -96,7 +94,6 @@ impl Outlet {
             io: Mutex::new(Io::default()),
             task: Mutex::new(None),
             wrote_at_ms: AtomicU64::new(0),
-            created: Instant::now(),
             writer,
         }
     }
@@ -152,16 +149,9 @@ impl Outlet {
         let mut wake = false;
         match io.socket.clone() {
             Some(socket) if state == PARKED && io.pending.is_empty() => {
-                let slices = frame.slices();
-                let written = socket.try_write_vectored(&[
-                    IoSlice::new(slices[0]),
-                    IoSlice::new(slices[1]),
-                    IoSlice::new(slices[2]),
-                ]);
-                match written {
-                    Ok(n) if n == frame.len() => {
-                        let ms = self.created.elapsed().as_millis() as u64;
-                        self.wrote_at_ms.store(ms, Ordering::Relaxed);
+                match socket.try_write(frame.bytes()) {
+                    Ok(n) if n == frame.bytes().len() => {
+                        self.wrote_at_ms.store(frame.at_ms, Ordering::Relaxed);
                     }
                     // A short write, a full socket or an error: the
                     // connection takes over (and meets the error itself).
@@ -285,7 +275,7 @@ impl Outlet {
     pub(crate) fn last_write(&self) -> Option<Instant> {
         match self.wrote_at_ms.load(Ordering::Relaxed) {
             0 => None,
-            ms => Some(self.created + std::time::Duration::from_millis(ms)),
+            ms => Some(self.writer.instant(ms)),
         }
     }
 }
@@ -314,18 +304,4 @@ impl Wake for Outlet {
     fn wake_by_ref(self: &Arc<Self>) {
         self.activate_and_wake();
     }
-}
-
-/// Joins `parts` into one buffer (the slow path: a frame the writer could
-/// not write whole).
-pub(crate) fn join(parts: [&[u8]; 3], skip: usize) -> Bytes {
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    let mut buf = BytesMut::with_capacity(total.saturating_sub(skip));
-    let mut skip = skip;
-    for part in parts {
-        let taken = skip.min(part.len());
-        buf.extend_from_slice(&part[taken..]);
-        skip -= taken;
-    }
-    buf.freeze()
 }

@@ -26,6 +26,10 @@ pub struct BrokerStats {
     pub published: u64,
     /// Events handed to client connections for writing (one per event per client).
     pub delivered: u64,
+    /// Of `delivered`, events the broker's fan-out writer took for a
+    /// connection that was asleep (lean server only): written straight to
+    /// its socket, or left to the connection when the socket was full.
+    pub direct: u64,
     /// Events a client never got because of the overflow policy.
     pub dropped: u64,
     /// Clients disconnected because they fell too far behind.
@@ -38,6 +42,7 @@ pub(crate) struct Counters {
     pub(crate) channels: AtomicU64,
     pub(crate) published: AtomicU64,
     pub(crate) delivered: AtomicU64,
+    pub(crate) direct: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) slow_disconnects: AtomicU64,
 }
@@ -59,6 +64,7 @@ impl Counters {
             channels: self.channels.load(Relaxed),
             published: self.published.load(Relaxed),
             delivered: self.delivered.load(Relaxed),
+            direct: self.direct.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             slow_disconnects: self.slow_disconnects.load(Relaxed),
         }

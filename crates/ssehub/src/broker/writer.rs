@@ -16,11 +16,13 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
-use super::outlet::{Outlet, join};
+use super::outlet::Outlet;
 use crate::sync::lock;
 
 /// Batches queued beyond this are not claimed: the clients' connections
@@ -32,36 +34,37 @@ const MAX_QUEUED_BATCHES: usize = 64;
 /// does not hold a worker thread for its whole length.
 const WRITES_PER_YIELD: usize = 256;
 
-/// A frame framed as one HTTP/1.1 chunk: size line, data, CRLF.
+/// A frame framed once as one HTTP/1.1 chunk (size line, data, CRLF), so
+/// each subscriber costs one plain `write(2)`.
 #[derive(Debug)]
 pub(crate) struct Frame {
-    size_line: [u8; 18],
-    size_len: usize,
-    data: Bytes,
+    chunk: Bytes,
+    /// When the writer handles it, in milliseconds since the writer's epoch
+    /// (read once per batch, not once per write).
+    pub(crate) at_ms: u64,
 }
 
 impl Frame {
-    pub(crate) fn new(data: Bytes) -> Self {
+    fn new(data: &[u8]) -> Self {
         let mut size_line = [0u8; 18];
-        let size_len = crate::chunked::size_line(data.len(), &mut size_line).len();
+        let size_line = crate::chunked::size_line(data.len(), &mut size_line);
+        let mut chunk = BytesMut::with_capacity(size_line.len() + data.len() + 2);
+        chunk.extend_from_slice(size_line);
+        chunk.extend_from_slice(data);
+        chunk.extend_from_slice(b"\r\n");
         Self {
-            size_line,
-            size_len,
-            data,
+            chunk: chunk.freeze(),
+            at_ms: 0,
         }
     }
 
-    pub(crate) fn slices(&self) -> [&[u8]; 3] {
-        [&self.size_line[..self.size_len], &self.data, b"\r\n"]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.chunk
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.size_len + self.data.len() + 2
-    }
-
-    /// The bytes after the first `n`, as one buffer.
+    /// The bytes after the first `n` (no copy).
     pub(crate) fn rest_after(&self, n: usize) -> Bytes {
-        join(self.slices(), n)
+        self.chunk.slice(n..)
     }
 }
 
@@ -80,12 +83,25 @@ struct Queue {
     closed: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Writer {
     queue: Mutex<Queue>,
     /// Mirrors `queue.running` for the check at every publish.
     running: AtomicBool,
     notify: Notify,
+    /// What `Frame::at_ms` counts from.
+    epoch: Instant,
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Self {
+            queue: Mutex::default(),
+            running: AtomicBool::new(false),
+            notify: Notify::new(),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl Writer {
@@ -114,8 +130,18 @@ impl Writer {
         true
     }
 
+    /// `Frame::at_ms` as an instant.
+    pub(crate) fn instant(&self, at_ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(at_ms)
+    }
+
+    fn now_ms(&self) -> u64 {
+        // Never 0, which means "never written".
+        (self.epoch.elapsed().as_millis() as u64).max(1)
+    }
+
     /// Queues `frame` for `outlets`, which claimed it.
-    pub(crate) fn submit(&self, frame: Bytes, outlets: Vec<Arc<Outlet>>) {
+    pub(crate) fn submit(&self, frame: &[u8], outlets: Vec<Arc<Outlet>>) {
         let batch = Batch {
             frame: Frame::new(frame),
             outlets,
@@ -159,7 +185,8 @@ async fn run(writer: Arc<Writer>) {
     let mut since_yield = 0;
     loop {
         match writer.next() {
-            Next::Batch(batch) => {
+            Next::Batch(mut batch) => {
+                batch.frame.at_ms = writer.now_ms();
                 let mut outlets = batch.outlets.into_iter();
                 while let Some(outlet) = outlets.next() {
                     outlet.deliver(&batch.frame);
@@ -169,13 +196,17 @@ async fn run(writer: Arc<Writer>) {
                         // Should the task be dropped meanwhile, `Stopped`
                         // hands the rest of this batch back too.
                         let rest = Batch {
-                            frame: Frame::new(batch.frame.data.clone()),
+                            frame: Frame {
+                                chunk: batch.frame.chunk.clone(),
+                                at_ms: 0,
+                            },
                             outlets: outlets.collect(),
                         };
                         let guard = Unwritten(Some(rest));
                         tokio::task::yield_now().await;
                         let Some(rest) = guard.disarm() else { break };
                         outlets = rest.outlets.into_iter();
+                        batch.frame.at_ms = writer.now_ms();
                     }
                 }
             }

@@ -185,28 +185,19 @@ async fn run(writer: Arc<Writer>) {
     let mut since_yield = 0;
     loop {
         match writer.next() {
-            Next::Batch(mut batch) => {
-                batch.frame.at_ms = writer.now_ms();
-                let mut outlets = batch.outlets.into_iter();
-                while let Some(outlet) = outlets.next() {
-                    outlet.deliver(&batch.frame);
+            Next::Batch(batch) => {
+                let mut flight = InFlight { batch, next: 0 };
+                flight.batch.frame.at_ms = writer.now_ms();
+                while let Some(outlet) = flight.batch.outlets.get(flight.next) {
+                    outlet.deliver(&flight.batch.frame);
+                    flight.next += 1;
                     since_yield += 1;
                     if since_yield == WRITES_PER_YIELD {
                         since_yield = 0;
-                        // Should the task be dropped meanwhile, `Stopped`
-                        // hands the rest of this batch back too.
-                        let rest = Batch {
-                            frame: Frame {
-                                chunk: batch.frame.chunk.clone(),
-                                at_ms: 0,
-                            },
-                            outlets: outlets.collect(),
-                        };
-                        let guard = Unwritten(Some(rest));
+                        // Should the task be dropped here, `flight` hands
+                        // the rest of the batch back.
                         tokio::task::yield_now().await;
-                        let Some(rest) = guard.disarm() else { break };
-                        outlets = rest.outlets.into_iter();
-                        batch.frame.at_ms = writer.now_ms();
+                        flight.batch.frame.at_ms = writer.now_ms();
                     }
                 }
             }
@@ -223,19 +214,17 @@ fn hand_back(batch: Batch) {
     }
 }
 
-/// Part of a batch held across a yield: handed back if the task is dropped.
-struct Unwritten(Option<Batch>);
-
-impl Unwritten {
-    fn disarm(mut self) -> Option<Batch> {
-        self.0.take()
-    }
+/// The batch being written; what is left of it is handed back if the task
+/// is dropped.
+struct InFlight {
+    batch: Batch,
+    next: usize,
 }
 
-impl Drop for Unwritten {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(batch) = self.0.take() {
-            hand_back(batch);
+        for outlet in &self.batch.outlets[self.next..] {
+            outlet.deliver_later(&self.batch.frame);
         }
     }
 }

@@ -43,7 +43,7 @@ impl Body for HubBody {
             && let Some(seq) = first_generated_seq(data, this.membership.core().epoch())
         {
             // The oldest update of the chunk: the latency that matters.
-            this.membership.core().metrics.written(seq);
+            this.membership.core().metrics.written(seq, 1);
         }
         polled
     }
@@ -59,7 +59,7 @@ impl Body for HubBody {
 
 /// The sequence number in the first hub-generated `id:` line of `chunk`.
 /// Updates with publisher-chosen ids are not timed.
-fn first_generated_seq(chunk: &[u8], epoch: u32) -> Option<u64> {
+pub(crate) fn first_generated_seq(chunk: &[u8], epoch: u32) -> Option<u64> {
     const FIELD: &[u8] = b"id: #";
     let start = chunk.windows(FIELD.len()).position(|w| w == FIELD)?;
     // Only at a line start: `id: #` inside data is not a field.

@@ -10,7 +10,7 @@
 //! sockets happens in the broker, outside it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::auth::Grants;
+use crate::body::first_generated_seq;
 use crate::groups::{Group, GroupKey, Groups, key_of};
 use crate::history::{Bounds, History, Resume, Update, format_id};
 use crate::metrics::{Metrics, ReplayLabels};
@@ -105,6 +106,10 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Core {
     pub fn new(config: &CoreConfig) -> Arc<Self> {
+        Arc::new_cyclic(|core: &Weak<Core>| Self::with_self(config, core.clone()))
+    }
+
+    fn with_self(config: &CoreConfig, core: Weak<Core>) -> Self {
         let broker = Broker::with_config(
             BrokerConfig::default()
                 .keep_alive(Some(config.keep_alive))
@@ -114,11 +119,21 @@ impl Core {
                 // The hub keeps its own history (filtered per subscriber)
                 // and writes its own ids into each frame.
                 .history(HistoryConfig::disabled())
-                .generate_ids(false),
+                .generate_ids(false)
+                // Updates the broker's writer puts straight on sleeping
+                // subscribers' sockets never pass through `HubBody`: they
+                // are timed here.
+                .on_direct_write(move |frame, count| {
+                    if let Some(core) = core.upgrade()
+                        && let Some(seq) = first_generated_seq(frame, core.epoch)
+                    {
+                        core.metrics.written(seq, count);
+                    }
+                }),
         );
         let groups = Arc::new(AtomicUsize::new(0));
         let epoch = new_epoch();
-        Arc::new(Self {
+        Self {
             metrics: Metrics::new(broker.clone(), groups.clone()),
             broker,
             base: config.base.clone(),
@@ -138,7 +153,7 @@ impl Core {
                 .max(1),
             replay_bytes: config.client_buffer_bytes - config.client_buffer_bytes / 8,
             scan_limit: config.scan_limit,
-        })
+        }
     }
 
     /// The hub's epoch, part of every generated id.

@@ -172,8 +172,9 @@ impl Metrics {
         slot_seq.store(seq, Ordering::Release);
     }
 
-    /// Records the publish-to-write latency of update `seq` if it is recent.
-    pub fn written(&self, seq: u64) {
+    /// Records the publish-to-write latency of `count` writes of update
+    /// `seq`, if it is recent.
+    pub fn written(&self, seq: u64, count: usize) {
         let (slot_seq, slot_nanos) = &self.ring[(seq % RING as u64) as usize];
         if slot_seq.load(Ordering::Acquire) != seq {
             return;
@@ -183,7 +184,10 @@ impl Metrics {
             return;
         }
         let now = self.started.elapsed().as_nanos() as u64;
-        self.latency.observe(now.saturating_sub(nanos) as f64 / 1e9);
+        let seconds = now.saturating_sub(nanos) as f64 / 1e9;
+        for _ in 0..count {
+            self.latency.observe(seconds);
+        }
     }
 
     /// Counts a refused request.

@@ -688,6 +688,32 @@ async fn discovery_health_and_metrics() {
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
+    // Every delivery is timed, whether the connection wrote it or the
+    // broker's writer put it straight on the sleeping connection's socket.
+    let mut subs = Vec::new();
+    for _ in 0..5 {
+        subs.push(hub.subscribe(&[("match", "n")], &[]).await);
+    }
+    for n in 0..10 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        hub.publish(&[("topic", "n"), ("data", &n.to_string())]).await;
+    }
+    for sub in &mut subs {
+        for _ in 0..10 {
+            sub.next().await.unwrap();
+        }
+    }
+    let text = hub.fetch("/metrics", None).await.text().await.unwrap();
+    let value = |name: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("{name} missing from\n{text}"));
+        line[name.len() + 1..].trim().parse().unwrap()
+    };
+    assert_eq!(value("ssehub_delivered_total"), 51, "{text}");
+    assert!(value("ssehub_direct_total") > 0, "{text}");
+    assert_eq!(value("ssehub_publish_to_write_seconds_count"), 51, "{text}");
 }
 
 #[tokio::test]

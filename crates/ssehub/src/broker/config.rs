@@ -10,6 +10,7 @@ use crate::stream::{DEFAULT_BUFFER_BYTES, DEFAULT_BUFFER_EVENTS, StreamConfig};
 
 /// A broker hook, called with the client concerned.
 pub(crate) type ClientHook = Arc<dyn Fn(&Client) + Send + Sync>;
+pub(crate) type DirectWriteHook = Arc<dyn Fn(&[u8], usize) + Send + Sync>;
 
 /// What happens to a client whose buffer overflows: it has more unsent
 /// events (or bytes) than [`BrokerConfig::client_buffer_events`] (or
@@ -77,6 +78,7 @@ pub struct BrokerConfig {
     pub(crate) gap: GapPolicy,
     pub(crate) on_connect: Option<ClientHook>,
     pub(crate) on_disconnect: Option<ClientHook>,
+    pub(crate) on_direct_write: Option<DirectWriteHook>,
 }
 
 impl Default for BrokerConfig {
@@ -92,6 +94,7 @@ impl Default for BrokerConfig {
             gap: GapPolicy::default(),
             on_connect: None,
             on_disconnect: None,
+            on_direct_write: None,
         }
     }
 }
@@ -248,6 +251,32 @@ impl BrokerConfig {
         self
     }
 
+    /// Called by the broker's fan-out writer after it wrote an event (the
+    /// encoded frame) straight to the sockets of `count` sleeping
+    /// connections — events that never pass through a response body, so a
+    /// server timing its writes there (a publish-to-write metric, say)
+    /// learns of them here. Only connections served by
+    /// [`ssehub::server`](crate) lend their sockets; the hook runs on the
+    /// writer's task, once per up to 256 writes: keep it short.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    ///
+    /// let written = Arc::new(AtomicUsize::new(0));
+    /// let config = ssehub::broker::BrokerConfig::default().on_direct_write({
+    ///     let written = written.clone();
+    ///     move |_frame, count| {
+    ///         written.fetch_add(count, Ordering::Relaxed);
+    ///     }
+    /// });
+    /// # let _ = config;
+    /// ```
+    pub fn on_direct_write(mut self, hook: impl Fn(&[u8], usize) + Send + Sync + 'static) -> Self {
+        self.on_direct_write = Some(Arc::new(hook));
+        self
+    }
+
     pub(crate) fn buffer_events(&self) -> usize {
         self.stream.buffer_events
     }
@@ -268,6 +297,7 @@ impl fmt::Debug for BrokerConfig {
             .field("gap", &self.gap)
             .field("on_connect", &self.on_connect.is_some())
             .field("on_disconnect", &self.on_disconnect.is_some())
+            .field("on_direct_write", &self.on_direct_write.is_some())
             .finish()
     }
 }

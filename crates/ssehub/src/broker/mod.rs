@@ -179,6 +179,7 @@ impl Broker {
             .history_store
             .clone()
             .unwrap_or_else(|| Arc::new(MemoryHistory::new(config.history)));
+        let writer = Arc::new(writer::Writer::new(config.on_direct_write.clone()));
         let inner = Arc::new_cyclic(|weak| BrokerInner {
             everyone: Arc::new(ChannelInner::new(
                 Arc::from("*"),
@@ -198,7 +199,7 @@ impl Broker {
             records_history,
             closed: AtomicBool::new(false),
             counters: Arc::new(Counters::default()),
-            writer: Arc::default(),
+            writer,
         });
         Self { inner }
     }

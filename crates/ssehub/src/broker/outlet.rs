@@ -137,14 +137,14 @@ impl Outlet {
     }
 
     /// The writer's part: writes a claimed frame if the connection is still
-    /// parked, else keeps it for the connection.
-    pub(crate) fn deliver(&self, frame: &Frame) {
+    /// parked, else keeps it for the connection. True if it wrote it whole.
+    pub(crate) fn deliver(&self, frame: &Frame) -> bool {
         let mut io = lock(&self.io);
         let state = self.state.load(Ordering::Acquire);
         if state == CLOSED {
             drop(io);
             self.settle_claim();
-            return;
+            return false;
         }
         let mut wake = false;
         match io.socket.clone() {
@@ -175,6 +175,7 @@ impl Outlet {
             self.activate_and_wake();
         }
         self.settle_claim();
+        !wake
     }
 
     /// The slow path for a claimed frame: leave it to the connection.

@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::config::DirectWriteHook;
 use super::outlet::Outlet;
 use crate::sync::lock;
 
@@ -39,6 +40,8 @@ const WRITES_PER_YIELD: usize = 256;
 #[derive(Debug)]
 pub(crate) struct Frame {
     chunk: Bytes,
+    /// Where the event starts in `chunk` (after the size line).
+    data_start: usize,
     /// When the writer handles it, in milliseconds since the writer's epoch
     /// (read once per batch, not once per write).
     pub(crate) at_ms: u64,
@@ -54,8 +57,14 @@ impl Frame {
         chunk.extend_from_slice(b"\r\n");
         Self {
             chunk: chunk.freeze(),
+            data_start: size_line.len(),
             at_ms: 0,
         }
+    }
+
+    /// The encoded event alone.
+    fn data(&self) -> &[u8] {
+        &self.chunk[self.data_start..self.chunk.len() - 2]
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
@@ -83,7 +92,6 @@ struct Queue {
     closed: bool,
 }
 
-#[derive(Debug)]
 pub(crate) struct Writer {
     queue: Mutex<Queue>,
     /// Mirrors `queue.running` for the check at every publish.
@@ -91,20 +99,39 @@ pub(crate) struct Writer {
     notify: Notify,
     /// What `Frame::at_ms` counts from.
     epoch: Instant,
+    /// `BrokerConfig::on_direct_write`.
+    on_write: Option<DirectWriteHook>,
 }
 
-impl Default for Writer {
-    fn default() -> Self {
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("running", &self.running)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    pub(crate) fn new(on_write: Option<DirectWriteHook>) -> Self {
         Self {
             queue: Mutex::default(),
             running: AtomicBool::new(false),
             notify: Notify::new(),
             epoch: Instant::now(),
+            on_write,
         }
     }
-}
 
-impl Writer {
+    /// Tells the hook about `count` writes of `frame`.
+    fn wrote(&self, frame: &Frame, count: &mut usize) {
+        if let Some(hook) = &self.on_write
+            && *count > 0
+        {
+            hook(frame.data(), *count);
+        }
+        *count = 0;
+    }
+
     /// Whether a publish may claim frames now.
     pub(crate) fn accepting(&self) -> bool {
         self.running.load(Ordering::Acquire) && lock(&self.queue).batches.len() < MAX_QUEUED_BATCHES
@@ -188,18 +215,21 @@ async fn run(writer: Arc<Writer>) {
             Next::Batch(batch) => {
                 let mut flight = InFlight { batch, next: 0 };
                 flight.batch.frame.at_ms = writer.now_ms();
+                let mut written = 0;
                 while let Some(outlet) = flight.batch.outlets.get(flight.next) {
-                    outlet.deliver(&flight.batch.frame);
+                    written += usize::from(outlet.deliver(&flight.batch.frame));
                     flight.next += 1;
                     since_yield += 1;
                     if since_yield == WRITES_PER_YIELD {
                         since_yield = 0;
+                        writer.wrote(&flight.batch.frame, &mut written);
                         // Should the task be dropped here, `flight` hands
                         // the rest of the batch back.
                         tokio::task::yield_now().await;
                         flight.batch.frame.at_ms = writer.now_ms();
                     }
                 }
+                writer.wrote(&flight.batch.frame, &mut written);
             }
             Next::Wait => writer.notify.notified().await,
             Next::Done => return,

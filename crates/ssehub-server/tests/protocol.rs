@@ -696,7 +696,8 @@ async fn discovery_health_and_metrics() {
     }
     for n in 0..10 {
         tokio::time::sleep(Duration::from_millis(5)).await;
-        hub.publish(&[("topic", "n"), ("data", &n.to_string())]).await;
+        hub.publish(&[("topic", "n"), ("data", &n.to_string())])
+            .await;
     }
     for sub in &mut subs {
         for _ in 0..10 {

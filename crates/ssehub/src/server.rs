@@ -9,6 +9,20 @@
 //! response body to the socket, each as one HTTP/1.1 chunk — so an idle
 //! connection costs little more than its socket and its stream.
 //!
+//! The response of a broker client ([`Broker::handle_request`],
+//! [`SseBody::into_response`] of a [`Broker::connect`] body) goes further:
+//! while its connection sleeps, the server lends the socket to the broker,
+//! whose fan-out writer writes each published event to every sleeping
+//! subscriber in one pass — one task wake-up per publish instead of one per
+//! subscriber ([`BrokerStats::direct`] counts those deliveries). A socket
+//! that is full, or a connection woken for any other reason, takes over
+//! again; order and exactly-once delivery are the same either way.
+//!
+//! [`Broker::handle_request`]: crate::broker::Broker::handle_request
+//! [`Broker::connect`]: crate::broker::Broker::connect
+//! [`SseBody::into_response`]: crate::SseBody::into_response
+//! [`BrokerStats::direct`]: crate::broker::BrokerStats::direct
+//!
 //! It serves one request per connection (the response says
 //! `Connection: close`), answers `GET` only, and gives every write a
 //! deadline: a client whose socket accepts nothing for

@@ -178,7 +178,7 @@ impl Client {
                 }),
                 started: AtomicBool::new(false),
                 gone: AtomicBool::new(false),
-                outlet: Arc::new(Outlet::new(broker.writer.clone())),
+                outlet: Arc::new(Outlet::new(broker.writers.for_client(id.get()))),
             }),
         }
     }

@@ -40,7 +40,7 @@ use slab::Slab;
 use super::client::ClientInner;
 use super::config::OverflowPolicy;
 use super::outlet::{Claim, Outlet};
-use super::writer::Writer;
+use super::writer::Writers;
 
 /// A frame and its broker-wide publish position.
 pub(crate) type Positioned = (u64, Bytes);
@@ -188,16 +188,15 @@ impl Log {
     }
 
     /// Appends the frame published at `position` and wakes the subscribers
-    /// waiting for one — or, when `writer` is given and accepting, hands
-    /// it to the writer for those whose connection is parked. The broker
+    /// waiting for one — or, when `writers` are given, hands it to them for
+    /// those whose connection is parked. The broker
     /// calls this in rising position order, under its publishing lock.
     pub(crate) fn append(
         &self,
         position: u64,
         bytes: Bytes,
-        writer: Option<&Writer>,
+        writers: Option<&Writers>,
     ) -> Result<Appended, Deleted> {
-        let direct = writer.filter(|w| w.accepting());
         let mut claimed = Vec::new();
         let appended = WAKE_LIST.with(|list| {
             // A re-entrant append (from a waker) falls back to a fresh list.
@@ -229,7 +228,7 @@ impl Log {
                     // Caught up with nothing held back: this frame is the
                     // next thing its connection writes.
                     let caught_up = sub.pos == seq && sub.replay.is_empty() && sub.held.is_none();
-                    if direct.is_some() && caught_up {
+                    if writers.is_some() && caught_up {
                         match sub.outlet.try_claim(position) {
                             Claim::Claimed => {
                                 sub.pos = seq + 1;
@@ -260,10 +259,10 @@ impl Log {
             skipped: appended,
             claimed: claimed.len() as u64,
         };
-        if let Some(writer) = direct
+        if let Some(writers) = writers
             && !claimed.is_empty()
         {
-            writer.submit(&bytes, claimed);
+            writers.submit(&bytes, claimed);
         }
         Ok(appended)
     }

@@ -132,12 +132,12 @@ pub(crate) struct BrokerInner {
     closed: AtomicBool,
     pub(crate) counters: Arc<Counters>,
     /// Writes frames straight to parked clients' sockets (`writer.rs`).
-    pub(crate) writer: Arc<writer::Writer>,
+    pub(crate) writers: writer::Writers,
 }
 
 impl Drop for BrokerInner {
     fn drop(&mut self) {
-        self.writer.close();
+        self.writers.close();
     }
 }
 
@@ -179,7 +179,7 @@ impl Broker {
             .history_store
             .clone()
             .unwrap_or_else(|| Arc::new(MemoryHistory::new(config.history)));
-        let writer = Arc::new(writer::Writer::new(config.on_direct_write.clone()));
+        let writers = writer::Writers::new(config.on_direct_write.clone());
         let inner = Arc::new_cyclic(|weak| BrokerInner {
             everyone: Arc::new(ChannelInner::new(
                 Arc::from("*"),
@@ -199,7 +199,7 @@ impl Broker {
             records_history,
             closed: AtomicBool::new(false),
             counters: Arc::new(Counters::default()),
-            writer,
+            writers,
         });
         Self { inner }
     }
@@ -767,7 +767,7 @@ impl BrokerInner {
             }
             let appended = channel
                 .log
-                .append(position, frame.clone(), Some(&self.writer))
+                .append(position, frame.clone(), Some(&self.writers))
                 .map_err(|_| BrokerError::ChannelNotFound)?;
             skipped += appended.skipped;
             claimed += appended.claimed;

@@ -109,6 +109,11 @@ impl Outlet {
         true
     }
 
+    /// Which of the broker's writers serves this outlet.
+    pub(crate) fn shard(&self) -> usize {
+        self.writer.shard()
+    }
+
     /// The connection ended: give the socket back and drop what is pending.
     pub(crate) fn detach(&self) {
         self.state.store(CLOSED, Ordering::Release);
@@ -125,11 +130,14 @@ impl Outlet {
     /// claimed through another of its channels), and whether a new claim
     /// was made (the writer must be given this outlet).
     pub(crate) fn try_claim(&self, position: u64) -> Claim {
-        if self.state.load(Ordering::Acquire) != PARKED {
-            return Claim::No;
-        }
+        // First: once this publish claimed the frame through another of
+        // the client's channels, every other copy must be skipped too,
+        // whatever happened to the connection since.
         if self.last_claimed.load(Ordering::Relaxed) == position {
             return Claim::AlreadyClaimed;
+        }
+        if self.state.load(Ordering::Acquire) != PARKED || !self.writer.accepting() {
+            return Claim::No;
         }
         self.last_claimed.store(position, Ordering::Relaxed);
         self.claimed.fetch_add(1, Ordering::AcqRel);

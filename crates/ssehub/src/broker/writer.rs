@@ -1,20 +1,25 @@
-//! The broker's fan-out writer: one task that writes claimed frames straight
+//! The broker's fan-out writers: tasks that write claimed frames straight
 //! to parked clients' sockets (see `outlet.rs` for when a frame is claimed).
 //!
-//! A publish hands the writer one batch — the frame, framed once as an
+//! A publish hands each writer one batch — the frame, framed once as an
 //! HTTP/1.1 chunk, and the outlets that claimed it — and wakes it once,
 //! however many subscribers the batch has. Batches are queued under the
-//! broker's publishing lock, so the writer handles them in publish order,
+//! broker's publishing lock, so a writer handles them in publish order,
 //! and each outlet sees its frames in that order.
 //!
-//! The writer runs in the runtime of the first connection that lent it a
+//! There is one writer per core the process may run on (at most
+//! [`MAX_SHARDS`]), each serving a fixed share of the clients (by id), so
+//! one fan-out is spread over the runtime's worker threads as the wake-ups
+//! of many connection tasks were.
+//!
+//! A writer runs in the runtime of the first connection that lent it a
 //! socket. If that runtime goes away the task is dropped; whatever it had
 //! not written goes back to the connections (as pending frames, with a
 //! wake), and later publishes stop claiming until a connection starts it
 //! again.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,18 +31,64 @@ use super::config::DirectWriteHook;
 use super::outlet::Outlet;
 use crate::sync::lock;
 
-/// Batches queued beyond this are not claimed: the clients' connections
-/// take those frames themselves, batching several per write, which is what
-/// a publisher running ahead of the sockets needs anyway.
-const MAX_QUEUED_BATCHES: usize = 64;
-
 /// Writes between two yields to the runtime, so a fan-out to many clients
 /// does not hold a worker thread for its whole length.
 const WRITES_PER_YIELD: usize = 256;
 
+/// Most writers a broker runs.
+const MAX_SHARDS: usize = 8;
+
+/// The broker's writers.
+pub(crate) struct Writers {
+    shards: Box<[Arc<Writer>]>,
+}
+
+impl Writers {
+    pub(crate) fn new(on_write: Option<DirectWriteHook>) -> Self {
+        let n = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_SHARDS);
+        Self {
+            shards: (0..n)
+                .map(|shard| Arc::new(Writer::new(shard, on_write.clone())))
+                .collect(),
+        }
+    }
+
+    /// The writer of client `id`.
+    pub(crate) fn for_client(&self, id: u64) -> Arc<Writer> {
+        self.shards[(id % self.shards.len() as u64) as usize].clone()
+    }
+
+    /// Queues `frame` with each writer for the outlets of its share.
+    pub(crate) fn submit(&self, frame: &[u8], claimed: Vec<Arc<Outlet>>) {
+        let frame = Frame::new(frame);
+        if let [writer] = &*self.shards {
+            writer.submit(frame, claimed);
+            return;
+        }
+        let mut shares = vec![Vec::new(); self.shards.len()];
+        for outlet in claimed {
+            shares[outlet.shard()].push(outlet);
+        }
+        for (writer, share) in self.shards.iter().zip(shares) {
+            if !share.is_empty() {
+                writer.submit(frame.clone(), share);
+            }
+        }
+    }
+
+    /// The broker is gone: let the tasks finish.
+    pub(crate) fn close(&self) {
+        for writer in &self.shards {
+            writer.close();
+        }
+    }
+}
+
 /// A frame framed once as one HTTP/1.1 chunk (size line, data, CRLF), so
 /// each subscriber costs one plain `write(2)`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Frame {
     chunk: Bytes,
     /// Where the event starts in `chunk` (after the size line).
@@ -93,9 +144,13 @@ struct Queue {
 }
 
 pub(crate) struct Writer {
+    /// Which share of the clients it writes for.
+    shard: usize,
     queue: Mutex<Queue>,
-    /// Mirrors `queue.running` for the check at every publish.
+    /// Mirrors `queue.running`, for the check at every claim.
     running: AtomicBool,
+    /// Batches queued or being written.
+    unfinished: AtomicUsize,
     notify: Notify,
     /// What `Frame::at_ms` counts from.
     epoch: Instant,
@@ -112,10 +167,12 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(on_write: Option<DirectWriteHook>) -> Self {
+    fn new(shard: usize, on_write: Option<DirectWriteHook>) -> Self {
         Self {
+            shard,
             queue: Mutex::default(),
             running: AtomicBool::new(false),
+            unfinished: AtomicUsize::new(0),
             notify: Notify::new(),
             epoch: Instant::now(),
             on_write,
@@ -132,9 +189,17 @@ impl Writer {
         *count = 0;
     }
 
-    /// Whether a publish may claim frames now.
+    pub(crate) fn shard(&self) -> usize {
+        self.shard
+    }
+
+    /// Whether a publish may claim frames for this writer now: only while
+    /// it is idle. A publish that comes while it writes goes the usual way
+    /// — the connections take it themselves, together with whatever else
+    /// came meanwhile, in one write — so a publisher running ahead of the
+    /// sockets gets batching, not one `write(2)` per frame per subscriber.
     pub(crate) fn accepting(&self) -> bool {
-        self.running.load(Ordering::Acquire) && lock(&self.queue).batches.len() < MAX_QUEUED_BATCHES
+        self.running.load(Ordering::Acquire) && self.unfinished.load(Ordering::Acquire) == 0
     }
 
     /// Starts the task if it is not running; false without a runtime.
@@ -168,11 +233,8 @@ impl Writer {
     }
 
     /// Queues `frame` for `outlets`, which claimed it.
-    pub(crate) fn submit(&self, frame: &[u8], outlets: Vec<Arc<Outlet>>) {
-        let batch = Batch {
-            frame: Frame::new(frame),
-            outlets,
-        };
+    fn submit(&self, frame: Frame, outlets: Vec<Arc<Outlet>>) {
+        let batch = Batch { frame, outlets };
         let mut queue = lock(&self.queue);
         if !queue.running {
             // The task is gone: the connections write these themselves.
@@ -181,12 +243,13 @@ impl Writer {
             return;
         }
         queue.batches.push_back(batch);
+        self.unfinished.fetch_add(1, Ordering::AcqRel);
         drop(queue);
         self.notify.notify_one();
     }
 
     /// The broker is gone: let the task finish.
-    pub(crate) fn close(&self) {
+    fn close(&self) {
         lock(&self.queue).closed = true;
         self.notify.notify_one();
     }
@@ -230,6 +293,7 @@ async fn run(writer: Arc<Writer>) {
                     }
                 }
                 writer.wrote(&flight.batch.frame, &mut written);
+                writer.unfinished.fetch_sub(1, Ordering::AcqRel);
             }
             Next::Wait => writer.notify.notified().await,
             Next::Done => return,
@@ -269,6 +333,7 @@ impl Drop for Stopped {
             let mut queue = lock(&self.0.queue);
             queue.running = false;
             self.0.running.store(false, Ordering::Release);
+            self.0.unfinished.store(0, Ordering::Release);
             std::mem::take(&mut queue.batches)
         };
         for batch in batches {

@@ -122,7 +122,7 @@ impl SseBody {
             // For the lean server, which may lend the socket to the broker.
             response
                 .extensions_mut()
-                .insert(crate::broker::outlet::OutletHandle(outlet));
+                .insert(crate::broker::SocketLoan(outlet));
         }
         response
     }

@@ -16,12 +16,15 @@
 //! subscriber in one pass — one task wake-up per publish instead of one per
 //! subscriber ([`BrokerStats::direct`] counts those deliveries). A socket
 //! that is full, or a connection woken for any other reason, takes over
-//! again; order and exactly-once delivery are the same either way.
+//! again; order and exactly-once delivery are the same either way. A
+//! handler that wraps such a body in one that changes its bytes removes the
+//! [`SocketLoan`] extension from the response.
 //!
 //! [`Broker::handle_request`]: crate::broker::Broker::handle_request
 //! [`Broker::connect`]: crate::broker::Broker::connect
 //! [`SseBody::into_response`]: crate::SseBody::into_response
 //! [`BrokerStats::direct`]: crate::broker::BrokerStats::direct
+//! [`SocketLoan`]: crate::broker::SocketLoan
 //!
 //! It serves one request per connection (the response says
 //! `Connection: close`), answers `GET` only, and gives every write a
@@ -63,7 +66,8 @@ use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::broker::outlet::{Outlet, OutletHandle};
+use crate::broker::SocketLoan;
+use crate::broker::outlet::Outlet;
 use crate::http::{ResponseBody, plain_text};
 
 /// Settings of the lean server.
@@ -455,12 +459,12 @@ async fn write_streaming<B>(
 where
     B: http_body::Body<Data = Bytes> + Unpin,
 {
-    let handle = response.extensions().get::<OutletHandle>().cloned();
+    let handle = response.extensions().get::<SocketLoan>().cloned();
     let (parts, mut body) = response.into_parts();
     let socket = Arc::new(socket);
     let head = response_head(parts.status, &parts.headers, None);
     write_all(&socket, &[&head], config).await?;
-    let lent = handle.and_then(|OutletHandle(outlet)| Lent::new(outlet, &socket));
+    let lent = handle.and_then(|SocketLoan(outlet)| Lent::new(outlet, &socket));
     let mut probe = [0u8; 64];
     loop {
         // What the writer claimed for this connection goes out first.
@@ -501,8 +505,8 @@ where
     }
 }
 
-/// Waits until the writer has handled every frame it claimed for this
-/// connection, then writes those it left (a full socket) — before anything
+/// Writes the frames claimed for this connection that the writer left to
+/// it (a full socket, or it found the connection awake) — before anything
 /// the connection took itself, which is newer.
 async fn write_claimed(
     lent: Option<&Lent>,
@@ -512,11 +516,15 @@ async fn write_claimed(
     let Some(lent) = lent else {
         return Ok(());
     };
-    let left = std::future::poll_fn(|cx| lent.outlet.poll_settled(cx.waker())).await;
-    for bytes in left {
-        write_all(socket, &[&bytes], config).await?;
+    loop {
+        let pending = lent.outlet.take_pending();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        for bytes in pending {
+            write_all(socket, &[&bytes], config).await?;
+        }
     }
-    Ok(())
 }
 
 /// A socket lent to the broker's writer; given back when dropped.
@@ -545,7 +553,7 @@ impl Drop for Lent {
 /// What woke a streaming connection.
 enum Step {
     Frame(Option<Result<http_body::Frame<Bytes>, ()>>),
-    /// The broker's writer left frames to write (or still holds some).
+    /// Frames were claimed for the connection that it must write itself.
     Outlet,
     Readable(io::Result<()>),
 }
@@ -581,8 +589,12 @@ where
             lent.outlet.activate();
             return Poll::Ready(Step::Readable(ready));
         }
-        lent.outlet.park();
-        Poll::Pending
+        if lent.outlet.park() {
+            Poll::Pending
+        } else {
+            // A frame was claimed for it while it polled: write it first.
+            Poll::Ready(Step::Outlet)
+        }
     })
     .await
 }

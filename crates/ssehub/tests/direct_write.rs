@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::RawResponse;
 use ssehub::Event;
-use ssehub::broker::{Broker, BrokerConfig, Client};
+use ssehub::broker::{Broker, BrokerConfig, Client, SocketLoan};
 use ssehub::server::{ServerConfig, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -278,6 +278,39 @@ async fn a_subscription_made_while_asleep_is_live_at_once() {
         .read_until(b"data: three\n\n", Duration::from_secs(1))
         .await;
     assert_eq!(data_lines(&body), ["two", "three"]);
+}
+
+#[tokio::test]
+async fn without_the_loan_the_connection_writes_everything() {
+    let broker = Broker::with_config(quiet());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, ServerConfig::default(), {
+        let broker = broker.clone();
+        move |request: &http::request::Parts| {
+            let mut response = broker.handle_request(request, |client| {
+                client.subscribe("a").unwrap();
+            });
+            // As a handler whose body wrapper changes the bytes would.
+            response.extensions_mut().remove::<SocketLoan>();
+            response
+        }
+    }));
+    let mut response = RawResponse::get(addr, "/e", &[]).await;
+    response.read_until(b":\n\n", Duration::from_secs(1)).await;
+    for n in 0..5 {
+        settle().await;
+        broker
+            .channel("a")
+            .unwrap()
+            .broadcast_data(format!("{n}"))
+            .unwrap();
+    }
+    let body = response
+        .read_until(b"data: 4\n\n", Duration::from_secs(1))
+        .await;
+    assert_eq!(data_lines(&body), ["0", "1", "2", "3", "4"]);
+    assert_eq!(broker.stats().direct, 0);
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

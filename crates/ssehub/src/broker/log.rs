@@ -40,7 +40,7 @@ use slab::Slab;
 use super::client::ClientInner;
 use super::config::OverflowPolicy;
 use super::outlet::{Claim, Outlet};
-use super::writer::Writers;
+use super::writer::{self, Writers};
 
 /// A frame and its broker-wide publish position.
 pub(crate) type Positioned = (u64, Bytes);
@@ -197,8 +197,11 @@ impl Log {
         bytes: Bytes,
         writers: Option<&Writers>,
     ) -> Result<Appended, Deleted> {
-        let mut claimed = Vec::new();
-        let appended = WAKE_LIST.with(|list| {
+        let mut claimed = 0;
+        let mut to_visit = Vec::new();
+        // Framed for the writer on the first claim, once for every outlet.
+        let mut chunk: Option<Bytes> = None;
+        let skipped = WAKE_LIST.with(|list| {
             // A re-entrant append (from a waker) falls back to a fresh list.
             let mut fresh = Vec::new();
             let mut guard = list.try_borrow_mut().ok();
@@ -229,10 +232,14 @@ impl Log {
                     // next thing its connection writes.
                     let caught_up = sub.pos == seq && sub.replay.is_empty() && sub.held.is_none();
                     if writers.is_some() && caught_up {
-                        match sub.outlet.try_claim(position) {
-                            Claim::Claimed => {
+                        let framed = || chunk.get_or_insert_with(|| writer::chunk(&bytes)).clone();
+                        match sub.outlet.try_claim(position, framed) {
+                            Claim::Claimed { schedule } => {
                                 sub.pos = seq + 1;
-                                claimed.push(sub.outlet.clone());
+                                claimed += 1;
+                                if schedule {
+                                    to_visit.push(sub.outlet.clone());
+                                }
                                 continue;
                             }
                             Claim::AlreadyClaimed => {
@@ -255,16 +262,12 @@ impl Log {
             }
             Ok(skipped)
         })?;
-        let appended = Appended {
-            skipped: appended,
-            claimed: claimed.len() as u64,
-        };
         if let Some(writers) = writers
-            && !claimed.is_empty()
+            && !to_visit.is_empty()
         {
-            writers.submit(&bytes, claimed);
+            writers.submit(to_visit);
         }
-        Ok(appended)
+        Ok(Appended { skipped, claimed })
     }
 
     /// `DropNewest`, applied before a frame of `len` bytes is appended: a

@@ -77,6 +77,7 @@ pub use history::{HistoryConfig, HistoryEntry, HistoryGap, HistoryStore, MemoryH
 pub use ids::EARLIEST;
 use ids::ResumePoint;
 use log::Limits;
+pub use outlet::SocketLoan;
 pub use stats::BrokerStats;
 use stats::Counters;
 

@@ -14,26 +14,32 @@
 //!
 //! # The protocol
 //!
-//! `state` says whether the writer may write:
+//! `state` says what the connection is doing:
 //!
-//! - `ACTIVE`: the connection is running, or was woken; it writes itself.
-//! - `ARMING`: the connection is polling its sources. A wake during the
-//!   poll sets `ACTIVE`, so the parking at the end of the poll fails.
+//! - `ACTIVE`: running, or woken; it writes itself.
+//! - `ARMING`: polling its sources. A wake during the poll sets `ACTIVE`,
+//!   so the parking at the end of the poll fails.
 //! - `PARKED`: the last poll found nothing and nothing woke it since, so
 //!   the next frame published for it *is* the next frame it must write.
-//! - `CLOSED`: the connection ended; frames for it are dropped.
+//! - `CLOSED`: the connection ended.
 //!
 //! A publish that finds a subscriber `PARKED` *claims* the frame: it moves
 //! the subscriber's place in the channel log past it (so the connection
-//! never takes it itself) and queues it for the writer, instead of waking
-//! the connection. The writer writes a claimed frame if the outlet is still
-//! parked and nothing is pending; otherwise — or when the socket is full —
-//! it keeps the frame in `pending` and wakes the connection. The
-//! connection, before it writes anything, waits until every claim is
-//! settled and writes `pending` first: a claim is always older than what
-//! the connection takes afterwards, so frames reach the socket in publish
-//! order. The writer and the connection take `io` around every write, so
-//! their writes never interleave.
+//! never takes it from there) and appends it, framed as an HTTP/1.1 chunk,
+//! to the outlet's `pending` frames; the first claim since the writer's
+//! last visit also puts the outlet on the writer's list. When the writer
+//! visits a still-parked outlet it writes *everything* pending in one
+//! write, so frames published while it was busy elsewhere go out together.
+//! A full socket, or a connection that woke meanwhile, leaves the rest to
+//! the connection, which writes `pending` before anything else it writes:
+//! a claimed frame is always older than what the connection takes from
+//! its sources afterwards, so frames reach the socket in publish order.
+//!
+//! Claims check `PARKED` and parking checks `pending` under the same lock
+//! (`io`), so a frame claimed while the connection was getting ready to
+//! sleep is never left behind: either the claim comes first and the
+//! connection does not park, or the connection parks first and the writer
+//! finds it parked.
 //!
 //! Every waker the connection registers while it polls its body is this
 //! outlet (see [`Wake`]): whatever wakes it — a direct send, a new
@@ -42,15 +48,16 @@
 //! elsewhere.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::io::IoSlice;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Poll, Wake, Waker};
+use std::task::{Wake, Waker};
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::writer::{Frame, Writer};
+use super::writer::Writer;
 use crate::sync::lock;
 
 const ACTIVE: u8 = 0;
@@ -58,20 +65,64 @@ const ARMING: u8 = 1;
 const PARKED: u8 = 2;
 const CLOSED: u8 = 3;
 
+/// A parked connection holds at most this much claimed and unwritten;
+/// beyond it, publishes wake the connection as usual (and its client
+/// buffer and overflow policy apply).
+const MAX_PENDING_FRAMES: usize = 64;
+const MAX_PENDING_BYTES: usize = 256 * 1024;
+
+/// Frames the writer writes with one `writev`.
+const MAX_SLICES: usize = 64;
+
 #[derive(Debug, Default)]
 struct Io {
     /// The connection's socket, while it streams.
     socket: Option<Arc<TcpStream>>,
-    /// Claimed frames (or the unwritten rest of one) the connection must
-    /// write before anything else.
+    /// Claimed frames (HTTP/1.1 chunks), oldest first — the first perhaps
+    /// only the unwritten rest of one. The connection writes them before
+    /// anything else.
     pending: VecDeque<Bytes>,
+    pending_bytes: usize,
+    /// On a writer's list, not yet visited.
+    scheduled: bool,
+}
+
+impl Io {
+    fn push(&mut self, chunk: Bytes) {
+        self.pending_bytes += chunk.len();
+        self.pending.push_back(chunk);
+    }
+
+    fn take(&mut self) -> VecDeque<Bytes> {
+        self.pending_bytes = 0;
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Drops the first `n` bytes of `pending`; calls `whole` with each
+    /// frame written entirely.
+    fn consume(&mut self, mut n: usize, mut whole: impl FnMut(&Bytes)) {
+        self.pending_bytes -= n;
+        while n > 0 {
+            let Some(front) = self.pending.front_mut() else {
+                return;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                if let Some(done) = self.pending.pop_front() {
+                    whole(&done);
+                }
+            } else {
+                let rest = front.slice(n..);
+                *front = rest;
+                return;
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct Outlet {
     state: AtomicU8,
-    /// Frames claimed for this outlet that the writer has not handled yet.
-    claimed: AtomicUsize,
     /// Position of the last frame claimed, so a publish on several of the
     /// client's channels is claimed once. Written under the broker's
     /// publishing lock only.
@@ -79,23 +130,39 @@ pub(crate) struct Outlet {
     io: Mutex<Io>,
     /// The connection task's own waker.
     task: Mutex<Option<Waker>>,
-    /// When the writer last wrote (`Frame::at_ms`; 0: never); the
+    /// When the writer last wrote (`Writer::now_ms`; 0: never); the
     /// keep-alive counts those writes too.
     wrote_at_ms: AtomicU64,
     writer: Arc<Writer>,
+}
+
+/// What a publish may do with a subscriber's place in a channel log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Not parked (or too much pending): wake the connection as usual.
+    No,
+    /// Claimed: move past the frame; `schedule` says the outlet must be put
+    /// on its writer's list.
+    Claimed { schedule: bool },
+    /// Claimed already through another channel: just move past the frame.
+    AlreadyClaimed,
 }
 
 impl Outlet {
     pub(crate) fn new(writer: Arc<Writer>) -> Self {
         Self {
             state: AtomicU8::new(ACTIVE),
-            claimed: AtomicUsize::new(0),
             last_claimed: AtomicU64::new(0),
             io: Mutex::new(Io::default()),
             task: Mutex::new(None),
             wrote_at_ms: AtomicU64::new(0),
             writer,
         }
+    }
+
+    /// Which of the broker's writers serves this outlet.
+    pub(crate) fn shard(&self) -> usize {
+        self.writer.shard()
     }
 
     /// Lends the connection's socket; the outlet stays `ACTIVE` until the
@@ -109,106 +176,93 @@ impl Outlet {
         true
     }
 
-    /// Which of the broker's writers serves this outlet.
-    pub(crate) fn shard(&self) -> usize {
-        self.writer.shard()
-    }
-
     /// The connection ended: give the socket back and drop what is pending.
     pub(crate) fn detach(&self) {
         self.state.store(CLOSED, Ordering::Release);
         let mut io = lock(&self.io);
         io.socket = None;
-        io.pending.clear();
+        io.take();
         drop(io);
         lock(&self.task).take();
     }
 
     /// Called by a publish under the channel log's lock: claims the frame
-    /// at `position` if the connection is parked. Returns whether this
-    /// subscriber's place may move past the frame (claimed now, or already
-    /// claimed through another of its channels), and whether a new claim
-    /// was made (the writer must be given this outlet).
-    pub(crate) fn try_claim(&self, position: u64) -> Claim {
+    /// at `position` (`chunk`, framed) if the connection is parked.
+    pub(crate) fn try_claim(&self, position: u64, chunk: impl FnOnce() -> Bytes) -> Claim {
         // First: once this publish claimed the frame through another of
         // the client's channels, every other copy must be skipped too,
         // whatever happened to the connection since.
         if self.last_claimed.load(Ordering::Relaxed) == position {
             return Claim::AlreadyClaimed;
         }
-        if self.state.load(Ordering::Acquire) != PARKED || !self.writer.accepting() {
+        if self.state.load(Ordering::Acquire) != PARKED || !self.writer.is_running() {
             return Claim::No;
         }
-        self.last_claimed.store(position, Ordering::Relaxed);
-        self.claimed.fetch_add(1, Ordering::AcqRel);
-        Claim::Claimed
-    }
-
-    /// The writer's part: writes a claimed frame if the connection is still
-    /// parked, else keeps it for the connection. True if it wrote it whole.
-    pub(crate) fn deliver(&self, frame: &Frame) -> bool {
         let mut io = lock(&self.io);
-        let state = self.state.load(Ordering::Acquire);
-        if state == CLOSED {
-            drop(io);
-            self.settle_claim();
-            return false;
+        // Checked again under `io`, which parking also holds.
+        if self.state.load(Ordering::Acquire) != PARKED
+            || io.pending.len() >= MAX_PENDING_FRAMES
+            || io.pending_bytes >= MAX_PENDING_BYTES
+        {
+            return Claim::No;
         }
-        let mut wake = false;
-        match io.socket.clone() {
-            Some(socket) if state == PARKED && io.pending.is_empty() => {
-                match socket.try_write(frame.bytes()) {
-                    Ok(n) if n == frame.bytes().len() => {
-                        self.wrote_at_ms.store(frame.at_ms, Ordering::Relaxed);
-                    }
-                    // A short write, a full socket or an error: the
-                    // connection takes over (and meets the error itself).
-                    Ok(n) => {
-                        io.pending.push_back(frame.rest_after(n));
-                        wake = true;
-                    }
-                    Err(_) => {
-                        io.pending.push_back(frame.rest_after(0));
-                        wake = true;
-                    }
-                }
-            }
-            _ => {
-                io.pending.push_back(frame.rest_after(0));
-                wake = true;
-            }
+        io.push(chunk());
+        self.last_claimed.store(position, Ordering::Relaxed);
+        let schedule = !std::mem::replace(&mut io.scheduled, true);
+        Claim::Claimed { schedule }
+    }
+
+    /// The writer's visit: writes everything pending, in one write, if the
+    /// connection is still parked; `whole` sees each frame written entirely.
+    /// Whatever it cannot write (full socket), or finds the connection
+    /// awake for, is the connection's to write.
+    pub(crate) fn visit(&self, now_ms: u64, whole: impl FnMut(&Bytes)) {
+        let mut io = lock(&self.io);
+        io.scheduled = false;
+        if io.pending.is_empty() || self.state.load(Ordering::Acquire) != PARKED {
+            // Awake: it writes what is pending before anything else.
+            return;
         }
+        let Some(socket) = io.socket.clone() else {
+            return;
+        };
+        let written = if io.pending.len() == 1 {
+            socket.try_write(&io.pending[0])
+        } else {
+            let slices: Vec<IoSlice<'_>> = io
+                .pending
+                .iter()
+                .take(MAX_SLICES)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            socket.try_write_vectored(&slices)
+        };
+        // A full socket or an error leaves the rest to the connection
+        // (which meets the error itself).
+        if let Ok(n) = written {
+            io.consume(n, whole);
+            self.wrote_at_ms.store(now_ms, Ordering::Relaxed);
+        }
+        let rest = !io.pending.is_empty();
         drop(io);
-        if wake {
-            self.activate_and_wake();
-        }
-        self.settle_claim();
-        !wake
-    }
-
-    /// The slow path for a claimed frame: leave it to the connection.
-    pub(crate) fn deliver_later(&self, frame: &Frame) {
-        {
-            let mut io = lock(&self.io);
-            if self.state.load(Ordering::Acquire) != CLOSED {
-                io.pending.push_back(frame.rest_after(0));
-            }
-        }
-        self.activate_and_wake();
-        self.settle_claim();
-    }
-
-    /// One claim handled: once none is left, a connection waiting for the
-    /// writer may go on.
-    fn settle_claim(&self) {
-        if self.claimed.fetch_sub(1, Ordering::AcqRel) == 1
-            && self.state.load(Ordering::Acquire) != PARKED
-        {
-            self.wake_task();
+        if rest {
+            self.wake();
         }
     }
 
-    fn activate_and_wake(&self) {
+    /// The writer is gone: whatever is pending is the connection's.
+    pub(crate) fn abandon(&self) {
+        let mut io = lock(&self.io);
+        io.scheduled = false;
+        let rest = !io.pending.is_empty();
+        drop(io);
+        if rest {
+            self.wake();
+        }
+    }
+
+    /// Makes the connection `ACTIVE` and wakes its task.
+    fn wake(&self) {
         if self
             .state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
@@ -216,14 +270,10 @@ impl Outlet {
             })
             .is_ok()
         {
-            self.wake_task();
-        }
-    }
-
-    fn wake_task(&self) {
-        let task = lock(&self.task).clone();
-        if let Some(task) = task {
-            task.wake();
+            let task = lock(&self.task).clone();
+            if let Some(task) = task {
+                task.wake();
+            }
         }
     }
 
@@ -248,36 +298,31 @@ impl Outlet {
     }
 
     /// The poll found nothing: park, unless something woke the connection
-    /// while it polled.
-    pub(crate) fn park(&self) {
+    /// while it polled or a frame was claimed for it meanwhile (then false:
+    /// it must not sleep).
+    pub(crate) fn park(&self) -> bool {
+        let io = lock(&self.io);
+        if !io.pending.is_empty() {
+            self.state.store(ACTIVE, Ordering::Release);
+            return false;
+        }
+        // A wake during the poll set `ACTIVE`: then this fails, and the
+        // task, already scheduled again, polls once more.
         let _ = self
             .state
             .compare_exchange(ARMING, PARKED, Ordering::AcqRel, Ordering::Acquire);
+        true
     }
 
-    /// Whether the writer holds or left frames the connection must handle
-    /// before polling its sources.
+    /// Whether frames are pending for the connection to write first.
     pub(crate) fn busy(&self) -> bool {
-        self.claimed.load(Ordering::Acquire) > 0 || !lock(&self.io).pending.is_empty()
+        !lock(&self.io).pending.is_empty()
     }
 
-    /// Ready once every claim is settled; then the frames left pending are
-    /// the connection's to write, before anything else.
-    pub(crate) fn poll_settled(&self, task: &Waker) -> Poll<Vec<Bytes>> {
-        if self.claimed.load(Ordering::Acquire) > 0 {
-            {
-                let mut slot = lock(&self.task);
-                match &mut *slot {
-                    Some(w) => w.clone_from(task),
-                    slot @ None => *slot = Some(task.clone()),
-                }
-            }
-            // Settled between the check and the registration: don't sleep.
-            if self.claimed.load(Ordering::Acquire) > 0 {
-                return Poll::Pending;
-            }
-        }
-        Poll::Ready(lock(&self.io).pending.drain(..).collect())
+    /// The frames pending, for the connection to write before anything
+    /// else (it is awake, so the writer leaves them alone).
+    pub(crate) fn take_pending(&self) -> VecDeque<Bytes> {
+        lock(&self.io).take()
     }
 
     /// When the writer last wrote to this socket, if it did.
@@ -289,28 +334,57 @@ impl Outlet {
     }
 }
 
-/// The response extension through which a server finds the outlet of an
-/// event-stream response's client (set by `SseBody::into_response`).
-#[derive(Debug, Clone)]
-pub(crate) struct OutletHandle(pub(crate) Arc<Outlet>);
-
-/// What a publish may do with a subscriber's place in a channel log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Claim {
-    /// Not parked: wake the connection as usual.
-    No,
-    /// Claimed now: move past the frame and hand the outlet to the writer.
-    Claimed,
-    /// Claimed already through another channel: just move past the frame.
-    AlreadyClaimed,
-}
-
 impl Wake for Outlet {
     fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
+        Outlet::wake(&self);
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.activate_and_wake();
+        Outlet::wake(self);
+    }
+}
+
+/// The response extension through which the lean server
+/// ([`ssehub::server`](crate)) finds a broker client's socket outlet: with
+/// it, the server lends the connection's socket to the broker's fan-out
+/// writer while the connection sleeps, and the broker writes events
+/// straight to it, bypassing the response body.
+///
+/// [`SseBody::into_response`](crate::SseBody::into_response) sets it for a
+/// broker client's body. If you wrap that body in something that changes
+/// its bytes (rather than only observing them), remove the extension so
+/// every byte goes through your wrapper:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let broker = ssehub::broker::Broker::new();
+/// let (parts, ()) = http::Request::get("/events").body(()).unwrap().into_parts();
+/// let mut response = broker.handle_request(&parts, |_| {});
+/// assert!(response.extensions().get::<ssehub::broker::SocketLoan>().is_some());
+/// response.extensions_mut().remove::<ssehub::broker::SocketLoan>();
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SocketLoan(pub(crate) Arc<Outlet>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_write_keeps_the_rest_of_the_frame_it_cut() {
+        let mut io = Io::default();
+        io.push(Bytes::from_static(b"aaaaa"));
+        io.push(Bytes::from_static(b"bbb"));
+        io.push(Bytes::from_static(b"cc"));
+        let mut whole = Vec::new();
+        io.consume(6, |f| whole.push(f.clone()));
+        assert_eq!(whole, [Bytes::from_static(b"aaaaa")]);
+        assert_eq!(io.pending, [&b"bb"[..], &b"cc"[..]]);
+        assert_eq!(io.pending_bytes, 4);
+        io.consume(4, |f| whole.push(f.clone()));
+        assert_eq!(whole.len(), 3);
+        assert!(io.pending.is_empty());
+        assert_eq!(io.pending_bytes, 0);
     }
 }

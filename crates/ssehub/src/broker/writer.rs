@@ -1,11 +1,13 @@
 //! The broker's fan-out writers: tasks that write claimed frames straight
 //! to parked clients' sockets (see `outlet.rs` for when a frame is claimed).
 //!
-//! A publish hands each writer one batch — the frame, framed once as an
-//! HTTP/1.1 chunk, and the outlets that claimed it — and wakes it once,
-//! however many subscribers the batch has. Batches are queued under the
-//! broker's publishing lock, so a writer handles them in publish order,
-//! and each outlet sees its frames in that order.
+//! A publish hands each writer one list — the outlets that got their first
+//! claimed frame since the writer last visited them — and wakes it once,
+//! however many subscribers the list has. A visit writes everything the
+//! outlet has pending in one write, so when publishes come faster than the
+//! sockets take them, frames coalesce per socket as they do in a
+//! connection's own writes, and an outlet is on a writer's lists at most
+//! once.
 //!
 //! There is one writer per core the process may run on (at most
 //! [`MAX_SHARDS`]), each serving a fixed share of the clients (by id), so
@@ -13,13 +15,12 @@
 //! of many connection tasks were.
 //!
 //! A writer runs in the runtime of the first connection that lent it a
-//! socket. If that runtime goes away the task is dropped; whatever it had
-//! not written goes back to the connections (as pending frames, with a
-//! wake), and later publishes stop claiming until a connection starts it
-//! again.
+//! socket. If that runtime goes away the task is dropped; the outlets it
+//! had not visited get their pending frames back to write themselves (with
+//! a wake), and publishes stop claiming until a connection starts it again.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,9 +32,9 @@ use super::config::DirectWriteHook;
 use super::outlet::Outlet;
 use crate::sync::lock;
 
-/// Writes between two yields to the runtime, so a fan-out to many clients
+/// Visits between two yields to the runtime, so a fan-out to many clients
 /// does not hold a worker thread for its whole length.
-const WRITES_PER_YIELD: usize = 256;
+const VISITS_PER_YIELD: usize = 256;
 
 /// Most writers a broker runs.
 const MAX_SHARDS: usize = 8;
@@ -60,20 +61,19 @@ impl Writers {
         self.shards[(id % self.shards.len() as u64) as usize].clone()
     }
 
-    /// Queues `frame` with each writer for the outlets of its share.
-    pub(crate) fn submit(&self, frame: &[u8], claimed: Vec<Arc<Outlet>>) {
-        let frame = Frame::new(frame);
+    /// Hands each writer the outlets of its share to visit.
+    pub(crate) fn submit(&self, outlets: Vec<Arc<Outlet>>) {
         if let [writer] = &*self.shards {
-            writer.submit(frame, claimed);
+            writer.submit(outlets);
             return;
         }
         let mut shares = vec![Vec::new(); self.shards.len()];
-        for outlet in claimed {
+        for outlet in outlets {
             shares[outlet.shard()].push(outlet);
         }
         for (writer, share) in self.shards.iter().zip(shares) {
             if !share.is_empty() {
-                writer.submit(frame.clone(), share);
+                writer.submit(share);
             }
         }
     }
@@ -86,57 +86,30 @@ impl Writers {
     }
 }
 
-/// A frame framed once as one HTTP/1.1 chunk (size line, data, CRLF), so
-/// each subscriber costs one plain `write(2)`.
-#[derive(Debug, Clone)]
-pub(crate) struct Frame {
-    chunk: Bytes,
-    /// Where the event starts in `chunk` (after the size line).
-    data_start: usize,
-    /// When the writer handles it, in milliseconds since the writer's epoch
-    /// (read once per batch, not once per write).
-    pub(crate) at_ms: u64,
+/// `data` framed as one HTTP/1.1 chunk: size line, data, CRLF — once per
+/// publish, so each subscriber costs one plain `write(2)`.
+pub(crate) fn chunk(data: &[u8]) -> Bytes {
+    let mut size_line = [0u8; 18];
+    let size_line = crate::chunked::size_line(data.len(), &mut size_line);
+    let mut chunk = BytesMut::with_capacity(size_line.len() + data.len() + 2);
+    chunk.extend_from_slice(size_line);
+    chunk.extend_from_slice(data);
+    chunk.extend_from_slice(b"\r\n");
+    chunk.freeze()
 }
 
-impl Frame {
-    fn new(data: &[u8]) -> Self {
-        let mut size_line = [0u8; 18];
-        let size_line = crate::chunked::size_line(data.len(), &mut size_line);
-        let mut chunk = BytesMut::with_capacity(size_line.len() + data.len() + 2);
-        chunk.extend_from_slice(size_line);
-        chunk.extend_from_slice(data);
-        chunk.extend_from_slice(b"\r\n");
-        Self {
-            chunk: chunk.freeze(),
-            data_start: size_line.len(),
-            at_ms: 0,
-        }
-    }
-
-    /// The encoded event alone.
-    fn data(&self) -> &[u8] {
-        &self.chunk[self.data_start..self.chunk.len() - 2]
-    }
-
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.chunk
-    }
-
-    /// The bytes after the first `n` (no copy).
-    pub(crate) fn rest_after(&self, n: usize) -> Bytes {
-        self.chunk.slice(n..)
-    }
-}
-
-#[derive(Debug)]
-struct Batch {
-    frame: Frame,
-    outlets: Vec<Arc<Outlet>>,
+/// The event inside a chunk made by [`chunk`].
+fn unchunk(chunk: &[u8]) -> &[u8] {
+    let start = chunk
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(0, |p| p + 2);
+    &chunk[start..chunk.len().saturating_sub(2).max(start)]
 }
 
 #[derive(Debug, Default)]
 struct Queue {
-    batches: VecDeque<Batch>,
+    lists: VecDeque<Vec<Arc<Outlet>>>,
     /// A writer task is running (or about to).
     running: bool,
     /// The broker is gone: the task ends once the queue is empty.
@@ -149,10 +122,8 @@ pub(crate) struct Writer {
     queue: Mutex<Queue>,
     /// Mirrors `queue.running`, for the check at every claim.
     running: AtomicBool,
-    /// Batches queued or being written.
-    unfinished: AtomicUsize,
     notify: Notify,
-    /// What `Frame::at_ms` counts from.
+    /// What `now_ms` counts from.
     epoch: Instant,
     /// `BrokerConfig::on_direct_write`.
     on_write: Option<DirectWriteHook>,
@@ -161,6 +132,7 @@ pub(crate) struct Writer {
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer")
+            .field("shard", &self.shard)
             .field("running", &self.running)
             .finish_non_exhaustive()
     }
@@ -172,34 +144,19 @@ impl Writer {
             shard,
             queue: Mutex::default(),
             running: AtomicBool::new(false),
-            unfinished: AtomicUsize::new(0),
             notify: Notify::new(),
             epoch: Instant::now(),
             on_write,
         }
     }
 
-    /// Tells the hook about `count` writes of `frame`.
-    fn wrote(&self, frame: &Frame, count: &mut usize) {
-        if let Some(hook) = &self.on_write
-            && *count > 0
-        {
-            hook(frame.data(), *count);
-        }
-        *count = 0;
-    }
-
     pub(crate) fn shard(&self) -> usize {
         self.shard
     }
 
-    /// Whether a publish may claim frames for this writer now: only while
-    /// it is idle. A publish that comes while it writes goes the usual way
-    /// — the connections take it themselves, together with whatever else
-    /// came meanwhile, in one write — so a publisher running ahead of the
-    /// sockets gets batching, not one `write(2)` per frame per subscriber.
-    pub(crate) fn accepting(&self) -> bool {
-        self.running.load(Ordering::Acquire) && self.unfinished.load(Ordering::Acquire) == 0
+    /// Whether its task runs (so claims for it will be written).
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
     }
 
     /// Starts the task if it is not running; false without a runtime.
@@ -222,7 +179,7 @@ impl Writer {
         true
     }
 
-    /// `Frame::at_ms` as an instant.
+    /// `now_ms` as an instant.
     pub(crate) fn instant(&self, at_ms: u64) -> Instant {
         self.epoch + Duration::from_millis(at_ms)
     }
@@ -232,23 +189,20 @@ impl Writer {
         (self.epoch.elapsed().as_millis() as u64).max(1)
     }
 
-    /// Queues `frame` for `outlets`, which claimed it.
-    fn submit(&self, frame: Frame, outlets: Vec<Arc<Outlet>>) {
-        let batch = Batch { frame, outlets };
+    /// Queues `outlets` for a visit.
+    fn submit(&self, outlets: Vec<Arc<Outlet>>) {
         let mut queue = lock(&self.queue);
         if !queue.running {
             // The task is gone: the connections write these themselves.
             drop(queue);
-            hand_back(batch);
+            outlets.iter().for_each(|o| o.abandon());
             return;
         }
-        queue.batches.push_back(batch);
-        self.unfinished.fetch_add(1, Ordering::AcqRel);
+        queue.lists.push_back(outlets);
         drop(queue);
         self.notify.notify_one();
     }
 
-    /// The broker is gone: let the task finish.
     fn close(&self) {
         lock(&self.queue).closed = true;
         self.notify.notify_one();
@@ -256,16 +210,25 @@ impl Writer {
 
     fn next(&self) -> Next {
         let mut queue = lock(&self.queue);
-        match queue.batches.pop_front() {
-            Some(batch) => Next::Batch(batch),
+        match queue.lists.pop_front() {
+            Some(list) => Next::List(list),
             None if queue.closed => Next::Done,
             None => Next::Wait,
+        }
+    }
+
+    /// Tells the hook what was written whole since the last report.
+    fn report(&self, tally: &mut Vec<(Bytes, usize)>) {
+        if let Some(hook) = &self.on_write {
+            for (chunk, count) in tally.drain(..) {
+                hook(unchunk(&chunk), count);
+            }
         }
     }
 }
 
 enum Next {
-    Batch(Batch),
+    List(Vec<Arc<Outlet>>),
     Wait,
     Done,
 }
@@ -273,27 +236,33 @@ enum Next {
 async fn run(writer: Arc<Writer>) {
     let _stopped = Stopped(writer.clone());
     let mut since_yield = 0;
+    // Frames written whole, by frame, for the hook: a publish's frame is one
+    // shared buffer, so this stays a handful of entries.
+    let mut tally: Vec<(Bytes, usize)> = Vec::new();
+    let counting = writer.on_write.is_some();
     loop {
         match writer.next() {
-            Next::Batch(batch) => {
-                let mut flight = InFlight { batch, next: 0 };
-                flight.batch.frame.at_ms = writer.now_ms();
-                let mut written = 0;
-                while let Some(outlet) = flight.batch.outlets.get(flight.next) {
-                    written += usize::from(outlet.deliver(&flight.batch.frame));
+            Next::List(outlets) => {
+                let mut flight = InFlight { outlets, next: 0 };
+                let mut now_ms = writer.now_ms();
+                while let Some(outlet) = flight.outlets.get(flight.next) {
+                    outlet.visit(now_ms, |frame| {
+                        if counting {
+                            count(&mut tally, frame);
+                        }
+                    });
                     flight.next += 1;
                     since_yield += 1;
-                    if since_yield == WRITES_PER_YIELD {
+                    if since_yield == VISITS_PER_YIELD {
                         since_yield = 0;
-                        writer.wrote(&flight.batch.frame, &mut written);
+                        writer.report(&mut tally);
                         // Should the task be dropped here, `flight` hands
-                        // the rest of the batch back.
+                        // the rest of the list back.
                         tokio::task::yield_now().await;
-                        flight.batch.frame.at_ms = writer.now_ms();
+                        now_ms = writer.now_ms();
                     }
                 }
-                writer.wrote(&flight.batch.frame, &mut written);
-                writer.unfinished.fetch_sub(1, Ordering::AcqRel);
+                writer.report(&mut tally);
             }
             Next::Wait => writer.notify.notified().await,
             Next::Done => return,
@@ -301,43 +270,42 @@ async fn run(writer: Arc<Writer>) {
     }
 }
 
-/// Hands every outlet of `batch` its frame as pending.
-fn hand_back(batch: Batch) {
-    for outlet in batch.outlets {
-        outlet.deliver_later(&batch.frame);
+fn count(tally: &mut Vec<(Bytes, usize)>, frame: &Bytes) {
+    match tally.iter_mut().find(|(f, _)| f.as_ptr() == frame.as_ptr()) {
+        Some((_, n)) => *n += 1,
+        None => tally.push((frame.clone(), 1)),
     }
 }
 
-/// The batch being written; what is left of it is handed back if the task
-/// is dropped.
+/// The list being visited; the outlets not visited yet get their pending
+/// frames back if the task is dropped.
 struct InFlight {
-    batch: Batch,
+    outlets: Vec<Arc<Outlet>>,
     next: usize,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        for outlet in &self.batch.outlets[self.next..] {
-            outlet.deliver_later(&self.batch.frame);
+        for outlet in &self.outlets[self.next..] {
+            outlet.abandon();
         }
     }
 }
 
 /// Marks the writer stopped when its task ends or is dropped, and hands
-/// every queued frame back to its connection.
+/// every queued outlet its pending frames back.
 struct Stopped(Arc<Writer>);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        let batches = {
+        let lists = {
             let mut queue = lock(&self.0.queue);
             queue.running = false;
             self.0.running.store(false, Ordering::Release);
-            self.0.unfinished.store(0, Ordering::Release);
-            std::mem::take(&mut queue.batches)
+            std::mem::take(&mut queue.lists)
         };
-        for batch in batches {
-            hand_back(batch);
+        for outlet in lists.iter().flatten() {
+            outlet.abandon();
         }
     }
 }

@@ -195,12 +195,16 @@ impl Outlet {
         if self.last_claimed.load(Ordering::Relaxed) == position {
             return Claim::AlreadyClaimed;
         }
-        if self.state.load(Ordering::Acquire) != PARKED || !self.writer.is_running() {
+        if self.state.load(Ordering::Acquire) != PARKED
+            || !self.writer.is_running()
+            || !self.writer.is_idle()
+        {
             return Claim::No;
         }
         let mut io = lock(&self.io);
         // Checked again under `io`, which parking also holds.
         if self.state.load(Ordering::Acquire) != PARKED
+            || !self.writer.is_idle()
             || io.pending.len() >= MAX_PENDING_FRAMES
             || io.pending_bytes >= MAX_PENDING_BYTES
         {

@@ -20,7 +20,7 @@
 //! a wake), and publishes stop claiming until a connection starts it again.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -122,6 +122,8 @@ pub(crate) struct Writer {
     queue: Mutex<Queue>,
     /// Mirrors `queue.running`, for the check at every claim.
     running: AtomicBool,
+    /// Lists queued or being visited.
+    unfinished: AtomicUsize,
     notify: Notify,
     /// What `now_ms` counts from.
     epoch: Instant,
@@ -144,6 +146,7 @@ impl Writer {
             shard,
             queue: Mutex::default(),
             running: AtomicBool::new(false),
+            unfinished: AtomicUsize::new(0),
             notify: Notify::new(),
             epoch: Instant::now(),
             on_write,
@@ -157,6 +160,16 @@ impl Writer {
     /// Whether its task runs (so claims for it will be written).
     pub(crate) fn is_running(&self) -> bool {
         self.running.load(Ordering::Acquire)
+    }
+
+    /// Whether it has nothing queued or under way: only then does a
+    /// publish hand it frames. One that comes while it writes goes the
+    /// usual way — the woken connections take it, with whatever else came
+    /// meanwhile, in one write — so a publisher running ahead of the
+    /// sockets gets the connections' batching, not one `write(2)` per frame
+    /// per subscriber.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.unfinished.load(Ordering::Acquire) == 0
     }
 
     /// Starts the task if it is not running; false without a runtime.
@@ -199,6 +212,7 @@ impl Writer {
             return;
         }
         queue.lists.push_back(outlets);
+        self.unfinished.fetch_add(1, Ordering::AcqRel);
         drop(queue);
         self.notify.notify_one();
     }
@@ -263,6 +277,7 @@ async fn run(writer: Arc<Writer>) {
                     }
                 }
                 writer.report(&mut tally);
+                writer.unfinished.fetch_sub(1, Ordering::AcqRel);
             }
             Next::Wait => writer.notify.notified().await,
             Next::Done => return,
@@ -302,6 +317,7 @@ impl Drop for Stopped {
             let mut queue = lock(&self.0.queue);
             queue.running = false;
             self.0.running.store(false, Ordering::Release);
+            self.0.unfinished.store(0, Ordering::Release);
             std::mem::take(&mut queue.lists)
         };
         for outlet in lists.iter().flatten() {

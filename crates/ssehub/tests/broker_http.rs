@@ -2,13 +2,14 @@
 //! (reqwest + eventsource-stream): a stalled client does not hold up the
 //! others and is disconnected by the write deadline.
 
+mod common;
+
 use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use ssehub::axum::WriteTimeoutListener;
 use ssehub::broker::{Broker, BrokerConfig};
-use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, timeout};
 
 async fn serve(broker: &Broker, write_timeout: Duration) -> std::net::SocketAddr {
@@ -49,13 +50,7 @@ async fn a_stalled_client_does_not_delay_the_others_and_is_disconnected() {
     let addr = serve(&broker, Duration::from_millis(500)).await;
 
     // The stalled client: a tiny receive buffer, a request, and no reads.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stalled = socket.connect(addr).await.unwrap();
-    stalled
-        .write_all(format!("GET /events?room HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let stalled = common::stalled_get(addr, "/events?room").await;
 
     let http = reqwest::Client::new();
     let mut readers = Vec::new();

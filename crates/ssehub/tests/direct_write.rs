@@ -14,7 +14,7 @@ use common::RawResponse;
 use ssehub::Event;
 use ssehub::broker::{Broker, BrokerConfig, Client, SocketLoan};
 use ssehub::server::{ServerConfig, serve};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 /// Serves `broker`; a request's query lists the channels to subscribe to
 /// (`/events?a,b`).
@@ -45,6 +45,16 @@ fn quiet() -> BrokerConfig {
         .keep_alive(None)
 }
 
+/// A broker with `config` that keeps every client that connects.
+fn recording(config: BrokerConfig) -> (Broker, Arc<Mutex<Vec<Client>>>) {
+    let clients: Arc<Mutex<Vec<Client>>> = Arc::default();
+    let broker = Broker::with_config(config.on_connect({
+        let clients = clients.clone();
+        move |client| clients.lock().unwrap().push(client.clone())
+    }));
+    (broker, clients)
+}
+
 /// The `data:` values of every event in `body`, in order.
 fn data_lines(body: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(body)
@@ -60,11 +70,7 @@ async fn settle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sleeping_connections_get_every_frame_once_and_in_order() {
-    let clients: Arc<Mutex<Vec<Client>>> = Arc::default();
-    let broker = Broker::with_config(quiet().on_connect({
-        let clients = clients.clone();
-        move |client| clients.lock().unwrap().push(client.clone())
-    }));
+    let (broker, clients) = recording(quiet());
     let addr = start(&broker).await;
     let mut responses = Vec::new();
     for i in 0..20 {
@@ -134,13 +140,7 @@ async fn a_full_socket_hands_the_rest_to_the_connection() {
     );
     let addr = start(&broker).await;
     // A client with a tiny receive window that reads nothing for a while.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket.connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /e?a HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = common::stalled_get(addr, "/e?a").await;
     let mut head = [0u8; 512];
     let n = stream.read(&mut head).await.unwrap();
     assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
@@ -250,11 +250,7 @@ fn the_writer_starts_again_in_a_new_runtime() {
 
 #[tokio::test]
 async fn a_subscription_made_while_asleep_is_live_at_once() {
-    let clients: Arc<Mutex<Vec<Client>>> = Arc::default();
-    let broker = Broker::with_config(quiet().on_connect({
-        let clients = clients.clone();
-        move |client| clients.lock().unwrap().push(client.clone())
-    }));
+    let (broker, clients) = recording(quiet());
     let addr = start(&broker).await;
     let mut response = RawResponse::get(addr, "/e?a", &[]).await;
     response.read_until(b":\n\n", Duration::from_secs(1)).await;
@@ -337,11 +333,7 @@ fn dechunk(raw: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_sends_racing_the_writer_never_reorder_or_repeat() {
     const EVENTS: usize = 1500;
-    let clients: Arc<Mutex<Vec<Client>>> = Arc::default();
-    let broker = Broker::with_config(quiet().client_buffer_events(100_000).on_connect({
-        let clients = clients.clone();
-        move |client| clients.lock().unwrap().push(client.clone())
-    }));
+    let (broker, clients) = recording(quiet().client_buffer_events(100_000));
     let addr = start(&broker).await;
     let mut responses = Vec::new();
     for _ in 0..8 {

@@ -172,13 +172,7 @@ async fn a_stalled_client_is_dropped_by_the_write_deadline() {
         ServerConfig::default().write_timeout(Duration::from_millis(300)),
     )
     .await;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stalled = socket.connect(addr).await.unwrap();
-    stalled
-        .write_all(b"GET /events?room HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let stalled = common::stalled_get(addr, "/events?room").await;
     wait_for(Duration::from_secs(1), || broker.clients() == 1).await;
     let room = broker.channel("room").unwrap();
     let payload = "x".repeat(64 * 1024);

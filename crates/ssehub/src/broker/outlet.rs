@@ -68,11 +68,11 @@ const CLOSED: u8 = 3;
 /// A parked connection holds at most this much claimed and unwritten;
 /// beyond it, publishes wake the connection as usual (and its client
 /// buffer and overflow policy apply).
-const MAX_PENDING_FRAMES: usize = 64;
-const MAX_PENDING_BYTES: usize = 256 * 1024;
+const MAX_PENDING_FRAMES: usize = 256;
+const MAX_PENDING_BYTES: usize = 1024 * 1024;
 
 /// Frames the writer writes with one `writev`.
-const MAX_SLICES: usize = 64;
+const MAX_SLICES: usize = 256;
 
 #[derive(Debug, Default)]
 struct Io {
@@ -195,16 +195,15 @@ impl Outlet {
         if self.last_claimed.load(Ordering::Relaxed) == position {
             return Claim::AlreadyClaimed;
         }
-        if self.state.load(Ordering::Acquire) != PARKED
-            || !self.writer.is_running()
-            || !self.writer.is_idle()
-        {
+        if self.state.load(Ordering::Acquire) != PARKED || !self.writer.is_running() {
             return Claim::No;
         }
         let mut io = lock(&self.io);
-        // Checked again under `io`, which parking also holds.
+        // Checked again under `io`, which parking also holds. An outlet
+        // waiting for its visit takes the frame along; another joins a new
+        // list only if the writer has room.
         if self.state.load(Ordering::Acquire) != PARKED
-            || !self.writer.is_idle()
+            || !(io.scheduled || self.writer.has_room())
             || io.pending.len() >= MAX_PENDING_FRAMES
             || io.pending_bytes >= MAX_PENDING_BYTES
         {

@@ -122,8 +122,8 @@ pub(crate) struct Writer {
     queue: Mutex<Queue>,
     /// Mirrors `queue.running`, for the check at every claim.
     running: AtomicBool,
-    /// Lists queued or being visited.
-    unfinished: AtomicUsize,
+    /// Lists queued, not yet being visited.
+    queued: AtomicUsize,
     notify: Notify,
     /// What `now_ms` counts from.
     epoch: Instant,
@@ -146,7 +146,7 @@ impl Writer {
             shard,
             queue: Mutex::default(),
             running: AtomicBool::new(false),
-            unfinished: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
             notify: Notify::new(),
             epoch: Instant::now(),
             on_write,
@@ -162,14 +162,15 @@ impl Writer {
         self.running.load(Ordering::Acquire)
     }
 
-    /// Whether it has nothing queued or under way: only then does a
-    /// publish hand it frames. One that comes while it writes goes the
-    /// usual way — the woken connections take it, with whatever else came
-    /// meanwhile, in one write — so a publisher running ahead of the
-    /// sockets gets the connections' batching, not one `write(2)` per frame
-    /// per subscriber.
-    pub(crate) fn is_idle(&self) -> bool {
-        self.unfinished.load(Ordering::Acquire) == 0
+    /// Whether it may take a new outlet to visit: while at most the list
+    /// it is visiting is under way. A publish that comes while another list
+    /// waits adds frames only to outlets already waiting for their visit
+    /// (they go out with the same write); the others are woken as usual and
+    /// write for themselves, several frames at a time. So a publisher
+    /// running ahead of the sockets gets batching, not one `write(2)` per
+    /// frame per subscriber.
+    pub(crate) fn has_room(&self) -> bool {
+        self.queued.load(Ordering::Acquire) == 0
     }
 
     /// Starts the task if it is not running; false without a runtime.
@@ -212,7 +213,7 @@ impl Writer {
             return;
         }
         queue.lists.push_back(outlets);
-        self.unfinished.fetch_add(1, Ordering::AcqRel);
+        self.queued.store(queue.lists.len(), Ordering::Release);
         drop(queue);
         self.notify.notify_one();
     }
@@ -224,7 +225,9 @@ impl Writer {
 
     fn next(&self) -> Next {
         let mut queue = lock(&self.queue);
-        match queue.lists.pop_front() {
+        let list = queue.lists.pop_front();
+        self.queued.store(queue.lists.len(), Ordering::Release);
+        match list {
             Some(list) => Next::List(list),
             None if queue.closed => Next::Done,
             None => Next::Wait,
@@ -277,7 +280,6 @@ async fn run(writer: Arc<Writer>) {
                     }
                 }
                 writer.report(&mut tally);
-                writer.unfinished.fetch_sub(1, Ordering::AcqRel);
             }
             Next::Wait => writer.notify.notified().await,
             Next::Done => return,
@@ -317,7 +319,7 @@ impl Drop for Stopped {
             let mut queue = lock(&self.0.queue);
             queue.running = false;
             self.0.running.store(false, Ordering::Release);
-            self.0.unfinished.store(0, Ordering::Release);
+            self.0.queued.store(0, Ordering::Release);
             std::mem::take(&mut queue.lists)
         };
         for outlet in lists.iter().flatten() {

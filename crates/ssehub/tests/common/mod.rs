@@ -45,6 +45,19 @@ where
     addr
 }
 
+/// Sends `GET path` from a socket with a tiny receive window and returns it
+/// unread: a client that stalls.
+pub async fn stalled_get(addr: SocketAddr, path: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    stream
+}
+
 /// A response read off a raw socket: status, headers, and the de-chunked body
 /// as it arrives.
 pub struct RawResponse {

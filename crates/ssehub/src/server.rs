@@ -479,6 +479,11 @@ where
                 let mut line = [0u8; 18];
                 let size = crate::chunked::size_line(data.len(), &mut line);
                 write_all(&socket, &[size, &data, b"\r\n"], config).await?;
+                if let Some(lent) = &lent {
+                    // A connection writing often batches better than the
+                    // writer would: it keeps new frames for a while.
+                    lent.outlet.wrote();
+                }
             }
             // A body that fails cannot be ended cleanly: drop the connection.
             Step::Frame(Some(Err(()))) => return Err(io::ErrorKind::Other.into()),

@@ -63,9 +63,10 @@ fn data_lines(body: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Lets connections go to sleep (and so park with the broker).
+/// Lets connections go to sleep (and so park with the broker), and their
+/// sockets leave the burst window in which frames are left to them.
 async fn settle() {
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokio::time::sleep(Duration::from_millis(12)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,7 +333,7 @@ fn dechunk(raw: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_sends_racing_the_writer_never_reorder_or_repeat() {
-    const EVENTS: usize = 1500;
+    const EVENTS: usize = 400;
     let (broker, clients) = recording(quiet().client_buffer_events(100_000));
     let addr = start(&broker).await;
     let mut responses = Vec::new();
@@ -341,36 +342,28 @@ async fn direct_sends_racing_the_writer_never_reorder_or_repeat() {
         response.read_until(b":\n\n", Duration::from_secs(2)).await;
         responses.push(response);
     }
-    let published = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Rounds: a quiet spell (the sockets park and leave the burst window),
+    // a burst of events (the first claimed for the writer), and direct sends
+    // at once, waking the connections while the writer holds or writes
+    // their frames.
     let publisher = tokio::spawn({
-        let (a, published) = (broker.channel("a").unwrap(), published.clone());
-        async move {
-            for n in 0..EVENTS {
-                a.broadcast_data(format!("{n}")).unwrap();
-                published.store(n + 1, std::sync::atomic::Ordering::SeqCst);
-                if n % 3 == 0 {
-                    tokio::task::yield_now().await;
-                }
-            }
-        }
-    });
-    // Meanwhile, direct sends wake the connections at random moments.
-    let sender = tokio::spawn({
-        let (clients, published) = (clients.clone(), published.clone());
+        let (a, clients) = (broker.channel("a").unwrap(), clients.clone());
         async move {
             let clients = clients.lock().unwrap().clone();
-            let mut k = 0;
-            while published.load(std::sync::atomic::Ordering::SeqCst) < EVENTS {
-                for client in &clients {
-                    client.send_data(format!("direct #{k}")).unwrap();
+            for round in 0..EVENTS / 4 {
+                tokio::time::sleep(Duration::from_millis(8)).await;
+                for n in round * 4..round * 4 + 4 {
+                    a.broadcast_data(format!("{n}")).unwrap();
+                    if n % 4 == 1 {
+                        for client in &clients {
+                            client.send_data(format!("direct #{n}")).unwrap();
+                        }
+                    }
                 }
-                k += 1;
-                tokio::task::yield_now().await;
             }
         }
     });
     publisher.await.unwrap();
-    sender.await.unwrap();
     let last = format!("data: {}\n\n", EVENTS - 1);
     for (i, response) in responses.iter_mut().enumerate() {
         let body = response

@@ -257,7 +257,7 @@ impl BrokerConfig {
     /// server timing its writes there (a publish-to-write metric, say)
     /// learns of them here. Only connections served by
     /// [`ssehub::server`](crate) lend their sockets; the hook runs on the
-    /// writer's task, once per up to 256 writes: keep it short.
+    /// writer's task, once per up to 256 sockets visited: keep it short.
     ///
     /// ```
     /// use std::sync::Arc;

@@ -197,6 +197,7 @@ impl Log {
         bytes: Bytes,
         writers: Option<&Writers>,
     ) -> Result<Appended, Deleted> {
+        let now_ms = writers.map_or(0, Writers::now_ms);
         let mut claimed = 0;
         let mut to_visit = Vec::new();
         // Framed for the writer on the first claim, once for every outlet.
@@ -233,7 +234,7 @@ impl Log {
                     let caught_up = sub.pos == seq && sub.replay.is_empty() && sub.held.is_none();
                     if writers.is_some() && caught_up {
                         let framed = || chunk.get_or_insert_with(|| writer::chunk(&bytes)).clone();
-                        match sub.outlet.try_claim(position, framed) {
+                        match sub.outlet.try_claim(position, now_ms, framed) {
                             Claim::Claimed { schedule } => {
                                 sub.pos = seq + 1;
                                 claimed += 1;

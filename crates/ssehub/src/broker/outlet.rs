@@ -71,6 +71,13 @@ const CLOSED: u8 = 3;
 const MAX_PENDING_FRAMES: usize = 256;
 const MAX_PENDING_BYTES: usize = 1024 * 1024;
 
+/// A socket written within this many milliseconds is in a burst: new
+/// frames are left to its connection, which takes them several at a time,
+/// rather than claimed one `write(2)` each. So sparse streams (the 10
+/// events/s of a live feed) get the writer's direct writes, and dense ones
+/// (hundreds of events/s per client) the connection's batching.
+const BURST_MS: u64 = 5;
+
 /// Frames the writer writes with one `writev`.
 const MAX_SLICES: usize = 256;
 
@@ -130,8 +137,9 @@ pub(crate) struct Outlet {
     io: Mutex<Io>,
     /// The connection task's own waker.
     task: Mutex<Option<Waker>>,
-    /// When the writer last wrote (`Writer::now_ms`; 0: never); the
-    /// keep-alive counts those writes too.
+    /// When the socket was last written, by the writer or the connection
+    /// (`Writer::now_ms`; 0: never); the keep-alive counts the writer's
+    /// writes too.
     wrote_at_ms: AtomicU64,
     writer: Arc<Writer>,
 }
@@ -187,15 +195,24 @@ impl Outlet {
     }
 
     /// Called by a publish under the channel log's lock: claims the frame
-    /// at `position` (`chunk`, framed) if the connection is parked.
-    pub(crate) fn try_claim(&self, position: u64, chunk: impl FnOnce() -> Bytes) -> Claim {
+    /// at `position` (`chunk`, framed) if the connection is parked and its
+    /// socket is not in a burst (`now_ms`: the writers' clock).
+    pub(crate) fn try_claim(
+        &self,
+        position: u64,
+        now_ms: u64,
+        chunk: impl FnOnce() -> Bytes,
+    ) -> Claim {
         // First: once this publish claimed the frame through another of
         // the client's channels, every other copy must be skipped too,
         // whatever happened to the connection since.
         if self.last_claimed.load(Ordering::Relaxed) == position {
             return Claim::AlreadyClaimed;
         }
-        if self.state.load(Ordering::Acquire) != PARKED || !self.writer.is_running() {
+        if self.state.load(Ordering::Acquire) != PARKED
+            || !self.writer.is_running()
+            || now_ms.saturating_sub(self.wrote_at_ms.load(Ordering::Relaxed)) < BURST_MS
+        {
             return Claim::No;
         }
         let mut io = lock(&self.io);
@@ -315,6 +332,12 @@ impl Outlet {
             .state
             .compare_exchange(ARMING, PARKED, Ordering::AcqRel, Ordering::Acquire);
         true
+    }
+
+    /// The connection wrote to its socket.
+    pub(crate) fn wrote(&self) {
+        self.wrote_at_ms
+            .store(self.writer.now_ms(), Ordering::Relaxed);
     }
 
     /// Whether frames are pending for the connection to write first.

@@ -42,6 +42,8 @@ const MAX_SHARDS: usize = 8;
 /// The broker's writers.
 pub(crate) struct Writers {
     shards: Box<[Arc<Writer>]>,
+    /// What every writer's `now_ms` counts from.
+    epoch: Instant,
 }
 
 impl Writers {
@@ -49,11 +51,18 @@ impl Writers {
         let n = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(MAX_SHARDS);
+        let epoch = Instant::now();
         Self {
             shards: (0..n)
-                .map(|shard| Arc::new(Writer::new(shard, on_write.clone())))
+                .map(|shard| Arc::new(Writer::new(shard, epoch, on_write.clone())))
                 .collect(),
+            epoch,
         }
+    }
+
+    /// Milliseconds since the writers' epoch (never 0).
+    pub(crate) fn now_ms(&self) -> u64 {
+        (self.epoch.elapsed().as_millis() as u64).max(1)
     }
 
     /// The writer of client `id`.
@@ -141,14 +150,14 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    fn new(shard: usize, on_write: Option<DirectWriteHook>) -> Self {
+    fn new(shard: usize, epoch: Instant, on_write: Option<DirectWriteHook>) -> Self {
         Self {
             shard,
             queue: Mutex::default(),
             running: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             notify: Notify::new(),
-            epoch: Instant::now(),
+            epoch,
             on_write,
         }
     }
@@ -198,8 +207,9 @@ impl Writer {
         self.epoch + Duration::from_millis(at_ms)
     }
 
-    fn now_ms(&self) -> u64 {
-        // Never 0, which means "never written".
+    /// Milliseconds since the writers' epoch (never 0, which means "never
+    /// written").
+    pub(crate) fn now_ms(&self) -> u64 {
         (self.epoch.elapsed().as_millis() as u64).max(1)
     }
 

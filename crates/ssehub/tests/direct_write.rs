@@ -63,6 +63,16 @@ fn data_lines(body: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// Publishes each of `data` on channel `a`, letting connections sleep
+/// before each.
+async fn publish_sparsely(broker: &Broker, data: impl IntoIterator<Item = String>) {
+    let a = broker.channel("a").unwrap();
+    for data in data {
+        settle().await;
+        a.broadcast_data(data).unwrap();
+    }
+}
+
 /// Lets connections go to sleep (and so park with the broker), and their
 /// sockets leave the burst window in which frames are left to them.
 async fn settle() {
@@ -228,14 +238,7 @@ fn the_writer_starts_again_in_a_new_runtime() {
             let mut response = RawResponse::get(addr, "/e?a", &[]).await;
             response.read_until(b":\n\n", Duration::from_secs(1)).await;
             let before = broker.stats().direct;
-            for n in 0..5 {
-                settle().await;
-                broker
-                    .channel("a")
-                    .unwrap()
-                    .broadcast_data(format!("{round}.{n}"))
-                    .unwrap();
-            }
+            publish_sparsely(&broker, (0..5).map(|n| format!("{round}.{n}"))).await;
             let needle = format!("data: {round}.4\n\n");
             let body = response
                 .read_until(needle.as_bytes(), Duration::from_secs(2))
@@ -295,14 +298,7 @@ async fn without_the_loan_the_connection_writes_everything() {
     }));
     let mut response = RawResponse::get(addr, "/e", &[]).await;
     response.read_until(b":\n\n", Duration::from_secs(1)).await;
-    for n in 0..5 {
-        settle().await;
-        broker
-            .channel("a")
-            .unwrap()
-            .broadcast_data(format!("{n}"))
-            .unwrap();
-    }
+    publish_sparsely(&broker, (0..5).map(|n| n.to_string())).await;
     let body = response
         .read_until(b"data: 4\n\n", Duration::from_secs(1))
         .await;

@@ -467,8 +467,6 @@ where
     let lent = handle.and_then(|SocketLoan(outlet)| Lent::new(outlet, &socket));
     let mut probe = [0u8; 64];
     loop {
-        // What the writer claimed for this connection goes out first.
-        write_claimed(lent.as_ref(), &socket, config).await?;
         match next_step(&mut body, &socket, lent.as_ref()).await {
             Step::Frame(Some(Ok(frame))) => {
                 let Ok(data) = frame.into_data() else {
@@ -489,12 +487,13 @@ where
             Step::Frame(Some(Err(()))) => return Err(io::ErrorKind::Other.into()),
             Step::Frame(None) => {
                 // The stream ended at an event boundary: end the body,
-                // after anything the writer still holds for it.
+                // after the frames claimed for it.
                 write_claimed(lent.as_ref(), &socket, config).await?;
                 return write_all(&socket, &[b"0\r\n\r\n"], config).await;
             }
-            // The writer left frames to this connection: the loop's top writes them.
-            Step::Outlet => {}
+            // Frames claimed for this connection were left to it: they
+            // go out before anything else.
+            Step::Outlet => write_claimed(lent.as_ref(), &socket, config).await?,
             Step::Readable(ready) => {
                 ready?;
                 // A client sends nothing after its request; reading

@@ -188,16 +188,16 @@ impl Log {
     }
 
     /// Appends the frame published at `position` and wakes the subscribers
-    /// waiting for one — or, when `writers` are given, hands it to them for
-    /// those whose connection is parked. The broker
+    /// waiting for one — or hands it to `writers` for those whose
+    /// connection is parked. The broker
     /// calls this in rising position order, under its publishing lock.
     pub(crate) fn append(
         &self,
         position: u64,
         bytes: Bytes,
-        writers: Option<&Writers>,
+        writers: &Writers,
     ) -> Result<Appended, Deleted> {
-        let now_ms = writers.map_or(0, Writers::now_ms);
+        let now_ms = writers.now_ms();
         let mut claimed = 0;
         let mut to_visit = Vec::new();
         // Framed for the writer on the first claim, once for every outlet.
@@ -232,7 +232,7 @@ impl Log {
                     // Caught up with nothing held back: this frame is the
                     // next thing its connection writes.
                     let caught_up = sub.pos == seq && sub.replay.is_empty() && sub.held.is_none();
-                    if writers.is_some() && caught_up {
+                    if caught_up {
                         let framed = || chunk.get_or_insert_with(|| writer::chunk(&bytes)).clone();
                         match sub.outlet.try_claim(position, now_ms, framed) {
                             Claim::Claimed { schedule } => {
@@ -263,9 +263,7 @@ impl Log {
             }
             Ok(skipped)
         })?;
-        if let Some(writers) = writers
-            && !to_visit.is_empty()
-        {
+        if !to_visit.is_empty() {
             writers.submit(to_visit);
         }
         Ok(Appended { skipped, claimed })

@@ -768,7 +768,7 @@ impl BrokerInner {
             }
             let appended = channel
                 .log
-                .append(position, frame.clone(), Some(&self.writers))
+                .append(position, frame.clone(), &self.writers)
                 .map_err(|_| BrokerError::ChannelNotFound)?;
             skipped += appended.skipped;
             claimed += appended.claimed;

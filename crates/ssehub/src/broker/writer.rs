@@ -41,9 +41,8 @@ const MAX_SHARDS: usize = 8;
 
 /// The broker's writers.
 pub(crate) struct Writers {
+    /// At least one; they share one epoch, so their clocks agree.
     shards: Box<[Arc<Writer>]>,
-    /// What every writer's `now_ms` counts from.
-    epoch: Instant,
 }
 
 impl Writers {
@@ -56,13 +55,12 @@ impl Writers {
             shards: (0..n)
                 .map(|shard| Arc::new(Writer::new(shard, epoch, on_write.clone())))
                 .collect(),
-            epoch,
         }
     }
 
-    /// Milliseconds since the writers' epoch (never 0).
+    /// The writers' clock (see [`Writer::now_ms`]).
     pub(crate) fn now_ms(&self) -> u64 {
-        (self.epoch.elapsed().as_millis() as u64).max(1)
+        self.shards[0].now_ms()
     }
 
     /// The writer of client `id`.

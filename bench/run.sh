@@ -17,7 +17,10 @@
 # (reuse the binaries built last), DURATION (seconds
 # of publishing; default 20 for rate scenarios, 10 for max, 20 for churn),
 # OUT (default bench/results/results.jsonl), CARGO_TARGET_DIR (default
-# target/bench).
+# target/bench), SERVER_ARGS (extra arguments for every server started, e.g.
+# "--keep-alive-s 0" for the lean server; recorded in the note), BENCH_SERIES
+# (a file where the server writes, after a fixed-rate run, one line per
+# event: sequence number, ms into the run, publish-to-last-write ms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench}
@@ -58,7 +61,7 @@ run_one() {
     local port; port=$(port_of "$server")
     local log=bench/results/logs/$server-$(date +%s).log
     echo "== $server: loadgen $* (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-    local control=() path=() note="ssehub ${REV}"
+    local control=() path=() note="ssehub ${REV}${SERVER_ARGS:+(server args: $SERVER_ARGS) }"
     if [ "$server" = hub ]; then
         # Mercure subscribers: GET /.well-known/mercure?match=TOPIC.
         path=(--path '/.well-known/mercure?match=')
@@ -68,9 +71,9 @@ run_one() {
         # The lean server answers GET only, and the hub's port is the hub's:
         # control requests go to a second port.
         control=(--control "127.0.0.1:$((port + 10))")
-        taskset -c 0 "$BIN/server-$server" --addr "127.0.0.1:$port" --control-addr "127.0.0.1:$((port + 10))" 2>"$log" &
+        taskset -c 0 "$BIN/server-$server" --addr "127.0.0.1:$port" --control-addr "127.0.0.1:$((port + 10))" ${SERVER_ARGS:-} 2>"$log" &
     else
-        taskset -c 0 "$BIN/server-$server" --addr "127.0.0.1:$port" 2>"$log" &
+        taskset -c 0 "$BIN/server-$server" --addr "127.0.0.1:$port" ${SERVER_ARGS:-} 2>"$log" &
     fi
     local spid=$!
     local rc=0

@@ -257,13 +257,22 @@ pub async fn run_schedule<F: Fanout>(fanout: F, ctl: Arc<Control>, spec: Spec) {
     if timed {
         let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
         let mut unwritten = 0u64;
+        // `BENCH_SERIES=FILE`: one line per event (sequence number, ms since
+        // the schedule started, publish-to-last-write in ms), to see when
+        // in a run the slow events fall.
+        let mut series = String::new();
         for (seq, &at) in published_at.iter().enumerate() {
             let last = timing::last_write(seq as u64);
             if last >= at {
                 hist.saturating_record(((last - at) / 1000).max(1));
+                let (since, took) = (at.saturating_sub(start), last - at);
+                series += &format!("{seq} {:.1} {:.2}\n", since as f64 / 1e6, took as f64 / 1e6);
             } else {
                 unwritten += 1;
             }
+        }
+        if let Some(path) = std::env::var_os("BENCH_SERIES") {
+            let _ = std::fs::write(path, series);
         }
         let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
         *ctl.server_latency

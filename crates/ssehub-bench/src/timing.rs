@@ -1,7 +1,9 @@
 //! The server's own publish-to-last-write latency.
 //!
 //! Each server wraps its connections in [`TimedIo`] (or, for the floor
-//! server, calls [`observe`] after its writes). While timing is enabled, every
+//! server, calls [`observe`] after its writes; the lean server, which owns
+//! its sockets, wraps its bodies in [`TimedBody`] and passes the broker's
+//! direct writes to [`observe`]). While timing is enabled, every
 //! successful socket write is scanned for `data: ` lines; the sequence number
 //! at the start of each payload gets the write's time as its latest write.
 //! After a schedule, the latest write of event `k` minus the time it was
@@ -15,6 +17,8 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::clock::mono_ns;
@@ -133,5 +137,48 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// A response body that reports the data it yields to [`observe`]: for a
+/// server that owns its sockets (the lean server writes what a body yields
+/// at once, unless the socket is full), the time a frame leaves the body is
+/// the time it is written. It only observes, so the broker's socket loan
+/// stays valid.
+#[derive(Debug)]
+pub struct TimedBody<B> {
+    inner: B,
+}
+
+impl<B> TimedBody<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B) -> Self {
+        Self { inner }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for TimedBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let poll = Pin::new(&mut self.get_mut().inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &poll {
+            if let Some(data) = frame.data_ref() {
+                observe(data);
+            }
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

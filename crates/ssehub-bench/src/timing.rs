@@ -182,3 +182,34 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TimedBody<B> {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timed_body_records_the_events_it_yields_and_only_while_enabled() {
+        let event = |seq| {
+            let frame = format!("data: {}\n\n", crate::payload::make(seq, 1, 100));
+            TimedBody::new(ssehub::ResponseBody::Error(Some(Bytes::from(frame))))
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        reset();
+
+        enable(false);
+        let mut body = event(41);
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_ready());
+        assert_eq!(last_write(41), 0, "timing is off: nothing recorded");
+
+        enable(true);
+        let before = mono_ns();
+        let mut body = event(42);
+        let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut body).poll_frame(&mut cx) else {
+            panic!("the frame passes through");
+        };
+        enable(false);
+        assert!(frame.data_ref().is_some_and(|d| d.starts_with(b"data: ")));
+        assert!(last_write(42) >= before);
+        assert_eq!(last_write(43), 0);
+    }
+}

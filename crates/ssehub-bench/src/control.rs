@@ -5,6 +5,7 @@
 //! the control requests to [`handle`]; when that answers
 //! [`Action::Start`], the server spawns [`run_schedule`] on its own runtime.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -266,7 +267,12 @@ pub async fn run_schedule<F: Fanout>(fanout: F, ctl: Arc<Control>, spec: Spec) {
             if last >= at {
                 hist.saturating_record(((last - at) / 1000).max(1));
                 let (since, took) = (at.saturating_sub(start), last - at);
-                series += &format!("{seq} {:.1} {:.2}\n", since as f64 / 1e6, took as f64 / 1e6);
+                let _ = writeln!(
+                    series,
+                    "{seq} {:.1} {:.2}",
+                    since as f64 / 1e6,
+                    took as f64 / 1e6
+                );
             } else {
                 unwritten += 1;
             }

@@ -1,29 +1,38 @@
-//! Access tokens: which of a request's tokens counts, its validation, and
-//! what it grants.
+//! Access tokens: where a request carries one, whose it is, whether it is
+//! valid, and what it grants.
 //!
-//! The hub is an OAuth 2.0 protected resource. A client presents a JWT access
-//! token ([RFC 9068]) in the `Authorization: Bearer` header, the
-//! `access_token` query parameter or a cookie; [`authenticate`] picks one by
-//! the protocol's precedence, validates it with the key of the endpoint's
-//! [`Role`] and turns its `mercure` authorization details ([RFC 9396]) into
-//! [`Grants`]. Failures map to the [RFC 6750] error responses of
-//! [`AuthError::response`]; why a token was refused is only logged (at
-//! `debug`), never told to the client.
+//! The hub is an OAuth 2.0 protected resource. A client presents a JWT
+//! access token ([RFC 9068]) in the `Authorization: Bearer` header or, from
+//! a browser's `EventSource`, in a cookie ([`AuthConfig::cookie_name`]);
+//! never in the URL ([RFC 9700]). [`authenticate`] picks the token, finds
+//! the trusted [`Issuer`] its `iss` names, validates it with that issuer's
+//! key for the endpoint's [`Role`], and turns its Mercure authorization
+//! details ([RFC 9396], type [`DETAIL_TYPE`]) into [`Grants`]. Failures map
+//! to the [RFC 6750] responses of [`AuthError::response`]; why a token was
+//! refused is logged, never told to the client.
+//!
+//! With [`AuthConfig::compat`], the tokens of Mercure 0.x are accepted too:
+//! the `authorization` query parameter and the `mercureAuthorization`
+//! cookie, tokens without `typ: at+jwt`, `aud`, `exp` or a trusted `iss`
+//! (the sole issuer then verifies them), and the `mercure` claim.
 //!
 //! ```
 //! use std::time::Duration;
-//! use ssehub_server::auth::{self, Algorithm, AuthConfig, KeyConfig, Role};
+//! use ssehub_server::auth::{self, Algorithm, AuthConfig, Issuer, KeyConfig, Role};
 //!
+//! let secret = "a-secret-of-at-least-32-bytes-!!";
 //! let base = url::Url::parse("https://hub.example/.well-known/mercure").unwrap();
-//! let mut config = AuthConfig::new(base, "https://hub.example/.well-known/mercure");
-//! config.publisher = Some(KeyConfig::new(Algorithm::HS256, "a-secret-of-at-least-32-bytes-!!").unwrap());
+//! let mut config = AuthConfig::new(base);
+//! config.issuers.push(Issuer::new("https://app.example").publisher(KeyConfig::new(Algorithm::HS256, secret).unwrap()));
 //!
-//! let claims = auth::dev_claims(&config.audience, &["publish"], Duration::from_secs(60));
-//! let token = auth::mint(Algorithm::HS256, "a-secret-of-at-least-32-bytes-!!", &claims).unwrap();
+//! let claims = auth::token_claims("https://app.example", &["https://hub.example/.well-known/mercure"], &["publish"], Duration::from_secs(60));
+//! let token = auth::mint(Algorithm::HS256, secret, &claims).unwrap();
 //!
 //! let mut headers = http::HeaderMap::new();
 //! headers.insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-//! let grants = auth::authenticate(&config, Role::Publisher, &headers, None).unwrap().unwrap();
+//! let grants = auth::authenticate(&config, Role::Publisher, &headers, None, "https://hub.example/.well-known/mercure")
+//!     .unwrap()
+//!     .unwrap();
 //! assert!(grants.can_publish("https://example.com/books/1"));
 //! assert!(!grants.can_subscribe("https://example.com/books/1"));
 //! ```
@@ -31,11 +40,14 @@
 //! [RFC 6750]: https://www.rfc-editor.org/rfc/rfc6750
 //! [RFC 9068]: https://www.rfc-editor.org/rfc/rfc9068
 //! [RFC 9396]: https://www.rfc-editor.org/rfc/rfc9396
+//! [RFC 9700]: https://www.rfc-editor.org/rfc/rfc9700
 
+mod details;
 mod grants;
 mod keys;
 mod legacy;
-mod request;
+mod mint;
+mod presentation;
 #[cfg(test)]
 mod tests;
 mod token;
@@ -46,121 +58,144 @@ use url::Url;
 
 use crate::topic::Limits;
 
+pub use details::DetailError;
 pub use grants::Grants;
 pub use jsonwebtoken::Algorithm;
 pub use keys::{KeyConfig, KeyError};
-pub use request::check_csrf;
-pub use token::{dev_claims, mint};
+pub use mint::{mint, token_claims};
+pub use presentation::check_csrf;
+pub use token::Rejection;
 
-/// The cookie name the protocol recommends.
+/// The `type` of a Mercure authorization detail, compared byte for byte.
+pub const DETAIL_TYPE: &str = "https://mercure.rocks/authorization-detail";
+
+/// The cookie name the protocol recommends. Its `__Secure-` prefix makes
+/// browsers refuse it over plain HTTP: development hubs use
+/// [`DEV_COOKIE_NAME`].
 ///
 /// ```
-/// assert_eq!(ssehub_server::auth::DEFAULT_COOKIE_NAME, "mercureAccessToken");
+/// assert_eq!(ssehub_server::auth::DEFAULT_COOKIE_NAME, "__Secure-mercure_access_token");
 /// ```
-pub const DEFAULT_COOKIE_NAME: &str = "mercureAccessToken";
+pub const DEFAULT_COOKIE_NAME: &str = "__Secure-mercure_access_token";
 
-/// The default bound on the number of `mercure` authorization details in
-/// one token.
+/// The cookie name of development mode, usable over plain HTTP.
+pub const DEV_COOKIE_NAME: &str = "mercure_access_token";
+
+/// The cookie Mercure 0.x clients send, accepted in compatibility mode
+/// when the configured one is absent.
+pub const LEGACY_COOKIE_NAME: &str = "mercureAuthorization";
+
+/// One trusted token issuer (`iss`) and the keys that verify its tokens,
+/// per role. A token is only ever verified with the key of the issuer it
+/// names, never with a pool spanning issuers.
 ///
 /// ```
-/// assert!(ssehub_server::auth::DEFAULT_MAX_DETAILS >= 1);
-/// ```
-pub const DEFAULT_MAX_DETAILS: usize = 32;
-
-/// How the hub validates tokens and where it looks for them.
-///
-/// ```
-/// use ssehub_server::auth::{Algorithm, AuthConfig, KeyConfig};
-/// let base = url::Url::parse("https://hub.example/.well-known/mercure").unwrap();
-/// let config = AuthConfig {
-///     subscriber: Some(KeyConfig::new(Algorithm::HS256, "subscriber-secret-32-bytes-long!").unwrap()),
-///     compat: true,
-///     ..AuthConfig::new(base, "https://hub.example/.well-known/mercure")
-/// };
-/// assert!(config.publisher.is_none() && config.query_token);
+/// use ssehub_server::auth::{Algorithm, Issuer, KeyConfig};
+/// let key = KeyConfig::new(Algorithm::HS256, "a-secret-of-at-least-32-bytes-!!").unwrap();
+/// let issuer = Issuer::new("https://app.example").publisher(key.clone()).subscriber(key);
+/// assert!(issuer.publisher.is_some() && !issuer.authorization_server);
 /// ```
 #[derive(Debug, Clone)]
-pub struct AuthConfig {
-    /// Verifies publishers' tokens. `None`: publishing is refused (any
-    /// presented token is an invalid token).
+pub struct Issuer {
+    /// The identifier tokens carry in `iss` (empty: the implicit issuer of
+    /// compatibility mode, which matches no token's `iss` by itself).
+    pub id: String,
+    /// Verifies publishers' tokens; `None`: this issuer cannot publish.
     pub publisher: Option<KeyConfig>,
-    /// Verifies subscribers' tokens. `None`: only anonymous subscribing is
-    /// possible (a presented token is an invalid token).
+    /// Verifies subscribers' tokens; `None`: this issuer cannot subscribe.
     pub subscriber: Option<KeyConfig>,
-    /// The hub's resource identifier: it must equal the token's `aud` or be
-    /// a member of the `aud` array.
-    pub audience: String,
-    /// When set, the token's `iss` must equal it.
-    pub issuer: Option<String>,
-    /// The name of the cookie that may carry the token.
-    pub cookie_name: String,
-    /// Whether the `access_token` query parameter is accepted.
-    pub query_token: bool,
-    /// Also accept the tokens of earlier Mercure drafts: `typ` `JWT` or
-    /// absent, optional `aud` and `exp`, and the `mercure` claim (see
-    /// [`authenticate`]).
-    pub compat: bool,
-    /// `max_matchers` bounds the `topics` of each authorization detail,
-    /// `max_pattern_len` each pattern.
-    pub limits: Limits,
-    /// The most `mercure` authorization details a token may carry.
-    pub max_details: usize,
-    /// The hub's URL: the base of relative URL patterns and topics.
-    pub base: Url,
-    /// The URL of the hub's protected resource metadata, advertised in the
-    /// `WWW-Authenticate` challenge of [`AuthError::Missing`].
-    pub resource_metadata: String,
+    /// Advertised in the protected resource metadata's
+    /// `authorization_servers`.
+    pub authorization_server: bool,
 }
 
-impl AuthConfig {
-    /// A configuration with no keys and the defaults: the recommended cookie
-    /// name, query tokens accepted, no compatibility mode, default limits,
-    /// [`DEFAULT_MAX_DETAILS`], and the metadata URL that [RFC 9728] derives
-    /// from `base`.
-    ///
-    /// [RFC 9728]: https://www.rfc-editor.org/rfc/rfc9728#section-3.1
-    ///
-    /// ```
-    /// use ssehub_server::auth::AuthConfig;
-    /// let base = url::Url::parse("https://hub.example/.well-known/mercure").unwrap();
-    /// let config = AuthConfig::new(base, "urn:hub");
-    /// assert_eq!(config.resource_metadata, "https://hub.example/.well-known/oauth-protected-resource/.well-known/mercure");
-    /// ```
-    pub fn new(base: Url, audience: impl Into<String>) -> Self {
-        let mut metadata = base.clone();
-        metadata.set_query(None);
-        metadata.set_fragment(None);
-        let path = match base.path() {
-            "/" => String::new(),
-            path => path.to_owned(),
-        };
-        metadata.set_path(&format!("/.well-known/oauth-protected-resource{path}"));
+impl Issuer {
+    /// An issuer with no key yet.
+    pub fn new(id: impl Into<String>) -> Self {
         Self {
+            id: id.into(),
             publisher: None,
             subscriber: None,
-            audience: audience.into(),
-            issuer: None,
-            cookie_name: DEFAULT_COOKIE_NAME.to_owned(),
-            query_token: true,
-            compat: false,
-            limits: Limits::default(),
-            max_details: DEFAULT_MAX_DETAILS,
-            base,
-            resource_metadata: metadata.to_string(),
+            authorization_server: false,
         }
     }
 
-    /// The key that verifies tokens presented for `role`.
-    ///
-    /// ```
-    /// use ssehub_server::auth::{AuthConfig, Role};
-    /// let config = AuthConfig::new(url::Url::parse("https://hub.example/").unwrap(), "urn:hub");
-    /// assert!(config.key(Role::Publisher).is_none());
-    /// ```
+    /// With `key` verifying publishers' tokens.
+    pub fn publisher(mut self, key: KeyConfig) -> Self {
+        self.publisher = Some(key);
+        self
+    }
+
+    /// With `key` verifying subscribers' tokens.
+    pub fn subscriber(mut self, key: KeyConfig) -> Self {
+        self.subscriber = Some(key);
+        self
+    }
+
+    /// The key that verifies this issuer's tokens for `role`.
     pub fn key(&self, role: Role) -> Option<&KeyConfig> {
         match role {
             Role::Publisher => self.publisher.as_ref(),
             Role::Subscriber => self.subscriber.as_ref(),
+        }
+    }
+}
+
+/// How the hub validates tokens and where it looks for them.
+///
+/// ```
+/// use ssehub_server::auth::{AuthConfig, DEFAULT_COOKIE_NAME};
+/// let config = AuthConfig::new(url::Url::parse("https://hub.example/.well-known/mercure").unwrap());
+/// assert!(config.issuers.is_empty() && !config.compat);
+/// assert_eq!(config.cookie_name, DEFAULT_COOKIE_NAME);
+/// ```
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// The trusted issuers.
+    pub issuers: Vec<Issuer>,
+    /// The name of the cookie that may carry the token.
+    pub cookie_name: String,
+    /// Also accept the tokens and token locations of Mercure 0.x.
+    pub compat: bool,
+    /// `max_matchers` bounds the Mercure details of a token and their
+    /// topics (summed), `max_pattern_len` each pattern.
+    pub limits: Limits,
+    /// The hub's URL: the base of relative URL patterns and topics.
+    pub base: Url,
+}
+
+impl AuthConfig {
+    /// No issuer, the recommended cookie name, no compatibility mode,
+    /// default limits.
+    pub fn new(base: Url) -> Self {
+        Self {
+            issuers: Vec::new(),
+            cookie_name: DEFAULT_COOKIE_NAME.to_owned(),
+            compat: false,
+            limits: Limits::default(),
+            base,
+        }
+    }
+
+    /// Whether any issuer can verify tokens for `role`.
+    ///
+    /// ```
+    /// use ssehub_server::auth::{AuthConfig, Role};
+    /// let config = AuthConfig::new(url::Url::parse("https://hub.example/").unwrap());
+    /// assert!(!config.verifies(Role::Publisher));
+    /// ```
+    pub fn verifies(&self, role: Role) -> bool {
+        self.issuers.iter().any(|issuer| issuer.key(role).is_some())
+    }
+
+    /// The issuer a token naming `iss` is verified by: the one with that
+    /// identifier; in compatibility mode, failing that, the sole issuer.
+    fn issuer(&self, iss: Option<&str>) -> Option<&Issuer> {
+        let named = iss.and_then(|iss| self.issuers.iter().find(|issuer| issuer.id == iss));
+        match (named, &self.issuers[..]) {
+            (Some(issuer), _) => Some(issuer),
+            (None, [sole]) if self.compat => Some(sole),
+            _ => None,
         }
     }
 }
@@ -176,7 +211,7 @@ impl AuthConfig {
 pub enum Role {
     /// `POST /.well-known/mercure`.
     Publisher,
-    /// `GET /.well-known/mercure` and the subscription API.
+    /// Subscribing, and the subscription API.
     Subscriber,
 }
 
@@ -184,79 +219,72 @@ pub enum Role {
 ///
 /// ```
 /// use ssehub_server::auth::TokenSource;
-/// assert_eq!(TokenSource::Cookie, TokenSource::Cookie);
+/// assert_ne!(TokenSource::Cookie, TokenSource::Header);
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum TokenSource {
     /// The `Authorization: Bearer` header.
     Header,
-    /// The `access_token` query parameter.
+    /// The `authorization` query parameter (compatibility mode only).
     Query,
-    /// The cookie named [`AuthConfig::cookie_name`]; state-changing requests
-    /// authenticated this way need [`check_csrf`].
+    /// The cookie; a `POST` authenticated this way needs [`check_csrf`].
     Cookie,
 }
 
-/// Picks the request's token, validates it for `role` and parses its grants.
+/// Picks the request's token, validates it for `role` against `audience`
+/// (the hub's resource identifier for this request) and parses its grants.
+/// `Ok(None)`: the request carries no token.
 ///
-/// Precedence, highest first: the `Authorization: Bearer` header, the
-/// `access_token` query parameter (when [`AuthConfig::query_token`]), the
-/// cookie [`AuthConfig::cookie_name`]. Only the selected token is looked at.
-/// An empty query parameter or cookie counts as absent (browsers keep empty
-/// cookies after a logout). `query` is the raw query string, without `?`.
+/// Where the token is looked for, first found wins: the `Authorization`
+/// header; in compatibility mode the `authorization` query parameter
+/// (`query` is the raw query string); the cookie
+/// [`AuthConfig::cookie_name`], and in compatibility mode failing that the
+/// cookie [`LEGACY_COOKIE_NAME`]. An empty cookie counts as absent (browsers
+/// keep them after a logout).
 ///
-/// Validation ([RFC 9068], [RFC 8725]): header `typ` `at+jwt` (or
-/// `application/at+jwt`, any case); `alg` exactly the role key's algorithm;
-/// no `crit` header; a valid signature; `exp` present and in the future (no
-/// leeway); `nbf`, if present, not in the future; `aud` containing
-/// [`AuthConfig::audience`]; `iss` equal to [`AuthConfig::issuer`] when
-/// configured; `sub`, if present, a non-empty string without control
-/// characters. Then every `mercure` entry of `authorization_details` must be
-/// well-formed and within the limits, or the whole token is refused.
-///
-/// With [`AuthConfig::compat`], a token whose `typ` is `JWT` or absent is
-/// validated by the rules of earlier drafts: `aud` and `exp` are checked only
-/// when present. A token that declares itself `at+jwt` keeps the strict
-/// rules. In compat mode the `mercure` claim (`publish` and `subscribe`
-/// lists of `*`, exact topics or URI templates such as
-/// `https://example.com/books/{id}`, and a `payload`) is honoured too, in
-/// addition to `authorization_details`.
+/// Validation ([RFC 9068], [RFC 8725]): the issuer is the one whose
+/// identifier is the token's `iss`; header `typ` `at+jwt` (or
+/// `application/at+jwt`, any case); `alg` exactly that of the issuer's key
+/// for the role; no `crit` header; a valid signature; `exp` present and in
+/// the future (no leeway); `nbf`, if present, not in the future; `aud`
+/// naming `audience`. Then every Mercure detail of `authorization_details`
+/// must be well-formed and within the limits, or the whole token is
+/// refused. In compatibility mode `typ`, `aud` and `exp` are not required
+/// (an `exp` that is there is enforced), a token whose `iss` names no
+/// trusted issuer is verified by the sole issuer, and a token without
+/// Mercure details may grant through the legacy `mercure` claim.
 ///
 /// [RFC 8725]: https://www.rfc-editor.org/rfc/rfc8725
 /// [RFC 9068]: https://www.rfc-editor.org/rfc/rfc9068
 ///
 /// # Errors
-/// [`AuthError::InvalidRequest`] for a malformed `Authorization` header or a
-/// repeated `access_token` parameter; [`AuthError::InvalidToken`] for any
-/// token that fails validation, or any token when the role has no key.
+/// [`AuthError::InvalidRequest`] for a malformed `Authorization` header;
+/// [`AuthError::InvalidToken`] for any token that fails validation.
 ///
 /// ```
 /// use ssehub_server::auth::{authenticate, AuthConfig, Role};
-/// let config = AuthConfig::new(url::Url::parse("https://hub.example/.well-known/mercure").unwrap(), "urn:hub");
+/// let config = AuthConfig::new(url::Url::parse("https://hub.example/.well-known/mercure").unwrap());
 /// // No token at all: anonymous.
-/// assert!(authenticate(&config, Role::Subscriber, &http::HeaderMap::new(), Some("match=a")).unwrap().is_none());
-/// // A token but no subscriber key: refused.
-/// assert!(authenticate(&config, Role::Subscriber, &http::HeaderMap::new(), Some("access_token=x.y.z")).is_err());
+/// assert!(authenticate(&config, Role::Subscriber, &http::HeaderMap::new(), Some("match=a"), "urn:hub").unwrap().is_none());
+/// // A token in the URL is not looked at outside compatibility mode.
+/// assert!(authenticate(&config, Role::Subscriber, &http::HeaderMap::new(), Some("authorization=x.y.z"), "urn:hub").unwrap().is_none());
 /// ```
 pub fn authenticate(
     config: &AuthConfig,
     role: Role,
     headers: &HeaderMap,
     query: Option<&str>,
+    audience: &str,
 ) -> Result<Option<Grants>, AuthError> {
-    let Some((token, source)) = request::find_token(config, headers, query)? else {
+    let Some((token, source)) = presentation::find_token(config, headers, query)? else {
         return Ok(None);
     };
-    let refuse = |reason: &str| {
-        tracing::debug!(?role, ?source, reason, "access token refused");
-        AuthError::InvalidToken
-    };
-    let key = config
-        .key(role)
-        .ok_or_else(|| refuse("no key is configured for this role"))?;
-    token::validate(config, key, &token, source)
+    token::validate(config, role, &token, source, audience)
         .map(Some)
-        .map_err(|reason| refuse(&reason))
+        .map_err(|rejection| {
+            tracing::info!(?role, ?source, reason = %rejection, "access token refused");
+            AuthError::InvalidToken
+        })
 }
 
 /// Why a request was refused; [`AuthError::response`] renders it.
@@ -276,15 +304,11 @@ pub enum AuthError {
     /// A valid token that does not grant the operation.
     #[error("insufficient scope")]
     InsufficientScope,
-    /// A malformed request, e.g. an `Authorization` header that is not
-    /// `Bearer <token>`.
+    /// A malformed token presentation: an `Authorization` header that is
+    /// not `Bearer <token>`, or a cookie-authenticated `POST` without an
+    /// allowed `Origin` or `Referer` ([`check_csrf`]).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// A cookie-authenticated state-changing request from a foreign or
-    /// unknown origin ([`check_csrf`]). Not a token problem, so its 403
-    /// carries no `WWW-Authenticate` challenge.
-    #[error("cross-origin request refused: {0}")]
-    CrossOrigin(String),
 }
 
 impl AuthError {
@@ -297,63 +321,65 @@ impl AuthError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Missing | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::InsufficientScope | Self::CrossOrigin(_) => StatusCode::FORBIDDEN,
+            Self::InsufficientScope => StatusCode::FORBIDDEN,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
 
-    /// The [RFC 6750] response: `Missing` → 401 with
-    /// `WWW-Authenticate: Bearer resource_metadata="…"` and no error code;
-    /// `InvalidToken` → 401 `Bearer error="invalid_token"`;
-    /// `InsufficientScope` → 403 `Bearer error="insufficient_scope"`;
-    /// `InvalidRequest` → 400 `Bearer error="invalid_request"`;
-    /// `CrossOrigin` → 403 without a challenge. The body is a short
-    /// `text/plain` reason.
+    /// The [RFC 6750] response: `Missing` → 401 with a bare `Bearer`
+    /// challenge; `InvalidToken` → 401 `error="invalid_token"`;
+    /// `InsufficientScope` → 403 `error="insufficient_scope"`;
+    /// `InvalidRequest` → 400 `error="invalid_request"`. Every challenge
+    /// names `resource_metadata` (the URL of the hub's protected resource
+    /// metadata for this request; omitted when empty). The body is a short
+    /// `text/plain` reason that never says why a token failed.
     ///
     /// [RFC 6750]: https://www.rfc-editor.org/rfc/rfc6750#section-3
     ///
     /// ```
-    /// use ssehub_server::auth::{AuthConfig, AuthError};
-    /// let config = AuthConfig::new(url::Url::parse("https://hub.example/.well-known/mercure").unwrap(), "urn:hub");
-    /// let response = AuthError::InvalidToken.response(&config);
+    /// use ssehub_server::auth::AuthError;
+    /// let response = AuthError::InvalidToken.response("https://hub.example/.well-known/oauth-protected-resource/.well-known/mercure");
     /// assert_eq!(response.status(), 401);
-    /// assert_eq!(response.headers()["www-authenticate"], r#"Bearer error="invalid_token""#);
+    /// assert_eq!(
+    ///     response.headers()["www-authenticate"],
+    ///     r#"Bearer error="invalid_token", resource_metadata="https://hub.example/.well-known/oauth-protected-resource/.well-known/mercure""#
+    /// );
+    /// assert_eq!(AuthError::Missing.response("").headers()["www-authenticate"], "Bearer");
     /// ```
-    pub fn response(&self, config: &AuthConfig) -> Response {
+    pub fn response(&self, resource_metadata: &str) -> Response {
         let mut response = (
             self.status(),
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             format!("{self}\n"),
         )
             .into_response();
-        if let Some(challenge) = self.challenge(config) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, challenge);
-        }
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, self.challenge(resource_metadata));
         response
     }
 
-    fn challenge(&self, config: &AuthConfig) -> Option<HeaderValue> {
+    fn challenge(&self, resource_metadata: &str) -> HeaderValue {
         let error = match self {
-            Self::Missing => return Some(missing_challenge(&config.resource_metadata)),
-            Self::InvalidToken => "invalid_token",
-            Self::InsufficientScope => "insufficient_scope",
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::CrossOrigin(_) => return None,
+            Self::Missing => None,
+            Self::InvalidToken => Some("invalid_token"),
+            Self::InsufficientScope => Some("insufficient_scope"),
+            Self::InvalidRequest(_) => Some("invalid_request"),
         };
-        Some(HeaderValue::from_str(&format!("Bearer error=\"{error}\"")).expect("ASCII"))
+        let mut params = Vec::new();
+        if let Some(error) = error {
+            params.push(format!("error=\"{error}\""));
+        }
+        if !resource_metadata.is_empty() {
+            // A quoted-string: backslash-escape the two characters it
+            // cannot hold.
+            let quoted = resource_metadata.replace('\\', "\\\\").replace('"', "\\\"");
+            params.push(format!("resource_metadata=\"{quoted}\""));
+        }
+        let value = match params.is_empty() {
+            true => "Bearer".to_owned(),
+            false => format!("Bearer {}", params.join(", ")),
+        };
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
     }
-}
-
-/// `Bearer resource_metadata="<url>"`, or a bare `Bearer` when no usable URL
-/// is configured.
-fn missing_challenge(resource_metadata: &str) -> HeaderValue {
-    let bare = HeaderValue::from_static("Bearer");
-    if resource_metadata.is_empty() {
-        return bare;
-    }
-    // A quoted-string: backslash-escape the two characters it cannot hold.
-    let quoted = resource_metadata.replace('\\', "\\\\").replace('"', "\\\"");
-    HeaderValue::from_str(&format!("Bearer resource_metadata=\"{quoted}\"")).unwrap_or(bare)
 }

@@ -19,7 +19,7 @@ use url::Url;
 
 use crate::auth::Grants;
 use crate::history::Update;
-use crate::topic::{MatchType, Matcher};
+use crate::matcher::{MatchType, Matcher};
 
 /// Topics whose scan-group matches are remembered at once.
 const CACHE_TOPICS: usize = 4096;

@@ -54,8 +54,10 @@ pub(crate) struct Bounds {
 pub(crate) struct History {
     entries: VecDeque<Update>,
     bytes: usize,
-    /// Caller-chosen ids to the latest update that carried them.
-    by_id: HashMap<Arc<str>, u64>,
+    /// Caller-chosen ids to the retained updates that carried them, oldest
+    /// first: a reused id resumes after its earliest update, as the
+    /// protocol asks, so nothing published after it is skipped.
+    by_id: HashMap<Arc<str>, VecDeque<u64>>,
     bounds: Bounds,
     epoch: u32,
 }
@@ -97,7 +99,10 @@ impl History {
             return;
         }
         if caller_id {
-            self.by_id.insert(update.id.clone(), update.seq);
+            self.by_id
+                .entry(update.id.clone())
+                .or_default()
+                .push_back(update.seq);
         }
         self.bytes += update.frame.len();
         self.entries.push_back(update);
@@ -115,8 +120,13 @@ impl History {
             }
             let old = self.entries.pop_front().expect("front exists");
             self.bytes -= old.frame.len();
-            if self.by_id.get(&old.id) == Some(&old.seq) {
-                self.by_id.remove(&old.id);
+            if let Some(seqs) = self.by_id.get_mut(&old.id)
+                && seqs.front() == Some(&old.seq)
+            {
+                seqs.pop_front();
+                if seqs.is_empty() {
+                    self.by_id.remove(&old.id);
+                }
             }
         }
     }
@@ -129,8 +139,11 @@ impl History {
         if last_event_id == ssehub::broker::EARLIEST {
             return Resume::Earliest;
         }
-        let seq =
-            parse_id(self.epoch, last_event_id).or_else(|| self.by_id.get(last_event_id).copied());
+        let seq = parse_id(self.epoch, last_event_id).or_else(|| {
+            self.by_id
+                .get(last_event_id)
+                .and_then(|seqs| seqs.front().copied())
+        });
         match seq {
             Some(seq) if seq < next_seq && self.retained_from(seq, next_seq) => Resume::After(seq),
             _ => Resume::Unknown,
@@ -156,16 +169,6 @@ impl History {
             _ => 0,
         };
         self.entries.range(skip..)
-    }
-
-    /// The updates up to and including `seq`, newest first.
-    pub fn until(&self, seq: u64) -> impl Iterator<Item = &Update> {
-        let end = match self.entries.front() {
-            Some(front) if seq >= front.seq => usize::try_from(seq - front.seq + 1)
-                .map_or(self.entries.len(), |n| n.min(self.entries.len())),
-            _ => 0,
-        };
-        self.entries.range(..end).rev()
     }
 
     #[cfg(test)]
@@ -220,21 +223,22 @@ mod tests {
         assert_eq!(h.resume("earliest", 6), Resume::Earliest);
         let after: Vec<u64> = h.since(Some(3)).map(|u| u.seq).collect();
         assert_eq!(after, [4, 5]);
-        let before: Vec<u64> = h.until(4).map(|u| u.seq).collect();
-        assert_eq!(before, [4, 3]);
-        assert_eq!(h.until(2).count(), 0);
     }
 
     #[test]
-    fn caller_ids_resolve_to_their_latest_update_and_are_forgotten_with_it() {
-        let mut h = History::new(bounds(2), 1);
+    fn a_reused_caller_id_resolves_to_its_earliest_retained_update() {
+        let mut h = History::new(bounds(3), 1);
         h.push(update(1, "a"), true);
-        h.push(update(2, "a"), true);
-        assert_eq!(h.resume("a", 3), Resume::After(2));
-        h.push(update(3, "b"), true);
+        h.push(update(2, "b"), true);
+        h.push(update(3, "a"), true);
+        assert_eq!(h.resume("a", 4), Resume::After(1));
         h.push(update(4, "c"), true);
-        assert_eq!(h.resume("a", 5), Resume::Unknown);
-        assert_eq!(h.resume("c", 5), Resume::After(4));
+        // 1 is gone: the earliest "a" in the history is now 3.
+        assert_eq!(h.resume("a", 5), Resume::After(3));
+        h.push(update(5, "d"), true);
+        h.push(update(6, "e"), true);
+        assert_eq!(h.resume("a", 7), Resume::Unknown);
+        assert_eq!(h.resume("e", 7), Resume::After(6));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! sockets happens in the broker, outside it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,11 +23,14 @@ use crate::auth::Grants;
 use crate::body::first_generated_seq;
 use crate::groups::{Group, GroupKey, Groups, key_of};
 use crate::history::{Bounds, History, Resume, Update, format_id};
+use crate::matcher::Matcher;
 use crate::metrics::{Metrics, ReplayLabels};
-use crate::subscriptions::{ActiveSubscriptions, SubscriptionEvent};
-use crate::topic::Matcher;
+use crate::request::publish::RESERVED_TYPE;
+use crate::subscriptions::{ActiveSubscriptions, Subscription};
+use crate::sync::lock;
 
-/// The `Last-Event-ID` response value when no visible predecessor is known.
+/// The `Mercure-Last-Event-ID` response value when the resume point is not
+/// (or no longer) known, or everything was asked for.
 pub(crate) const EARLIEST: &str = ssehub::broker::EARLIEST;
 
 /// An update as a publisher asked for it, validated.
@@ -49,9 +52,6 @@ pub(crate) struct CoreConfig {
     pub keep_alive: Duration,
     pub client_buffer: usize,
     pub client_buffer_bytes: usize,
-    /// How far back the `Last-Event-ID` response header looks for a
-    /// visible predecessor.
-    pub scan_limit: usize,
     pub subscriptions: bool,
 }
 
@@ -67,7 +67,6 @@ pub(crate) struct Core {
     groups: Arc<AtomicUsize>,
     replay_events: usize,
     replay_bytes: usize,
-    scan_limit: usize,
 }
 
 #[derive(Debug)]
@@ -78,11 +77,13 @@ struct State {
     groups: Groups,
 }
 
-/// A subscriber that joined: its broker client, the response body, and
-/// what the `Last-Event-ID` response header says.
+/// A subscriber that joined: its broker client, the response body, its
+/// hub-assigned id, and where it resumed (for the `Mercure-Last-Event-ID`
+/// response header, when it asked to resume).
 pub(crate) struct Joined {
     pub client: Client,
     pub body: SseBody,
+    pub subscriber: String,
     pub last_event_id: Option<String>,
     pub membership: Membership,
 }
@@ -94,14 +95,7 @@ pub(crate) struct Membership {
     core: Arc<Core>,
     key: Option<GroupKey>,
     matchers: i64,
-    subscriptions: Vec<SubscriptionEvent>,
-}
-
-/// Locks `mutex`. Nothing the hub does under a lock can leave its state
-/// half-updated on a panic (each step is a push or a removal), so a
-/// poisoned lock is still good.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    subscriptions: Vec<Subscription>,
 }
 
 impl Core {
@@ -152,7 +146,6 @@ impl Core {
                 .saturating_sub(config.client_buffer / 8)
                 .max(1),
             replay_bytes: config.client_buffer_bytes - config.client_buffer_bytes / 8,
-            scan_limit: config.scan_limit,
         }
     }
 
@@ -220,6 +213,8 @@ impl Core {
     }
 
     /// Joins a subscriber: its group, its replay, its active subscriptions.
+    /// Its id is the hub's, a random `urn:uuid:` per connection: clients
+    /// can neither choose nor forge it, and it tells nothing of the token.
     ///
     /// # Errors
     /// [`BrokerError::Closed`] while shutting down.
@@ -228,8 +223,8 @@ impl Core {
         matchers: Vec<Matcher>,
         grants: Option<Grants>,
         last_event_id: Option<&str>,
-        subscriber: &str,
     ) -> Result<Joined, BrokerError> {
+        let subscriber = uuid::Uuid::new_v4().urn().to_string();
         let (client, body) = self.broker.connect(None)?;
         let count = matchers.len() as i64;
         let key = GroupKey {
@@ -239,7 +234,7 @@ impl Core {
         let subscriptions = self
             .active
             .as_ref()
-            .map(|_| SubscriptionEvent::for_matchers(&matchers, subscriber, grants.as_ref()))
+            .map(|_| Subscription::for_matchers(&matchers, &subscriber, grants.as_ref()))
             .unwrap_or_default();
         let mut state = lock(&self.state);
         let group = state.groups.join(key.clone(), |name| {
@@ -268,13 +263,17 @@ impl Core {
         Ok(Joined {
             client,
             body,
+            subscriber,
             last_event_id: response_id,
             membership,
         })
     }
 
     /// Sends `group`'s share of history after `last_event_id` to `client`;
-    /// returns the `Last-Event-ID` response value.
+    /// returns the `Mercure-Last-Event-ID` response value: the requested id
+    /// when everything after it was still retained (the subscriber lost
+    /// nothing), else `earliest` (it asked for everything, or its id is
+    /// unknown or too old: it should re-fetch).
     fn replay(&self, state: &State, group: &Group, client: &Client, last_event_id: &str) -> String {
         let after = match state.history.resume(last_event_id, state.next_seq) {
             Resume::After(seq) => Some(seq),
@@ -286,18 +285,18 @@ impl Core {
         };
         // The newest visible updates that fit the client's buffer.
         let mut frames: Vec<&Update> = Vec::new();
-        let mut bytes = 0;
+        let (mut bytes, mut truncated) = (0, false);
         for update in state.history.since(after).rev() {
             if !group.sees(update, &self.base) {
                 continue;
             }
             bytes += update.frame.len();
             if frames.len() == self.replay_events || bytes > self.replay_bytes {
+                truncated = true;
                 break;
             }
             frames.push(update);
         }
-        let first_sent = frames.last().map_or(state.next_seq, |u| u.seq);
         for update in frames.iter().rev() {
             // The buffer was sized for this, so it cannot overflow; a client
             // that is already gone simply gets nothing.
@@ -305,17 +304,10 @@ impl Core {
         }
         self.metrics.replayed.inc_by(frames.len() as u64);
         self.count_replay(if after.is_some() { "hit" } else { "earliest" });
-        if after.is_none() {
-            return EARLIEST.to_owned();
+        match after {
+            Some(_) if !truncated => last_event_id.to_owned(),
+            _ => EARLIEST.to_owned(),
         }
-        // The most recent update before the first one sent that this
-        // subscriber could see: its own resume point when nothing was lost.
-        state
-            .history
-            .until(first_sent.saturating_sub(1))
-            .take(self.scan_limit)
-            .find(|u| group.sees(u, &self.base))
-            .map_or_else(|| EARLIEST.to_owned(), |u| u.id.to_string())
     }
 
     fn count_replay(&self, result: &'static str) {
@@ -364,16 +356,19 @@ impl Membership {
         let Some(registry) = &self.core.active else {
             return;
         };
-        let changed = if active {
-            registry.add(&self.subscriptions)
+        if active {
+            registry.add(&self.subscriptions);
         } else {
-            registry.remove(&self.subscriptions)
-        };
-        for (topic, document) in changed {
+            registry.remove(&self.subscriptions);
+        }
+        for subscription in &self.subscriptions {
+            // Private, and of the reserved type no publisher may use, so a
+            // subscriber can trust it comes from the hub.
             let update = NewUpdate {
-                topics: vec![topic],
-                data: document,
+                topics: vec![subscription.topic().into()],
+                data: subscription.event(active),
                 private: true,
+                event_type: Some(RESERVED_TYPE.to_owned()),
                 ..NewUpdate::default()
             };
             if let Err(err) = self.core.publish(update) {

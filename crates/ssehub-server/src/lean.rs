@@ -40,7 +40,7 @@ pub(crate) async fn serve(
                 if request.method != http::Method::GET || request.uri.path() != HUB_PATH {
                     return None;
                 }
-                let mut response = subscribe_response(&app, &request.uri, &request.headers);
+                let mut response = subscribe_response(&app, &request.uri, &request.headers, None);
                 add_cors_headers(&app, &request.headers, response.headers_mut());
                 Some(response)
             };

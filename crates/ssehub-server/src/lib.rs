@@ -3,8 +3,10 @@
 //! library's broker.
 //!
 //! Publishers `POST` updates to `/.well-known/mercure`; subscribers open an
-//! `EventSource` on the same URL with `match` / `matchURLPattern` query
-//! parameters. The binary `ssehub` runs it; [`start`] embeds it.
+//! `EventSource` on the same URL with `match` / `match_urlpattern` query
+//! parameters. Tokens are JWT access tokens with Mercure authorization
+//! details; `--compat` adds the Mercure 0.x dialect beside it. The binary
+//! `ssehub` runs it; [`start`] embeds it.
 //!
 //! ```no_run
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,12 +25,16 @@ mod demo;
 mod groups;
 mod history;
 mod hub;
+pub mod identity;
 mod lean;
 mod listen;
+pub mod matcher;
 mod metrics;
 mod request;
 mod routes;
 mod subscriptions;
+mod sync;
+mod template;
 pub mod tls;
 pub mod topic;
 
@@ -43,12 +49,12 @@ use url::Url;
 pub use config::{Config, ConfigError, Settings};
 pub use routes::HUB_PATH;
 
+use crate::config::StreamServer;
+use crate::demo::DevKey;
 use crate::history::Bounds;
 use crate::hub::{Core, CoreConfig};
-use crate::routes::{App, DemoTokens};
-
-/// How long development tokens stay valid.
-const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+use crate::routes::App;
+use crate::topic::TopicError;
 
 /// Why the hub could not start.
 ///
@@ -77,17 +83,18 @@ pub enum StartError {
 /// Why an in-process publication was refused.
 ///
 /// ```
-/// let err = ssehub_server::PublishError::Topic("empty topic".into());
-/// assert_eq!(err.to_string(), "invalid topic: empty topic");
+/// use ssehub_server::{PublishError, topic::TopicError};
+/// let err = PublishError::Topic(TopicError::Wildcard);
+/// assert!(err.to_string().starts_with("invalid topic: "));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
     /// The topic breaks the protocol's rules.
     #[error("invalid topic: {0}")]
-    Topic(String),
+    Topic(#[from] TopicError),
     /// The hub is shutting down.
-    #[error("{0}")]
-    Hub(String),
+    #[error("the hub is shutting down")]
+    Closed,
 }
 
 /// A running hub.
@@ -110,7 +117,7 @@ pub struct Running {
     addr: SocketAddr,
     core: Arc<Core>,
     settings: Settings,
-    demo: DemoTokens,
+    dev_key: Option<DevKey>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -135,7 +142,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         keep_alive: config.keep_alive,
         client_buffer: config.client_buffer.max(16),
         client_buffer_bytes: (config.history_bytes + (1 << 20)).max(4 << 20),
-        scan_limit: 1024,
         subscriptions: settings.subscriptions,
     });
     tracing::info!(
@@ -147,20 +153,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         compat = config.compat,
         "hub started"
     );
-    let demo = if settings.dev {
-        dev_tokens(&settings)
-    } else {
-        DemoTokens::default()
-    };
+    let dev_key = settings.dev.then(|| dev_key(&settings)).flatten();
     let handle = core.clone();
     let app = Arc::new(App {
         core: core.clone(),
         auth,
         settings: settings.clone(),
-        demo: demo.clone(),
+        dev_key: dev_key.clone(),
     });
     let router = routes::router(app.clone());
-    let lean = config.stream_server == "lean";
+    let lean = config.stream_server == StreamServer::Lean;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
@@ -210,28 +212,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr,
         core: handle,
         settings,
-        demo,
+        dev_key,
         stop: Some(stop),
         task,
     })
 }
 
-fn dev_tokens(settings: &Settings) -> DemoTokens {
-    let mint = |key: &Option<config::KeySpec>, actions: &[&str]| {
-        let key = key.as_ref()?;
-        let claims = auth::dev_claims(&settings.audience, actions, DEV_TOKEN_TTL);
-        match auth::mint(key.alg, &key.material, &claims) {
-            Ok(token) => Some(token),
-            Err(err) => {
-                tracing::warn!(%err, "cannot mint a development token with this key");
-                None
-            }
-        }
-    };
-    DemoTokens {
-        publisher: mint(&settings.publisher, &["publish", "subscribe"]),
-        subscriber: mint(&settings.subscriber, &["subscribe"]),
-    }
+/// The development issuer's key, when it is an HMAC secret that can mint
+/// the demo's tokens.
+fn dev_key(settings: &Settings) -> Option<DevKey> {
+    let issuer = settings
+        .issuers
+        .iter()
+        .find(|issuer| issuer.publisher.is_some())?;
+    let key = issuer.publisher.as_ref()?;
+    Some(DevKey {
+        issuer: issuer.id.clone(),
+        alg: key.alg,
+        material: key.material.clone(),
+    })
 }
 
 impl Running {
@@ -268,11 +267,7 @@ impl Running {
     /// # }
     /// ```
     pub fn publish(&self, topic: &str, data: &str) -> Result<String, PublishError> {
-        topic::validate_topic(topic, &self.settings.limits)
-            .map_err(|err| PublishError::Topic(err.to_string()))?;
-        if topic::is_reserved(topic, &self.settings.base) {
-            return Err(PublishError::Topic(format!("{topic:?} is reserved")));
-        }
+        topic::validate_topic(topic, &self.settings.base, &self.settings.limits)?;
         let update = hub::NewUpdate {
             topics: vec![topic.into()],
             data: data.to_owned(),
@@ -281,15 +276,43 @@ impl Running {
         self.core
             .publish(update)
             .map(|id| id.to_string())
-            .map_err(|err| PublishError::Hub(err.to_string()))
+            .map_err(|_| PublishError::Closed)
     }
 
     /// Development tokens (publisher, subscriber), in development mode.
-    pub fn dev_tokens(&self) -> (Option<&str>, Option<&str>) {
-        (
-            self.demo.publisher.as_deref(),
-            self.demo.subscriber.as_deref(),
-        )
+    /// Their `aud` lists the hub URLs they are good for: the pinned
+    /// resource identifier, else the public URLs, else the loopback names
+    /// of the bound port (`127.0.0.1`, `localhost`, `[::1]`).
+    pub fn dev_tokens(&self) -> (Option<String>, Option<String>) {
+        let Some(key) = &self.dev_key else {
+            return (None, None);
+        };
+        let identities = &self.settings.identities;
+        let scheme = self.settings.base.scheme();
+        let port = self.addr.port();
+        let audiences: Vec<String> = match identities.pinned() {
+            Some(pinned) => vec![pinned.to_owned()],
+            None if identities.public_origins().next().is_some() => identities
+                .public_origins()
+                .map(|origin| format!("{origin}{HUB_PATH}"))
+                .collect(),
+            None => {
+                let mut hosts = vec![self.addr.to_string()];
+                for host in ["127.0.0.1", "localhost", "[::1]"] {
+                    let name = format!("{host}:{port}");
+                    if !hosts.contains(&name) {
+                        hosts.push(name);
+                    }
+                }
+                hosts
+                    .iter()
+                    .map(|host| format!("{scheme}://{host}{HUB_PATH}"))
+                    .collect()
+            }
+        };
+        let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
+        let tokens = key.tokens(&audiences);
+        (tokens.publisher, tokens.subscriber)
     }
 
     /// Stops accepting connections, closes the streams spread over the

@@ -4,6 +4,7 @@ use std::io::Write as _;
 
 use clap::Parser;
 use ssehub_server::Config;
+use ssehub_server::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -13,7 +14,7 @@ async fn main() -> std::process::ExitCode {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if config.log_format == "json" {
+    if config.log_format == LogFormat::Json {
         logs.json().init();
     } else {
         logs.init();
@@ -41,8 +42,8 @@ async fn main() -> std::process::ExitCode {
             "development mode: demo page at http://{addr}/ ; hub at {hub}\n\
              publisher token (publish + subscribe on every topic):\n{}\n\
              subscriber token (subscribe on every topic):\n{}",
-            publisher.unwrap_or("(none: the key cannot sign)"),
-            subscriber.unwrap_or("(none: the key cannot sign)"),
+            publisher.as_deref().unwrap_or("(none: the key cannot sign)"),
+            subscriber.as_deref().unwrap_or("(none: the key cannot sign)"),
             addr = hub.local_addr(),
             hub = hub.hub_url(),
         );

@@ -42,6 +42,10 @@ pub enum KeyError {
     /// An empty HMAC secret.
     #[error("empty secret")]
     EmptySecret,
+    /// A PEM key given for an HMAC algorithm: verifying with it would make
+    /// the public key a shared secret anyone could sign with.
+    #[error("a PEM key cannot be an HMAC secret: name its algorithm (RS256, ES256, EdDSA…)")]
+    PemAsSecret,
     /// An RSA key shorter than 2048 bits (RFC 7518 §3.3).
     #[error("RSA key of {bits} bits; at least 2048 are required")]
     WeakKey {
@@ -139,6 +143,9 @@ fn validation(alg: Algorithm) -> Validation {
 fn secret(material: &str) -> Result<&[u8], KeyError> {
     if material.is_empty() {
         return Err(KeyError::EmptySecret);
+    }
+    if material.trim_start().starts_with("-----BEGIN") {
+        return Err(KeyError::PemAsSecret);
     }
     // RFC 7518 §3.2 wants at least the hash size; refusing would break
     // existing deployments, so say it instead.

@@ -1,199 +1,218 @@
-//! JWT access token validation (RFC 9068, RFC 8725) and minting.
+//! JWT access token validation (RFC 9068, RFC 8725).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{Algorithm, Header};
+use jsonwebtoken::Header;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::grants::{self, Grants};
-use super::keys::{self, KeyConfig, KeyError};
-use super::{AuthConfig, TokenSource};
-use crate::topic::has_control;
+use super::details::{self, DetailError};
+use super::grants::Grants;
+use super::{AuthConfig, Role, TokenSource, legacy};
 
-/// Which rules a token is held to.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Profile {
-    /// `typ: at+jwt`: the rules of the current protocol.
-    AccessToken,
-    /// `typ: JWT` or none, accepted in compat mode: earlier drafts' rules.
-    Legacy,
+/// Why a presented token was refused. Only logged: the client is told
+/// `invalid_token`, whatever the reason.
+///
+/// ```
+/// use ssehub_server::auth::Rejection;
+/// assert_eq!(Rejection::NoExp.to_string(), "no exp claim");
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    /// Not a compact JWS with a JSON header and payload.
+    #[error("malformed token: {0}")]
+    Malformed(jsonwebtoken::errors::Error),
+    /// A `crit` header: extensions must be understood, and none are.
+    #[error("crit header parameter")]
+    Crit,
+    /// The header's `typ` is not `at+jwt`.
+    #[error("typ {0:?} is not at+jwt")]
+    Typ(Option<String>),
+    /// `iss` names no trusted issuer.
+    #[error("untrusted issuer {0:?}")]
+    UntrustedIssuer(Option<String>),
+    /// The issuer has no key for this role.
+    #[error("issuer {issuer:?} has no {role:?} key")]
+    NoKey {
+        /// The issuer.
+        issuer: String,
+        /// The role the token was presented for.
+        role: Role,
+    },
+    /// The signature, the algorithm (not the key's), `exp` or `nbf`.
+    #[error("{0}")]
+    Verification(jsonwebtoken::errors::Error),
+    /// No `exp` claim (required outside compatibility mode).
+    #[error("no exp claim")]
+    NoExp,
+    /// `exp` is not a NumericDate, or is not in the future.
+    #[error("expired, or exp is not a NumericDate")]
+    Expired,
+    /// `aud` does not name this hub's resource identifier.
+    #[error("aud does not name {0:?}")]
+    Audience(String),
+    /// The Mercure authorization details are unusable.
+    #[error("authorization_details: {0}")]
+    Details(#[from] DetailError),
+    /// The legacy `mercure` claim is unusable (compatibility mode).
+    #[error("mercure claim: {0}")]
+    Legacy(DetailError),
 }
 
-/// The claims the hub reads. Wrong types fail deserialization, so a token
-/// with e.g. a numeric `aud` or `sub` is refused rather than half-read.
+/// The claims the hub reads. Registered claims of an unexpected JSON type
+/// fail where they are checked instead of failing the whole decode, so
+/// that an ignored claim (a 0.x `mercure` claim in modern mode, say) never
+/// refuses a token.
 #[derive(Deserialize)]
 pub(super) struct Claims {
-    sub: Option<String>,
-    exp: Option<serde_json::Number>,
-    aud: Option<Audience>,
-    iss: Option<String>,
-    pub(super) authorization_details: Option<Vec<Value>>,
-    /// The claim of earlier drafts (compat mode only).
+    sub: Option<Value>,
+    exp: Option<Value>,
+    aud: Option<Value>,
+    pub(super) authorization_details: Option<Value>,
+    /// The claim of Mercure 0.x (compatibility mode only).
     pub(super) mercure: Option<Value>,
+    /// Its namespaced spelling, which wins when both are present.
+    #[serde(rename = "https://mercure.rocks/")]
+    pub(super) mercure_namespaced: Option<Value>,
 }
 
+/// Just enough of the payload to choose the issuer before verifying.
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
+struct Unverified {
+    iss: Option<Value>,
 }
 
-impl Audience {
-    fn contains(&self, audience: &str) -> bool {
-        match self {
-            Self::One(one) => one == audience,
-            Self::Many(many) => many.iter().any(|one| one == audience),
-        }
-    }
-}
-
-/// Validates `token` with `key` and parses its grants. The error is the
-/// reason, for the debug log only.
+/// Validates `token`, presented for `role`, for the hub whose resource
+/// identifier is `audience`, and parses its grants.
 pub(super) fn validate(
     config: &AuthConfig,
-    key: &KeyConfig,
+    role: Role,
     token: &str,
     source: TokenSource,
-) -> Result<Grants, String> {
-    let header = jsonwebtoken::decode_header(token).map_err(|err| format!("header: {err}"))?;
-    let profile = profile(&header, config.compat)?;
+    audience: &str,
+) -> Result<Grants, Rejection> {
+    let header = jsonwebtoken::decode_header(token).map_err(Rejection::Malformed)?;
+    check_header(&header, config.compat)?;
+    // The unverified `iss` only chooses among the configured issuers; it
+    // never brings a key of its own.
+    let unverified: Unverified =
+        jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(Rejection::Malformed)?;
+    let iss = unverified.iss.as_ref().and_then(Value::as_str);
+    let issuer = config
+        .issuer(iss)
+        .ok_or_else(|| Rejection::UntrustedIssuer(iss.map(str::to_owned)))?;
+    let key = issuer.key(role).ok_or_else(|| Rejection::NoKey {
+        issuer: issuer.id.clone(),
+        role,
+    })?;
     // Checks the algorithm allowlist before anything else, then the
     // signature, `exp` and `nbf`.
     let claims = jsonwebtoken::decode::<Claims>(token, key.decoding_key(), key.validation())
-        .map_err(|err| err.to_string())?
+        .map_err(Rejection::Verification)?
         .claims;
-    let expires_at = check_claims(&claims, config, profile)?;
-    let details = grants::parse_details(&claims, config)?;
-    Ok(Grants::new(config, details, claims.sub, expires_at, source))
+    let expires_at = check_registered(&claims, config.compat, audience)?;
+    let (details, legacy_payload) = grants_of(&claims, config)?;
+    let subject = claims.sub.as_ref().and_then(Value::as_str).map(str::to_owned);
+    Ok(Grants::new(
+        config,
+        details,
+        legacy_payload,
+        subject,
+        expires_at,
+        source,
+    ))
 }
 
-fn profile(header: &Header, compat: bool) -> Result<Profile, String> {
+fn check_header(header: &Header, compat: bool) -> Result<(), Rejection> {
     // RFC 7515 §4.1.11: extensions we do not understand must be refused,
     // and we understand none.
     if header.crit.is_some() {
-        return Err("crit header parameter".into());
+        return Err(Rejection::Crit);
     }
-    let typ = header.typ.as_deref();
-    match typ {
-        Some(typ) if is_media_type(typ, "at+jwt") => Ok(Profile::AccessToken),
-        Some(typ) if compat && is_media_type(typ, "jwt") => Ok(Profile::Legacy),
-        None if compat => Ok(Profile::Legacy),
-        _ => Err(format!("typ {typ:?} is not at+jwt")),
+    // Compatibility mode takes the tokens of 0.x, which had no `typ` rule.
+    if compat {
+        return Ok(());
+    }
+    match header.typ.as_deref() {
+        Some(typ) if is_at_jwt(typ) => Ok(()),
+        typ => Err(Rejection::Typ(typ.map(str::to_owned))),
     }
 }
 
-/// `name` or `application/name`, case-insensitively (RFC 7515 §4.1.9).
-fn is_media_type(typ: &str, name: &str) -> bool {
+/// `at+jwt` or `application/at+jwt`, case-insensitively (RFC 7515 §4.1.9).
+fn is_at_jwt(typ: &str) -> bool {
     let typ = typ.to_ascii_lowercase();
-    typ == name || typ.strip_prefix("application/") == Some(name)
+    typ == "at+jwt" || typ == "application/at+jwt"
 }
 
 /// The registered claims the JWT library leaves to us; returns `exp`.
-fn check_claims(
+fn check_registered(
     claims: &Claims,
-    config: &AuthConfig,
-    profile: Profile,
-) -> Result<Option<SystemTime>, String> {
-    let strict = profile == Profile::AccessToken;
+    compat: bool,
+    audience: &str,
+) -> Result<Option<SystemTime>, Rejection> {
     let expires_at = claims.exp.as_ref().map(numeric_date).transpose()?;
     match expires_at {
-        None if strict => return Err("no exp".into()),
+        None if !compat => return Err(Rejection::NoExp),
         // The library accepts `exp == now`; RFC 7519 says "before".
-        Some(exp) if exp <= SystemTime::now() => return Err("expired".into()),
+        Some(exp) if exp <= SystemTime::now() => return Err(Rejection::Expired),
         _ => {}
     }
-    match &claims.aud {
-        None if strict => return Err("no aud".into()),
-        Some(aud) if !aud.contains(&config.audience) => {
-            return Err("aud does not name this hub".into());
-        }
-        _ => {}
-    }
-    if config
-        .issuer
-        .as_ref()
-        .is_some_and(|issuer| claims.iss.as_ref() != Some(issuer))
-    {
-        return Err("iss is not the configured issuer".into());
-    }
-    // `sub` becomes the subscriber's identifier in topics and JSON.
-    if claims
-        .sub
-        .as_deref()
-        .is_some_and(|sub| sub.is_empty() || has_control(sub))
-    {
-        return Err("sub is empty or holds control characters".into());
+    // Compatibility mode drops the audience check, as 0.x tokens had none.
+    if !compat && !names(claims.aud.as_ref(), audience) {
+        return Err(Rejection::Audience(audience.to_owned()));
     }
     Ok(expires_at)
 }
 
+/// Whether `aud` (a string or an array of strings) contains `audience`.
+fn names(aud: Option<&Value>, audience: &str) -> bool {
+    match aud {
+        Some(Value::String(one)) => one == audience,
+        Some(Value::Array(many)) => many.iter().any(|one| one.as_str() == Some(audience)),
+        _ => false,
+    }
+}
+
 /// A JSON NumericDate (seconds since the epoch, possibly fractional).
-fn numeric_date(value: &serde_json::Number) -> Result<SystemTime, String> {
+fn numeric_date(value: &Value) -> Result<SystemTime, Rejection> {
     let secs = match value.as_u64() {
         Some(secs) => Duration::from_secs(secs),
         None => value
             .as_f64()
             .filter(|secs| secs.is_finite() && *secs >= 0.0)
             .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-            .ok_or("exp is not a NumericDate")?,
+            .ok_or(Rejection::Expired)?,
     };
-    UNIX_EPOCH
-        .checked_add(secs)
-        .ok_or_else(|| "exp out of range".into())
+    UNIX_EPOCH.checked_add(secs).ok_or(Rejection::Expired)
 }
 
-/// Mints a signed access token: header `typ: at+jwt` and `alg`, `claims` as
-/// the payload. For dev mode and tests; production tokens come from the
-/// application or an authorization server.
-///
-/// `material`: the HMAC secret, or a PKCS#8 PEM *private* key (inline or a
-/// path) for the asymmetric algorithms.
-///
-/// # Errors
-/// [`KeyError`] when the key cannot be loaded or does not suit `alg`.
-///
-/// ```
-/// use ssehub_server::auth::{mint, Algorithm};
-/// let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/ed25519-private.pem");
-/// let token = mint(Algorithm::EdDSA, key, &serde_json::json!({"sub": "me"})).unwrap();
-/// assert_eq!(token.split('.').count(), 3);
-/// ```
-pub fn mint(alg: Algorithm, material: &str, claims: &Value) -> Result<String, KeyError> {
-    let key = keys::signing_key(alg, material)?;
-    let mut header = Header::new(alg);
-    header.typ = Some("at+jwt".into());
-    jsonwebtoken::encode(&header, claims, &key).map_err(|err| KeyError::Mismatch {
-        alg,
-        reason: err.to_string(),
-    })
-}
-
-/// Claims granting `actions` (`"publish"`, `"subscribe"`) on every topic
-/// (`*`) to holders for `audience`, issued now and expiring in `ttl`. Used by
-/// dev mode to print ready-made tokens.
-///
-/// ```
-/// use std::time::Duration;
-/// let claims = ssehub_server::auth::dev_claims("urn:hub", &["publish", "subscribe"], Duration::from_secs(3600));
-/// assert_eq!(claims["aud"], "urn:hub");
-/// assert_eq!(claims["authorization_details"][0]["topics"][0]["match"], "*");
-/// assert!(claims["exp"].as_u64().unwrap() > claims["iat"].as_u64().unwrap());
-/// ```
-pub fn dev_claims(audience: &str, actions: &[&str], ttl: Duration) -> Value {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    json!({
-        "aud": audience,
-        "iat": now,
-        "exp": now.saturating_add(ttl.as_secs().max(1)),
-        "authorization_details": [{
-            "type": "mercure",
-            "actions": actions,
-            "topics": [{"match": "*"}],
-        }],
-    })
+/// The Mercure details; in compatibility mode, for a token that has none,
+/// the legacy claim (and its token-wide payload).
+fn grants_of(
+    claims: &Claims,
+    config: &AuthConfig,
+) -> Result<(Vec<details::Detail>, Option<Value>), Rejection> {
+    let details = match &claims.authorization_details {
+        None => Vec::new(),
+        Some(list) => details::parse(list, config)?,
+    };
+    // Like 0.x hubs after 1.0: a token with any authorization detail at
+    // all, Mercure's or another resource's, is judged by those alone.
+    let has_details = claims
+        .authorization_details
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_some_and(|list| !list.is_empty());
+    if !config.compat || has_details {
+        return Ok((details, None));
+    }
+    let claim = claims
+        .mercure_namespaced
+        .as_ref()
+        .or(claims.mercure.as_ref());
+    match claim {
+        Some(claim) => legacy::parse(claim, config).map_err(Rejection::Legacy),
+        None => Ok((details, None)),
+    }
 }

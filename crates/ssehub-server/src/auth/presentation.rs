@@ -3,11 +3,18 @@
 use http::{HeaderMap, header};
 use url::Url;
 
-use super::{AuthConfig, AuthError, TokenSource};
+use super::{AuthConfig, AuthError, LEGACY_COOKIE_NAME, TokenSource};
 
-const QUERY_PARAM: &str = "access_token";
+/// The query parameter Mercure 0.x clients put their token in
+/// (compatibility mode only).
+const LEGACY_QUERY_PARAM: &str = "authorization";
 
-/// The token that counts: header, else query parameter, else cookie.
+/// The shortest plausible compact JWS: anything shorter in the legacy query
+/// parameter is not a token and is ignored, as 0.x hubs did.
+const MIN_JWS_LEN: usize = 41;
+
+/// The token that counts: the header, else (compat) the query parameter,
+/// else the cookie (compat: or the legacy cookie).
 pub(super) fn find_token(
     config: &AuthConfig,
     headers: &HeaderMap,
@@ -16,11 +23,18 @@ pub(super) fn find_token(
     if let Some(token) = bearer(headers)? {
         return Ok(Some((token, TokenSource::Header)));
     }
-    let query = query.filter(|_| config.query_token);
-    if let Some(token) = query.map(query_token).transpose()?.flatten() {
+    if config.compat
+        && let Some(token) = query.and_then(legacy_query_token)
+    {
         return Ok(Some((token, TokenSource::Query)));
     }
-    Ok(cookie(headers, &config.cookie_name).map(|token| (token, TokenSource::Cookie)))
+    let cookie = cookie(headers, &config.cookie_name).or_else(|| {
+        config
+            .compat
+            .then(|| cookie(headers, LEGACY_COOKIE_NAME))
+            .flatten()
+    });
+    Ok(cookie.map(|token| (token, TokenSource::Cookie)))
 }
 
 /// `Authorization: Bearer <token>` (RFC 6750 §2.1). Any other shape of the
@@ -57,19 +71,14 @@ fn is_b64token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
-/// The `access_token` parameter; empty counts as absent, repeated is
-/// ambiguous and refused.
-fn query_token(query: &str) -> Result<Option<String>, AuthError> {
+/// The legacy `authorization` parameter, when it appears exactly once and
+/// is long enough to be a token; anything else is ignored.
+fn legacy_query_token(query: &str) -> Option<String> {
     let mut values = form_urlencoded::parse(query.as_bytes())
-        .filter(|(name, _)| name == QUERY_PARAM)
+        .filter(|(name, _)| name == LEGACY_QUERY_PARAM)
         .map(|(_, value)| value);
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(AuthError::InvalidRequest(
-            "more than one access_token query parameter".into(),
-        ));
-    }
-    Ok(first.filter(|value| !value.is_empty()).map(Into::into))
+    let first = values.next()?;
+    (values.next().is_none() && first.len() >= MIN_JWS_LEN).then(|| first.into_owned())
 }
 
 /// The first cookie named `name` across all `Cookie` headers (HTTP/2 may
@@ -94,61 +103,58 @@ fn unquote(value: &str) -> &str {
         .unwrap_or(value)
 }
 
-/// CSRF defence for state-changing requests authenticated by cookie (spec
-/// "Security Considerations"): the `Origin` header, or failing that the
-/// origin of `Referer`, must be the hub's own origin (from
-/// [`AuthConfig::base`]) or one of `allowed_origins` (e.g.
-/// `https://app.example`; compared as origins, so case and default ports do
-/// not matter). With neither header the request is refused, and so is an
-/// opaque origin (`Origin: null`).
-///
-/// Call it when [`super::Grants::source`] is [`TokenSource::Cookie`] on
-/// `POST` and other unsafe methods.
+/// CSRF defence for a `POST` authenticated by cookie (the protocol's
+/// security considerations): the `Origin` header, or failing that the
+/// origin of `Referer`, must be `target` (the origin the request was sent
+/// to) or one of `allowed` (e.g. `https://app.example`; compared as
+/// origins, so case and default ports do not matter; `*` allows any). With
+/// neither header, or an opaque origin (`Origin: null`), the request is
+/// refused.
 ///
 /// # Errors
-/// [`AuthError::CrossOrigin`] (403, no `WWW-Authenticate`): the token is
-/// fine, the request's origin is not.
+/// [`AuthError::InvalidRequest`] (400 `invalid_request`), as the reference
+/// hub answers: the token is not even looked at.
 ///
 /// ```
 /// use http::{header, HeaderMap};
-/// use ssehub_server::auth::{check_csrf, AuthConfig};
-/// let config = AuthConfig::new(url::Url::parse("https://hub.example/.well-known/mercure").unwrap(), "urn:hub");
+/// use ssehub_server::auth::check_csrf;
 /// let allowed = vec!["https://app.example".to_owned()];
 ///
 /// let mut headers = HeaderMap::new();
 /// headers.insert(header::ORIGIN, "https://app.example".parse().unwrap());
-/// assert!(check_csrf(&headers, &config, &allowed).is_ok());
+/// assert!(check_csrf(&headers, "https://hub.example", &allowed).is_ok());
+/// headers.insert(header::ORIGIN, "https://HUB.example:443".parse().unwrap());
+/// assert!(check_csrf(&headers, "https://hub.example", &allowed).is_ok());
 /// headers.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
-/// assert!(check_csrf(&headers, &config, &allowed).is_err());
-/// assert!(check_csrf(&HeaderMap::new(), &config, &allowed).is_err());
+/// assert!(check_csrf(&headers, "https://hub.example", &allowed).is_err());
+/// assert!(check_csrf(&HeaderMap::new(), "https://hub.example", &allowed).is_err());
 /// ```
-pub fn check_csrf(
-    headers: &HeaderMap,
-    config: &AuthConfig,
-    allowed_origins: &[String],
-) -> Result<(), AuthError> {
+pub fn check_csrf(headers: &HeaderMap, target: &str, allowed: &[String]) -> Result<(), AuthError> {
     let origin = request_origin(headers)?;
-    let allowed = origin == config.base.origin().ascii_serialization()
-        || allowed_origins
-            .iter()
-            .any(|allowed| origin_of(allowed).as_deref() == Some(origin.as_str()));
-    if allowed {
+    let same = |configured: &str| {
+        configured == "*" || origin_of(configured).as_deref() == Some(origin.as_str())
+    };
+    if same(target) || allowed.iter().any(|allowed| same(allowed)) {
         Ok(())
     } else {
-        Err(AuthError::CrossOrigin(format!(
-            "origin {origin} is not allowed"
+        Err(AuthError::InvalidRequest(format!(
+            "origin {origin} may not publish with a cookie"
         )))
     }
 }
 
 /// The serialized origin the request comes from.
 fn request_origin(headers: &HeaderMap) -> Result<String, AuthError> {
-    let refuse = |why: &str| AuthError::CrossOrigin(why.to_owned());
+    let refuse = |why: &str| AuthError::InvalidRequest(why.to_owned());
     let (name, value) = match headers.get(header::ORIGIN) {
         Some(origin) => ("Origin", origin),
         None => match headers.get(header::REFERER) {
             Some(referer) => ("Referer", referer),
-            None => return Err(refuse("neither Origin nor Referer header")),
+            None => {
+                return Err(refuse(
+                    "a cookie-authenticated POST needs an Origin or Referer header",
+                ));
+            }
         },
     };
     value

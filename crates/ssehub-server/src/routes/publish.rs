@@ -1,0 +1,86 @@
+//! Publishing: `POST /.well-known/mercure` with a form body dispatches one
+//! update and answers its id.
+
+use axum::response::{IntoResponse, Response};
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Uri};
+
+use super::{App, identity, link, refuse, refuse_auth, shutting_down};
+use crate::auth::{self, AuthError, Role, TokenSource};
+use crate::request::{RequestError, publish};
+
+/// The publication response. The order of the checks is the reference
+/// hub's: the token (`401`), then the form (`400`, `413`), then whether the
+/// token may publish on every topic of the update (`403`).
+pub(super) fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+    const ENDPOINT: &str = "publish";
+    let settings = &app.settings;
+    let identity = match identity(app, ENDPOINT, uri, headers) {
+        Ok(identity) => identity,
+        Err(response) => return response,
+    };
+    let grants = match auth::authenticate(
+        &app.auth,
+        Role::Publisher,
+        headers,
+        uri.query(),
+        &identity.resource,
+    ) {
+        Ok(Some(grants)) => grants,
+        Ok(None) => return refuse_auth(app, ENDPOINT, &identity, &AuthError::Missing),
+        Err(err) => return refuse_auth(app, ENDPOINT, &identity, &err),
+    };
+    if grants.source() == TokenSource::Cookie
+        && let Err(err) =
+            auth::check_csrf(headers, &identity.origin, &settings.config.publish_origins)
+    {
+        return refuse_auth(app, ENDPOINT, &identity, &err);
+    }
+    if !is_form(headers) {
+        return refuse(app, ENDPOINT, &identity, &RequestError::NotForm);
+    }
+    let update = match publish::parse(body, &settings.base, &settings.limits) {
+        Ok(update) => update,
+        Err(err) => return refuse(app, ENDPOINT, &identity, &err),
+    };
+    if !update.topics.iter().all(|t| grants.can_publish(t)) {
+        return refuse_auth(app, ENDPOINT, &identity, &AuthError::InsufficientScope);
+    }
+    match app.core.publish(update) {
+        Ok(id) => {
+            tracing::debug!(%id, "published");
+            (
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    ),
+                    (header::LINK, link(&identity)),
+                ],
+                id.to_string(),
+            )
+                .into_response()
+        }
+        Err(ssehub::BrokerError::Closed) => shutting_down(),
+        // The form was checked field by field; an update the encoder still
+        // refuses is the publisher's, not the hub's, fault.
+        Err(err) => refuse_auth(
+            app,
+            ENDPOINT,
+            &identity,
+            &AuthError::InvalidRequest(err.to_string()),
+        ),
+    }
+}
+
+/// Whether the body is declared `application/x-www-form-urlencoded`.
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}

@@ -7,23 +7,36 @@ use clap::Parser as _;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use ssehub::parse::{Item, Message, Parser};
-use ssehub_server::auth::{self, Algorithm};
+use ssehub_server::auth::{self, Algorithm, DETAIL_TYPE};
 use ssehub_server::{Config, Running};
 
-const KEY: &str = "protocol-test-secret";
-const AUDIENCE: &str = "ssehub-test";
+const KEY: &str = "protocol-test-secret-of-32-bytes!!";
+const ISSUER: &str = "https://issuer.test";
+/// The pinned resource identifier: tokens are minted before the port is
+/// known. Its path is not the hub's, so the hub still serves on the bound
+/// address.
+const AUDIENCE: &str = "https://hub.test/mercure";
 const WAIT: Duration = Duration::from_secs(5);
 const SUBSCRIPTIONS: &str = "/.well-known/mercure/subscriptions";
 
+/// A hub trusting `ISSUER` with `KEY`, tokens for `AUDIENCE`.
 async fn hub(extra: &[&str]) -> Running {
+    let mut args = vec!["--resource-identifier", AUDIENCE];
+    args.extend_from_slice(extra);
+    hub_deriving_audience(&args).await
+}
+
+/// A hub trusting `ISSUER` with `KEY` whose resource identifier is derived
+/// from each request (unless `extra` pins one).
+async fn hub_deriving_audience(extra: &[&str]) -> Running {
     let mut args = vec![
         "ssehub",
         "--listen",
         "127.0.0.1:0",
+        "--issuer",
+        ISSUER,
         "--jwt-key",
         KEY,
-        "--jwt-audience",
-        AUDIENCE,
     ];
     args.extend_from_slice(extra);
     ssehub_server::start(Config::parse_from(args))
@@ -35,29 +48,47 @@ fn token(details: Value) -> String {
     token_with(json!({ "authorization_details": details }))
 }
 
-fn token_with(mut claims: Value) -> String {
-    let exp = std::time::SystemTime::now()
+/// A token as the reference hub's `mercure token` command writes one
+/// (`typ: at+jwt`, `iss`, `aud`, `sub`, `client_id`, `iat`, `exp`, `jti`),
+/// with `claims` overriding or adding.
+fn token_with(claims: Value) -> String {
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs()
-        + 600;
-    if claims.get("exp").is_none() {
-        claims["exp"] = json!(exp);
+        .as_secs();
+    let mut full = json!({
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": uuid::Uuid::new_v4().urn().to_string(),
+        "client_id": ISSUER,
+        "iat": now,
+        "exp": now + 600,
+        "jti": uuid::Uuid::new_v4().urn().to_string(),
+    });
+    for (name, value) in claims.as_object().unwrap() {
+        full[name] = value.clone();
     }
-    claims["aud"] = json!(AUDIENCE);
-    auth::mint(Algorithm::HS256, KEY, &claims).unwrap()
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    jsonwebtoken::encode(
+        &header,
+        &full,
+        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
+    )
+    .unwrap()
 }
 
+/// A Mercure authorization detail; `topics` are `(match_type, match)`.
 fn grant(actions: &[&str], topics: &[(&str, &str)]) -> Value {
     let topics: Vec<Value> = topics
         .iter()
-        .map(|(kind, m)| json!({"match": m, "matchType": kind}))
+        .map(|(kind, m)| json!({"match": m, "match_type": kind}))
         .collect();
-    json!({"type": "mercure", "actions": actions, "topics": topics})
+    json!({"type": DETAIL_TYPE, "actions": actions, "topics": topics})
 }
 
 fn publisher() -> String {
-    token(json!([grant(&["publish"], &[("Exact", "*")])]))
+    token(json!([grant(&["publish"], &[("exact", "*")])]))
 }
 
 struct Hub<'a> {
@@ -255,7 +286,7 @@ async fn several_matchers_select_each_update_once_in_order() {
             &[
                 ("match", "https://example.com/a"),
                 ("match", "https://example.com/books/1"),
-                ("matchURLPattern", "https://example.com/books/:id"),
+                ("match_urlpattern", "https://example.com/books/:id"),
             ],
             &[],
         )
@@ -281,13 +312,13 @@ async fn private_updates_reach_only_subscribers_whose_token_grants_the_topic() {
     let topic = "https://example.com/books/1";
     let allowed = token(json!([grant(
         &["subscribe"],
-        &[("URLPattern", "https://example.com/books/:id")]
+        &[("urlpattern", "https://example.com/books/:id")]
     )]));
     let other = token(json!([grant(
         &["subscribe"],
-        &[("Exact", "https://example.com/books/2")]
+        &[("exact", "https://example.com/books/2")]
     )]));
-    let selects_all = [("matchURLPattern", "https://example.com/:any*")];
+    let selects_all = [("match_urlpattern", "https://example.com/:any*")];
     let mut anonymous = hub.subscribe(&selects_all, &[]).await;
     let mut wrong = hub
         .subscribe(
@@ -301,8 +332,13 @@ async fn private_updates_reach_only_subscribers_whose_token_grants_the_topic() {
             &[("authorization", &format!("Bearer {allowed}"))],
         )
         .await;
+    let cookie = format!("__Secure-mercure_access_token={allowed}");
+    let mut by_cookie = hub
+        .subscribe(&[("match", topic)], &[("cookie", &cookie)])
+        .await;
+    // No token in the URL (RFC 9700): the 0.x parameter is not read.
     let mut by_query = hub
-        .subscribe(&[("match", topic), ("access_token", &allowed)], &[])
+        .subscribe(&[("match", topic), ("authorization", &allowed)], &[])
         .await;
     hub.publish(&[("topic", topic), ("data", "secret"), ("private", "")])
         .await;
@@ -310,8 +346,60 @@ async fn private_updates_reach_only_subscribers_whose_token_grants_the_topic() {
     assert_eq!(data(&anonymous.until("end").await), ["end"]);
     assert_eq!(data(&wrong.until("end").await), ["end"]);
     assert_eq!(data(&right.until("end").await), ["secret", "end"]);
-    assert_eq!(data(&by_query.until("end").await), ["secret", "end"]);
-    assert_eq!(by_query.headers["cache-control"], "private, no-cache");
+    assert_eq!(data(&by_cookie.until("end").await), ["secret", "end"]);
+    assert_eq!(data(&by_query.until("end").await), ["end"]);
+}
+
+#[tokio::test]
+async fn alternate_topics_deliver_one_update_once_to_subscribers_of_any() {
+    let running = hub(&["--anonymous"]).await;
+    let hub = Hub::new(&running);
+    let mut a = hub.subscribe(&[("match", "a")], &[]).await;
+    let mut both = hub.subscribe(&[("match", "a"), ("match", "b")], &[]).await;
+    hub.publish(&[("topic", "a"), ("topic", "b"), ("data", "one update")])
+        .await;
+    hub.publish(&[("topic", "b"), ("topic", "a"), ("data", "end")])
+        .await;
+    assert_eq!(data(&a.until("end").await), ["one update", "end"]);
+    assert_eq!(data(&both.until("end").await), ["one update", "end"]);
+    // A publisher must be allowed every topic of the update.
+    let only_a = token(json!([grant(&["publish"], &[("exact", "a")])]));
+    let refused = hub
+        .post(Some(&only_a), &[("topic", "a"), ("topic", "b")])
+        .await;
+    assert_eq!(refused.status(), 403);
+}
+
+#[tokio::test]
+async fn subscriptions_by_query_take_matchers_from_the_body_and_the_url() {
+    let running = hub(&["--anonymous"]).await;
+    let hub = Hub::new(&running);
+    let method = reqwest::Method::from_bytes(b"QUERY").unwrap();
+    let response = hub
+        .http
+        .request(
+            method,
+            format!("{}?match=a&last_event_id=earliest", hub.url()),
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("match=b&match_urlpattern=https://example.com/books/:id&last_event_id=ignored")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The query's resume point wins over the body's.
+    assert_eq!(response.headers()["mercure-last-event-id"], "earliest");
+    let mut sub = Stream::new(response);
+    for (topic, body) in [
+        ("a", "1"),
+        ("b", "2"),
+        ("https://example.com/books/3", "3"),
+        ("c", "not me"),
+        ("a", "end"),
+    ] {
+        hub.publish(&[("topic", topic), ("data", body)]).await;
+    }
+    assert_eq!(data(&sub.until("end").await), ["1", "2", "3", "end"]);
 }
 
 #[tokio::test]
@@ -330,20 +418,27 @@ async fn reconnecting_subscribers_get_exactly_what_they_missed() {
     // Header resume: the missed public updates of its topic, nothing else,
     // and the response names the resume point.
     let mut sub = hub.subscribe(&mine, &[("last-event-id", &first)]).await;
-    assert_eq!(sub.headers["last-event-id"].to_str().unwrap(), first);
+    assert_eq!(
+        sub.headers["mercure-last-event-id"].to_str().unwrap(),
+        first
+    );
+    // The 0.x response header is compatibility mode's only.
+    assert!(sub.headers.get("last-event-id").is_none());
     hub.publish(&[("topic", "mine"), ("data", "live")]).await;
     assert_eq!(data(&sub.until("live").await), ["2", "3", "live"]);
 
     // Query parameter resume; the header wins when both are present.
     let mut by_query = hub
         .subscribe(
-            &[mine[0], ("lastEventID", &first)],
+            &[mine[0], ("last_event_id", &first)],
             &[("last-event-id", &last)],
         )
         .await;
     hub.publish(&[("topic", "mine"), ("data", "live 2")]).await;
     assert_eq!(data(&by_query.until("live 2").await), ["live", "live 2"]);
-    let mut by_query = hub.subscribe(&[mine[0], ("lastEventID", &last)], &[]).await;
+    let mut by_query = hub
+        .subscribe(&[mine[0], ("last_event_id", &last)], &[])
+        .await;
     hub.publish(&[("topic", "mine"), ("data", "live 3")]).await;
     assert_eq!(
         data(&by_query.until("live 3").await),
@@ -352,9 +447,9 @@ async fn reconnecting_subscribers_get_exactly_what_they_missed() {
 
     // `earliest`: everything retained for the topic.
     let mut all = hub
-        .subscribe(&[mine[0], ("lastEventID", "earliest")], &[])
+        .subscribe(&[mine[0], ("last_event_id", "earliest")], &[])
         .await;
-    assert_eq!(all.headers["last-event-id"], "earliest");
+    assert_eq!(all.headers["mercure-last-event-id"], "earliest");
     assert_eq!(
         data(&all.until("live 3").await),
         ["1", "2", "3", "live", "live 2", "live 3"]
@@ -362,17 +457,20 @@ async fn reconnecting_subscribers_get_exactly_what_they_missed() {
 
     // An unknown id: live only, and `earliest` tells the client it may have lost updates.
     let mut lost = hub
-        .subscribe(&[mine[0], ("lastEventID", "no-such-id")], &[])
+        .subscribe(&[mine[0], ("last_event_id", "no-such-id")], &[])
         .await;
-    assert_eq!(lost.headers["last-event-id"], "earliest");
+    assert_eq!(lost.headers["mercure-last-event-id"], "earliest");
     hub.publish(&[("topic", "mine"), ("data", "live 4")]).await;
     assert_eq!(data(&lost.until("live 4").await), ["live 4"]);
 
-    // The response never names a private update the subscriber cannot read.
+    // Resuming after an update the subscriber cannot read: the id is known
+    // and nothing after it was lost, so it is echoed (the client sent it).
     let mut after_secret = hub.subscribe(&mine, &[("last-event-id", &secret)]).await;
     assert_eq!(
-        after_secret.headers["last-event-id"].to_str().unwrap(),
-        first
+        after_secret.headers["mercure-last-event-id"]
+            .to_str()
+            .unwrap(),
+        secret
     );
     hub.publish(&[("topic", "mine"), ("data", "live 5")]).await;
     assert_eq!(data(&after_secret.until("live 5").await)[0], "2");
@@ -444,7 +542,7 @@ async fn refusals_follow_rfc_6750_and_the_input_rules() {
             .unwrap()
             .contains("error=\"invalid_token\"")
     );
-    let narrow = token(json!([grant(&["publish"], &[("Exact", "b")])]));
+    let narrow = token(json!([grant(&["publish"], &[("exact", "b")])]));
     let forbidden = hub.post(Some(&narrow), &[("topic", "a")]).await;
     assert_eq!(forbidden.status(), 403);
     assert!(
@@ -458,7 +556,7 @@ async fn refusals_follow_rfc_6750_and_the_input_rules() {
         200
     );
     let expired = token_with(
-        json!({"exp": 1, "authorization_details": [grant(&["publish"], &[("Exact", "*")])]}),
+        json!({"exp": 1, "authorization_details": [grant(&["publish"], &[("exact", "*")])]}),
     );
     assert_eq!(
         hub.post(Some(&expired), &[("topic", "a")]).await.status(),
@@ -468,14 +566,18 @@ async fn refusals_follow_rfc_6750_and_the_input_rules() {
     // Input rules.
     let publisher = publisher();
     let (long_topic, big_data) = ("a".repeat(5000), "x".repeat(2 << 20));
-    let cases: [(&[(&str, &str)], u16); 9] = [
-        (&[("topic", "a"), ("topic", "b")], 400),
+    let cases: [(&[(&str, &str)], u16); 13] = [
+        (&[("data", "no topic")], 400),
         (&[("topic", "a"), ("id", "#mine")], 400),
+        (&[("topic", "a"), ("id", "earliest")], 400),
+        (&[("topic", "a"), ("type", "mercure")], 400),
+        (&[("topic", "*")], 400),
+        (&[("topic", "a\u{200b}")], 400),
         (&[("topic", "a"), ("id", "a\nb")], 400),
         (&[("topic", "a"), ("type", "a\rb")], 400),
         (&[("topic", "a"), ("retry", "1s")], 400),
         (&[("topic", "a\u{1}")], 400),
-        (&[("topic", "/.well-known/mercure/subscriptions/x")], 403),
+        (&[("topic", "/.well-known/mercure/subscriptions/x")], 400),
         (&[("topic", &long_topic)], 413),
         (&[("topic", "a"), ("data", &big_data)], 413),
     ];
@@ -491,48 +593,231 @@ async fn refusals_follow_rfc_6750_and_the_input_rules() {
 
     // Subscribing: a token is required without --anonymous; bad matchers are 400.
     assert_eq!(hub.get(&[("match", "a")], &[]).await.status(), 401);
-    let subscriber = token(json!([grant(&["subscribe"], &[("Exact", "*")])]));
+    let subscriber = token(json!([grant(&["subscribe"], &[("exact", "*")])]));
     let auth = format!("Bearer {subscriber}");
     let with = [("authorization", auth.as_str())];
-    assert_eq!(hub.get(&[("matchFoo", "a")], &with).await.status(), 400);
+    for unknown in [
+        "matchFoo",
+        "matchURLPattern",
+        "Match",
+        "match_exactly",
+        "topic",
+    ] {
+        let refused = hub.get(&[(unknown, "a")], &with).await;
+        assert_eq!(refused.status(), 400, "{unknown}");
+        assert!(
+            refused.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("error=\"invalid_request\""),
+            "{unknown}"
+        );
+    }
     assert_eq!(hub.get(&[], &with).await.status(), 400);
     assert_eq!(
-        hub.get(&[("matchURLPattern", "https://x/(")], &with)
+        hub.get(&[("match_urlpattern", "https://x/(")], &with)
             .await
             .status(),
         400
     );
     assert_eq!(hub.get(&[("match", "a\u{85}")], &with).await.status(), 400);
-    assert_eq!(hub.get(&[("match", "a")], &with).await.status(), 200);
-    // A publisher token does not open a subscription when keys differ... here
-    // they are shared, so the check is the audience: a token for another hub.
-    let foreign = auth::mint(
-        Algorithm::HS256,
-        KEY,
-        &json!({"aud": "other-hub", "exp": 4_000_000_000u64, "authorization_details": []}),
+    assert_eq!(hub.get(&[("match_exact", "a")], &with).await.status(), 200);
+    // Tokens for another hub, from another issuer, without `typ: at+jwt`
+    // or `exp`, or with a detail the hub cannot read: all invalid.
+    let details = json!([grant(&["subscribe"], &[("exact", "*")])]);
+    let mut untyped = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    untyped.typ = Some("JWT".into());
+    let untyped = jsonwebtoken::encode(
+        &untyped,
+        &json!({"iss": ISSUER, "aud": AUDIENCE, "exp": 4_000_000_000u64, "authorization_details": details}),
+        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
     )
     .unwrap();
-    let foreign = format!("Bearer {foreign}");
+    let no_exp = auth::mint(
+        Algorithm::HS256,
+        KEY,
+        &json!({"iss": ISSUER, "aud": AUDIENCE, "authorization_details": details}),
+    )
+    .unwrap();
+    for invalid in [
+        token_with(
+            json!({"aud": "https://other.test/.well-known/mercure", "authorization_details": details}),
+        ),
+        token_with(json!({"iss": "https://stranger.test", "authorization_details": details})),
+        token_with(
+            json!({"authorization_details": [{"type": DETAIL_TYPE, "actions": ["subscribe"], "topics": ["*"]}]}),
+        ),
+        token_with(
+            json!({"authorization_details": [{"type": DETAIL_TYPE, "actions": ["subscribe"], "topics": [{"match": "*", "match_type": "Exact"}]}]}),
+        ),
+        untyped,
+        no_exp,
+    ] {
+        let refused = hub
+            .get(
+                &[("match", "a")],
+                &[("authorization", &format!("Bearer {invalid}"))],
+            )
+            .await;
+        assert_eq!(refused.status(), 401);
+        let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+        assert!(
+            challenge.contains("resource_metadata=\"https://hub.test/.well-known/oauth-protected-resource/.well-known/mercure\""),
+            "{challenge}"
+        );
+    }
+    // A detail of another type grants nothing but does not spoil the token.
+    let foreign_type = token_with(json!({"authorization_details": [
+        {"type": "https://other.example/detail", "actions": "whatever"},
+        {"type": DETAIL_TYPE, "actions": ["publish"], "topics": [{"match": "a"}]},
+    ]}));
     assert_eq!(
-        hub.get(&[("match", "a")], &[("authorization", &foreign)])
+        hub.post(Some(&foreign_type), &[("topic", "a")])
             .await
             .status(),
-        401
+        200
     );
 }
 
 #[tokio::test]
-async fn compatibility_mode_accepts_several_topics_and_the_topic_parameter() {
-    let running = hub(&["--anonymous", "--compat"]).await;
+async fn the_audience_is_the_hub_url_the_client_contacted_unless_pinned() {
+    let running = hub_deriving_audience(&["--anonymous"]).await;
     let hub = Hub::new(&running);
-    let mut a = hub.subscribe(&[("topic", "a")], &[]).await;
-    let mut both = hub.subscribe(&[("match", "a"), ("match", "b")], &[]).await;
-    hub.publish(&[("topic", "a"), ("topic", "b"), ("data", "one update")])
+    let port = running.local_addr().port();
+    let here = format!("http://127.0.0.1:{port}/.well-known/mercure");
+    let elsewhere = format!("http://localhost:{port}/.well-known/mercure");
+    let details = json!([grant(&["publish"], &[("exact", "*")])]);
+    let for_here = token_with(json!({"aud": here, "authorization_details": details}));
+    let for_both = token_with(json!({"aud": [elsewhere, here], "authorization_details": details}));
+    let for_elsewhere = token_with(json!({"aud": elsewhere, "authorization_details": details}));
+    assert_eq!(
+        hub.post(Some(&for_here), &[("topic", "a")]).await.status(),
+        200
+    );
+    assert_eq!(
+        hub.post(Some(&for_both), &[("topic", "a")]).await.status(),
+        200
+    );
+    let refused = hub.post(Some(&for_elsewhere), &[("topic", "a")]).await;
+    assert_eq!(refused.status(), 401);
+    // The same hub reached as `localhost` is another resource.
+    let via_localhost = hub
+        .http
+        .post(&elsewhere)
+        .bearer_auth(&for_elsewhere)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("topic=a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(via_localhost.status(), 200);
+    let metadata: Value = hub
+        .http
+        .get(format!(
+            "http://localhost:{port}/.well-known/oauth-protected-resource/.well-known/mercure"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["resource"], elsewhere.as_str());
+
+    // Public URLs: any other host is misdirected.
+    let public = hub_deriving_audience(&[
+        "--anonymous",
+        "--public-url",
+        &format!("http://localhost:{port}"),
+    ])
+    .await;
+    let public_port = public.local_addr().port();
+    let misdirected = reqwest::get(format!(
+        "http://127.0.0.1:{public_port}/.well-known/mercure?match=a"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(misdirected.status(), 421);
+    assert_eq!(
+        reqwest::get(format!("http://127.0.0.1:{public_port}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn compatibility_mode_speaks_0x_beside_the_current_protocol() {
+    let running = hub(&["--compat"]).await;
+    let hub = Hub::new(&running);
+    // A 0.x token: the `mercure` claim, no `typ`, `aud`, `iss` nor `exp`.
+    let legacy = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"mercure": {"publish": ["*"], "subscribe": ["https://example.com/books/{id}"]}}),
+        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
+    )
+    .unwrap();
+    let first = hub
+        .publish(&[("topic", "https://example.com/books/1"), ("data", "0")])
         .await;
-    hub.publish(&[("topic", "b"), ("topic", "a"), ("data", "end")])
+    // URI templates in `topic=`, the token in the `authorization` parameter.
+    let mut templated = hub
+        .subscribe(
+            &[
+                ("topic", "https://example.com/books/{id}"),
+                ("authorization", &legacy),
+            ],
+            &[("last-event-id", &first)],
+        )
         .await;
-    assert_eq!(data(&a.until("end").await), ["one update", "end"]);
-    assert_eq!(data(&both.until("end").await), ["one update", "end"]);
+    // A token in the URL: no shared cache may keep the response.
+    assert_eq!(templated.headers["cache-control"], "private, no-cache");
+    // 0.x clients read the resume point from `Last-Event-ID`.
+    assert_eq!(templated.headers["last-event-id"].to_str().unwrap(), first);
+    assert_eq!(
+        templated.headers["mercure-last-event-id"].to_str().unwrap(),
+        first
+    );
+    // The 0.x cookie, and a current client beside them.
+    let mut by_cookie = hub
+        .subscribe(
+            &[("topic", "https://example.com/books/7")],
+            &[("cookie", &format!("mercureAuthorization={legacy}"))],
+        )
+        .await;
+    let current = token(json!([grant(
+        &["subscribe"],
+        &[("urlpattern", "https://example.com/books/:id")]
+    )]));
+    let mut modern = hub
+        .subscribe(
+            &[("match_urlpattern", "https://example.com/books/:id")],
+            &[("authorization", &format!("Bearer {current}"))],
+        )
+        .await;
+    let id = hub
+        .post(
+            Some(&legacy),
+            &[
+                ("topic", "https://example.com/books/7"),
+                ("data", "private 7"),
+                ("private", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(id.status(), 200, "a 0.x token publishes");
+    hub.publish(&[
+        ("topic", "https://example.com/authors/7"),
+        ("data", "not a book"),
+    ])
+    .await;
+    hub.publish(&[("topic", "https://example.com/books/8"), ("data", "end")])
+        .await;
+    assert_eq!(data(&templated.until("end").await), ["private 7", "end"]);
+    assert_eq!(data(&by_cookie.until("private 7").await), ["private 7"]);
+    assert_eq!(data(&modern.until("end").await), ["private 7", "end"]);
 }
 
 #[tokio::test]
@@ -545,7 +830,7 @@ async fn a_subscription_ends_when_its_token_expires() {
         .as_secs()
         + 2;
     let short = token_with(
-        json!({"exp": exp, "authorization_details": [grant(&["subscribe"], &[("Exact", "*")])]}),
+        json!({"exp": exp, "authorization_details": [grant(&["subscribe"], &[("exact", "*")])]}),
     );
     let mut sub = hub
         .subscribe(
@@ -576,20 +861,20 @@ async fn active_subscriptions_are_published_and_listed() {
     let hub = Hub::new(&running);
     let watcher = token(json!([grant(
         &["subscribe"],
-        &[("URLPattern", "/.well-known/mercure/subscriptions{/:rest}*")]
+        &[("urlpattern", "/.well-known/mercure/subscriptions{/:rest}*")]
     )]));
     let bearer = format!("Bearer {watcher}");
     let mut events = hub
         .subscribe(
             &[(
-                "matchURLPattern",
+                "match_urlpattern",
                 "/.well-known/mercure/subscriptions/:type/:match/:sub",
             )],
             &[("authorization", &bearer)],
         )
         .await;
     let alice = token_with(json!({"sub": "alice", "authorization_details": [
-        {"type": "mercure", "actions": ["subscribe"], "topics": [{"match": "*"}], "payload": {"team": "blue"}}
+        {"type": DETAIL_TYPE, "actions": ["subscribe"], "topics": [{"match": "*"}], "payload": {"team": "blue"}}
     ]}));
     let alice_sub = hub
         .subscribe(
@@ -598,50 +883,86 @@ async fn active_subscriptions_are_published_and_listed() {
         )
         .await;
     // The watcher's own subscription comes first: it matches its pattern too.
-    let own: Value = serde_json::from_str(&events.next().await.unwrap().data).unwrap();
-    assert!(
-        own["subscriber"].as_str().unwrap().starts_with("urn:uuid:"),
-        "{own}"
+    let own = events.next().await.unwrap();
+    assert_eq!(
+        own.event, "mercure",
+        "subscription events have their own type"
     );
+    let own: Value = serde_json::from_str(&own.data).unwrap();
+    assert_eq!(own["match_type"], "urlpattern", "{own}");
     let started = events.next().await.unwrap();
+    assert_eq!(started.event, "mercure");
     let document: Value = serde_json::from_str(&started.data).unwrap();
-    assert_eq!(document["type"], "Subscription");
-    assert_eq!(document["subscriber"], "alice");
+    assert_eq!(document["type"], "subscription");
+    // The subscriber id is the hub's, never the token's subject.
+    let subscriber = document["subscriber"].as_str().unwrap().to_owned();
+    assert!(subscriber.starts_with("urn:uuid:"), "{document}");
+    assert_ne!(subscriber, own["subscriber"].as_str().unwrap());
     assert_eq!(document["match"], "https://example.com/a");
-    assert_eq!(document["matchType"], "Exact");
+    assert_eq!(document["match_type"], "exact");
     assert_eq!(document["active"], true);
     assert_eq!(document["payload"], json!({"team": "blue"}));
     let id = document["id"].as_str().unwrap().to_owned();
     assert_eq!(
         id,
-        "/.well-known/mercure/subscriptions/Exact/https%3A%2F%2Fexample.com%2Fa/alice"
+        format!(
+            "/.well-known/mercure/subscriptions/exact/https%3A%2F%2Fexample.com%2Fa/{}",
+            subscriber.replace(':', "%3A")
+        )
     );
 
-    let list: Value = hub
-        .fetch(SUBSCRIPTIONS, Some(&watcher))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["type"], "Subscriptions");
+    let list = hub.fetch(SUBSCRIPTIONS, Some(&watcher)).await;
+    assert_eq!(list.headers()["content-type"], "application/json");
+    let etag = list.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(
+        list.headers()["link"]
+            .to_str()
+            .unwrap()
+            .contains("rel=\"mercure\"; last-event-id=")
+    );
+    let list: Value = list.json().await.unwrap();
+    assert_eq!(list["type"], "subscriptions");
+    assert_eq!(list["id"], SUBSCRIPTIONS);
     let listed: Vec<&str> = list["subscriptions"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s["subscriber"].as_str().unwrap())
         .collect();
-    assert!(listed.contains(&"alice"), "{list}");
+    assert!(listed.contains(&subscriber.as_str()), "{list}");
+    // Unchanged: 304 for the same tag.
+    let unchanged = hub
+        .http
+        .get(format!("http://{}{SUBSCRIPTIONS}", running.local_addr()))
+        .bearer_auth(&watcher)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), 304);
+    // One matcher's subscriptions, then one subscription.
+    let of_matcher: Value = hub
+        .fetch(
+            &format!("{SUBSCRIPTIONS}/exact/https%3A%2F%2Fexample.com%2Fa"),
+            Some(&watcher),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(of_matcher["subscriptions"].as_array().unwrap().len(), 1);
     let one = hub.fetch(&id, Some(&watcher)).await;
-    assert_eq!(one.headers()["content-type"], "application/ld+json");
+    assert_eq!(one.headers()["content-type"], "application/json");
     let one: Value = one.json().await.unwrap();
-    assert_eq!(one["subscriber"], "alice");
-    assert!(one["lastEventID"].is_string());
-    let gone = format!("{SUBSCRIPTIONS}/Exact/nothing/nobody");
+    assert_eq!(one["subscriber"], subscriber.as_str());
+    let gone = format!("{SUBSCRIPTIONS}/exact/nothing/nobody");
     assert_eq!(hub.fetch(&gone, Some(&watcher)).await.status(), 404);
+    let unknown_type = format!("{SUBSCRIPTIONS}/regexp/a/b");
+    assert_eq!(hub.fetch(&unknown_type, Some(&watcher)).await.status(), 400);
     // The API is authorized like a topic: the request path.
     let narrow = token(json!([grant(
         &["subscribe"],
-        &[("Exact", "https://example.com/a")]
+        &[("exact", "https://example.com/a")]
     )]));
     assert_eq!(hub.fetch(SUBSCRIPTIONS, Some(&narrow)).await.status(), 403);
     assert_eq!(hub.fetch(SUBSCRIPTIONS, None).await.status(), 401);
@@ -651,6 +972,22 @@ async fn active_subscriptions_are_published_and_listed() {
     let document: Value = serde_json::from_str(&ended.data).unwrap();
     assert_eq!(document["active"], false);
     assert_eq!(document["id"], id.as_str());
+    // Anonymous subscribers never see subscription events: they are private.
+    let mut anonymous = hub
+        .subscribe(
+            &[
+                (
+                    "match_urlpattern",
+                    "/.well-known/mercure/subscriptions/:type/:match/:sub",
+                ),
+                ("match", "end"),
+            ],
+            &[],
+        )
+        .await;
+    let _late = hub.subscribe(&[("match", "late")], &[]).await;
+    hub.publish(&[("topic", "end"), ("data", "end")]).await;
+    assert_eq!(data(&anonymous.until("end").await), ["end"]);
 }
 
 #[tokio::test]
@@ -667,7 +1004,12 @@ async fn discovery_health_and_metrics() {
         .await
         .unwrap();
     assert_eq!(metadata["resource"], AUDIENCE);
-    assert_eq!(metadata["mercure_version"], 8);
+    assert_eq!(metadata["bearer_methods_supported"], json!(["header"]));
+    assert_eq!(
+        metadata["authorization_details_types_supported"],
+        json!([DETAIL_TYPE])
+    );
+    assert_eq!(metadata["mercure_cookie"], "__Secure-mercure_access_token");
     let health = hub.fetch("/healthz", None).await;
     assert_eq!(health.status(), 200);
 
@@ -675,7 +1017,7 @@ async fn discovery_health_and_metrics() {
     hub.publish(&[("topic", "m"), ("data", "x")]).await;
     sub.next().await.unwrap();
     let _ = hub
-        .subscribe(&[("match", "m"), ("lastEventID", "unknown")], &[])
+        .subscribe(&[("match", "m"), ("last_event_id", "unknown")], &[])
         .await;
     let text = hub.fetch("/metrics", None).await.text().await.unwrap();
     for needle in [

@@ -191,7 +191,11 @@ impl AuthConfig {
     /// The issuer a token naming `iss` is verified by: the one with that
     /// identifier; in compatibility mode, failing that, the sole issuer.
     fn issuer(&self, iss: Option<&str>) -> Option<&Issuer> {
-        let named = iss.and_then(|iss| self.issuers.iter().find(|issuer| issuer.id == iss));
+        // The empty identifier (the implicit issuer) is no identifier: a
+        // token saying `"iss": ""` names no issuer.
+        let named = iss
+            .filter(|iss| !iss.is_empty())
+            .and_then(|iss| self.issuers.iter().find(|issuer| issuer.id == iss));
         match (named, &self.issuers[..]) {
             (Some(issuer), _) => Some(issuer),
             (None, [sole]) if self.compat => Some(sole),

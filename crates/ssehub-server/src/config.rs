@@ -89,7 +89,7 @@ pub struct Config {
     pub subscriber_jwt_alg: Option<Algorithm>,
 
     /// Pins the hub's resource identifier, the `aud` every token must
-    /// carry (e.g. https://hub.example/.well-known/mercure). Unset, it is
+    /// carry (e.g. `https://hub.example/.well-known/mercure`). Unset, it is
     /// derived from each request: `SCHEME://HOST/.well-known/mercure` for
     /// the host the client contacted.
     #[arg(long, env = "SSEHUB_RESOURCE_IDENTIFIER", alias = "jwt-audience")]
@@ -98,11 +98,7 @@ pub struct Config {
     /// A public URL of the hub (only its scheme and host count): requests
     /// for any other origin are answered 421 Misdirected Request. Repeat,
     /// or comma-separate in the environment variable. Unset: any host.
-    #[arg(
-        long = "public-url",
-        env = "SSEHUB_PUBLIC_URLS",
-        value_delimiter = ','
-    )]
+    #[arg(long = "public-url", env = "SSEHUB_PUBLIC_URLS", value_delimiter = ',')]
     pub public_urls: Vec<Url>,
 
     /// Let subscribers connect without a token (they get public updates only).
@@ -443,7 +439,9 @@ pub enum ConfigError {
     )]
     NoIssuer,
     /// An issuer given alone, without --jwt-key to use.
-    #[error("--issuer {0:?} has no key: add publisher=, subscriber= or key= to it, or set --jwt-key")]
+    #[error(
+        "--issuer {0:?} has no key: add publisher=, subscriber= or key= to it, or set --jwt-key"
+    )]
     IssuerWithoutKey(String),
     /// An issuer configured twice.
     #[error("--issuer {0:?} is given twice")]

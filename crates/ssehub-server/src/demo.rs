@@ -91,9 +91,5 @@ pub(crate) async fn config(State(app): State<Arc<App>>, uri: Uri, headers: Heade
         cookie_name: &app.auth.cookie_name,
         tokens,
     };
-    (
-        [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(document),
-    )
-        .into_response()
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(document)).into_response()
 }

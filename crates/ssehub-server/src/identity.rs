@@ -90,7 +90,9 @@ pub enum IdentityConfigError {
     #[error("--public-url {0:?} is not an absolute URL with a host")]
     PublicUrl(String),
     /// A resource identifier that RFC 9728 cannot carry.
-    #[error("--resource-identifier {0:?} must be an absolute URL with a host and without a fragment")]
+    #[error(
+        "--resource-identifier {0:?} must be an absolute URL with a host and without a fragment"
+    )]
     ResourceIdentifier(String),
 }
 
@@ -175,7 +177,11 @@ impl Identities {
             .filter(|h| !h.is_empty() && !h.contains(['/', '@', ' ']))
             .ok_or(IdentityError::NoHost)?;
         let host = host.to_ascii_lowercase();
-        let origin = match self.origins.iter().find(|(_, authority)| *authority == host) {
+        let origin = match self
+            .origins
+            .iter()
+            .find(|(_, authority)| *authority == host)
+        {
             Some((origin, _)) => origin.clone(),
             None if self.origins.is_empty() => format!("{}://{host}", self.scheme),
             None => return Err(IdentityError::Misdirected(host)),

@@ -42,8 +42,12 @@ async fn main() -> std::process::ExitCode {
             "development mode: demo page at http://{addr}/ ; hub at {hub}\n\
              publisher token (publish + subscribe on every topic):\n{}\n\
              subscriber token (subscribe on every topic):\n{}",
-            publisher.as_deref().unwrap_or("(none: the key cannot sign)"),
-            subscriber.as_deref().unwrap_or("(none: the key cannot sign)"),
+            publisher
+                .as_deref()
+                .unwrap_or("(none: the key cannot sign)"),
+            subscriber
+                .as_deref()
+                .unwrap_or("(none: the key cannot sign)"),
             addr = hub.local_addr(),
             hub = hub.hub_url(),
         );

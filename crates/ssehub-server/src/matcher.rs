@@ -332,7 +332,12 @@ mod tests {
             Err(TopicError::ForbiddenCharacter("matcher"))
         );
         assert_eq!(
-            Matcher::new(MatchType::UrlPattern, "https://x/(", &base(), &Limits::default()),
+            Matcher::new(
+                MatchType::UrlPattern,
+                "https://x/(",
+                &base(),
+                &Limits::default()
+            ),
             Err(TopicError::Pattern)
         );
     }

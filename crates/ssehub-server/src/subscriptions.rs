@@ -260,7 +260,10 @@ mod tests {
     #[test]
     fn topics_encode_each_variable_once_as_a_whole() {
         let subscriptions = Subscription::for_matchers(
-            &[matcher(MatchType::UrlPattern, "https://example.com/:selector")],
+            &[matcher(
+                MatchType::UrlPattern,
+                "https://example.com/:selector",
+            )],
             "urn:uuid:bb3de268",
             None,
         );
@@ -297,7 +300,11 @@ mod tests {
             "sub",
             None,
         );
-        assert_eq!(subscriptions.len(), 2, "identical matchers are one subscription");
+        assert_eq!(
+            subscriptions.len(),
+            2,
+            "identical matchers are one subscription"
+        );
         let exact: Value = serde_json::from_str(&subscriptions[0].event(true)).unwrap();
         assert_eq!(
             exact,
@@ -334,12 +341,18 @@ mod tests {
         assert_eq!(only_a["subscriptions"].as_array().unwrap().len(), 2);
         assert_eq!(only_a["id"], "/x");
         let one = registry
-            .document(&Query::One(MatchType::UrlPattern, "/b/:x".into(), "s2".into()), "/y")
+            .document(
+                &Query::One(MatchType::UrlPattern, "/b/:x".into(), "s2".into()),
+                "/y",
+            )
             .unwrap();
         assert_eq!(one["subscriber"], "s2");
         assert!(
             registry
-                .document(&Query::One(MatchType::Exact, "a".into(), "nobody".into()), "/z")
+                .document(
+                    &Query::One(MatchType::Exact, "a".into(), "nobody".into()),
+                    "/z"
+                )
                 .is_none()
         );
         registry.remove(&a);
@@ -354,12 +367,22 @@ mod tests {
         let p = |path: &str, compat| Query::parse(path, compat);
         assert_eq!(p(SUBSCRIPTIONS_PATH, false), Ok(Query::All));
         assert_eq!(
-            p("/.well-known/mercure/subscriptions/exact/https%3A%2F%2Fa%2Fb", false),
+            p(
+                "/.well-known/mercure/subscriptions/exact/https%3A%2F%2Fa%2Fb",
+                false
+            ),
             Ok(Query::Matcher(MatchType::Exact, "https://a/b".into()))
         );
         assert_eq!(
-            p("/.well-known/mercure/subscriptions/urlpattern/%2Fb%2F%3Ax/urn%3Auuid%3A1", false),
-            Ok(Query::One(MatchType::UrlPattern, "/b/:x".into(), "urn:uuid:1".into()))
+            p(
+                "/.well-known/mercure/subscriptions/urlpattern/%2Fb%2F%3Ax/urn%3Auuid%3A1",
+                false
+            ),
+            Ok(Query::One(
+                MatchType::UrlPattern,
+                "/b/:x".into(),
+                "urn:uuid:1".into()
+            ))
         );
         assert_eq!(
             p("/.well-known/mercure/subscriptions/Exact/a", false),
@@ -369,7 +392,10 @@ mod tests {
             p("/.well-known/mercure/subscriptions/exact/%FF", false),
             Err(PathError::Encoding)
         );
-        assert_eq!(p("/.well-known/mercure/subscriptions/t", false), Err(PathError::NotFound));
+        assert_eq!(
+            p("/.well-known/mercure/subscriptions/t", false),
+            Err(PathError::NotFound)
+        );
         assert_eq!(
             p("/.well-known/mercure/subscriptions/t", true),
             Ok(Query::Matcher(MatchType::LegacyTopic, "t".into()))
@@ -382,6 +408,9 @@ mod tests {
             p("/.well-known/mercure/subscriptions/exact/t", true),
             Ok(Query::Matcher(MatchType::Exact, "t".into()))
         );
-        assert_eq!(p("/.well-known/mercure/subscriptions/a/b/c/d", true), Err(PathError::NotFound));
+        assert_eq!(
+            p("/.well-known/mercure/subscriptions/a/b/c/d", true),
+            Err(PathError::NotFound)
+        );
     }
 }

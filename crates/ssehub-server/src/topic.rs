@@ -285,8 +285,19 @@ mod tests {
     #[test]
     fn forbidden_characters_are_controls_and_format_characters() {
         for bad in [
-            "\u{0}", "\n", "\r", "\u{1f}", "\u{7f}", "\u{80}", "\u{9f}", "\u{ad}", "\u{200b}",
-            "\u{200e}", "\u{2066}", "\u{feff}", "\u{e0001}",
+            "\u{0}",
+            "\n",
+            "\r",
+            "\u{1f}",
+            "\u{7f}",
+            "\u{80}",
+            "\u{9f}",
+            "\u{ad}",
+            "\u{200b}",
+            "\u{200e}",
+            "\u{2066}",
+            "\u{feff}",
+            "\u{e0001}",
         ] {
             assert!(!is_protocol_string(&format!("a{bad}b")), "{bad:?}");
         }

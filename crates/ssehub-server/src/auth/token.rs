@@ -112,7 +112,11 @@ pub(super) fn validate(
         .claims;
     let expires_at = check_registered(&claims, config.compat, audience)?;
     let (details, legacy_payload) = grants_of(&claims, config)?;
-    let subject = claims.sub.as_ref().and_then(Value::as_str).map(str::to_owned);
+    let subject = claims
+        .sub
+        .as_ref()
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     Ok(Grants::new(
         config,
         details,

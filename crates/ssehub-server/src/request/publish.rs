@@ -29,8 +29,10 @@ pub(crate) fn parse(body: &[u8], base: &Url, limits: &Limits) -> Result<NewUpdat
                 if update.topics.len() == limits.max_topics {
                     return Err(RequestError::TooManyTopics(limits.max_topics));
                 }
-                validate_topic(&value, base, limits)
-                    .map_err(|source| RequestError::Field { field: "topic", source })?;
+                validate_topic(&value, base, limits).map_err(|source| RequestError::Field {
+                    field: "topic",
+                    source,
+                })?;
                 update.topics.push(Arc::from(value));
             }
             "data" => first(&mut data, value),
@@ -67,8 +69,10 @@ fn first(slot: &mut Option<String>, value: String) {
 }
 
 fn check_id(id: String, limits: &Limits) -> Result<String, RequestError> {
-    check_text(&id, "id", limits)
-        .map_err(|source| RequestError::Field { field: "id", source })?;
+    check_text(&id, "id", limits).map_err(|source| RequestError::Field {
+        field: "id",
+        source,
+    })?;
     if id.starts_with('#') || id == ssehub::broker::EARLIEST {
         return Err(RequestError::ReservedId);
     }
@@ -76,8 +80,10 @@ fn check_id(id: String, limits: &Limits) -> Result<String, RequestError> {
 }
 
 fn check_type(kind: String, limits: &Limits) -> Result<String, RequestError> {
-    check_text(&kind, "type", limits)
-        .map_err(|source| RequestError::Field { field: "type", source })?;
+    check_text(&kind, "type", limits).map_err(|source| RequestError::Field {
+        field: "type",
+        source,
+    })?;
     if kind == RESERVED_TYPE {
         return Err(RequestError::ReservedType);
     }
@@ -132,7 +138,10 @@ mod tests {
         let u = publish("topic=a&data=1&data=2&id=&type=&retry=&id=late").unwrap();
         assert_eq!(u.data, "1");
         assert_eq!((u.id, u.event_type, u.retry), (None, None, None));
-        assert!(publish("topic=a&unknown=1&x").is_ok(), "unknown fields are ignored");
+        assert!(
+            publish("topic=a&unknown=1&x").is_ok(),
+            "unknown fields are ignored"
+        );
     }
 
     #[test]
@@ -143,13 +152,29 @@ mod tests {
         assert_eq!(refused("topic=a&id=earliest"), RequestError::ReservedId);
         assert_eq!(refused("topic=a&type=mercure"), RequestError::ReservedType);
         assert!(publish("topic=a&type=Mercure").is_ok(), "case-sensitive");
-        for body in ["topic=a&id=a%0Ab", "topic=a&id=a%00b", "topic=a&type=a%0Db", "topic=a%C2%85b", "topic=a%E2%80%8Bb"] {
+        for body in [
+            "topic=a&id=a%0Ab",
+            "topic=a&id=a%00b",
+            "topic=a&type=a%0Db",
+            "topic=a%C2%85b",
+            "topic=a%E2%80%8Bb",
+        ] {
             assert!(
-                matches!(refused(body), RequestError::Field { source: TopicError::ForbiddenCharacter(_), .. }),
+                matches!(
+                    refused(body),
+                    RequestError::Field {
+                        source: TopicError::ForbiddenCharacter(_),
+                        ..
+                    }
+                ),
                 "{body}"
             );
         }
-        for body in ["topic=a&retry=1.5", "topic=a&retry=-1", "topic=a&retry=99999999999"] {
+        for body in [
+            "topic=a&retry=1.5",
+            "topic=a&retry=-1",
+            "topic=a&retry=99999999999",
+        ] {
             assert_eq!(refused(body), RequestError::Retry, "{body}");
         }
         assert_eq!(refused("topic=%FF"), RequestError::NotUtf8);
@@ -161,7 +186,13 @@ mod tests {
         ] {
             let err = refused(reserved);
             assert!(
-                matches!(err, RequestError::Field { source: TopicError::Reserved(_), .. }),
+                matches!(
+                    err,
+                    RequestError::Field {
+                        source: TopicError::Reserved(_),
+                        ..
+                    }
+                ),
                 "{reserved}: {err}"
             );
             assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
@@ -173,9 +204,15 @@ mod tests {
         let long = format!("topic={}", "a".repeat(5000));
         assert_eq!(refused_status(&long), http::StatusCode::PAYLOAD_TOO_LARGE);
         let long_id = format!("topic=a&id={}", "a".repeat(5000));
-        assert_eq!(refused_status(&long_id), http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            refused_status(&long_id),
+            http::StatusCode::PAYLOAD_TOO_LARGE
+        );
         let many = vec!["topic=a"; 1001].join("&");
-        assert_eq!(publish(&many).unwrap_err(), RequestError::TooManyTopics(1000));
+        assert_eq!(
+            publish(&many).unwrap_err(),
+            RequestError::TooManyTopics(1000)
+        );
     }
 
     fn refused_status(body: &str) -> http::StatusCode {

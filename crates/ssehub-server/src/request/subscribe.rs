@@ -99,7 +99,9 @@ pub(crate) fn parse(
     if let Some(id) = &last_event_id
         && id.len() > rules.limits.max_pattern_len
     {
-        return Err(RequestError::LastEventIdTooLong(rules.limits.max_pattern_len));
+        return Err(RequestError::LastEventIdTooLong(
+            rules.limits.max_pattern_len,
+        ));
     }
     Ok(Subscription {
         matchers,
@@ -205,7 +207,13 @@ mod tests {
         .unwrap();
         assert_eq!(s.matchers.len(), 3);
         assert_eq!(s.last_event_id.as_deref(), Some("from-query"));
-        let body_only = subscribe_with("", Some("match=b&last_event_id=b"), &HeaderMap::new(), false).unwrap();
+        let body_only = subscribe_with(
+            "",
+            Some("match=b&last_event_id=b"),
+            &HeaderMap::new(),
+            false,
+        )
+        .unwrap();
         assert_eq!(body_only.last_event_id.as_deref(), Some("b"));
         assert!(matches!(
             subscribe_with("match=a", Some("Match=b"), &HeaderMap::new(), false),
@@ -226,7 +234,10 @@ mod tests {
         let s = subscribe_with("match=a", None, &empty, false).unwrap();
         assert_eq!(s.last_event_id.as_deref(), Some(""));
         assert_eq!(
-            subscribe("match=a&last_event_id=").unwrap().last_event_id.as_deref(),
+            subscribe("match=a&last_event_id=")
+                .unwrap()
+                .last_event_id
+                .as_deref(),
             Some("")
         );
         assert_eq!(subscribe("match=a").unwrap().last_event_id, None);

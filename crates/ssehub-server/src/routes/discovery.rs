@@ -33,7 +33,7 @@ pub(super) async fn metadata(
 ) -> Response {
     let identity = match identity(&app, "metadata", &uri, &headers) {
         Ok(identity) => identity,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let methods: &[&str] = if app.auth.compat {
         // 0.x clients may still put the token in the URL.

@@ -126,7 +126,12 @@ fn cors(origins: &[String], compat: bool) -> CorsLayer {
             header::CACHE_CONTROL,
             HeaderName::from_static("last-event-id"),
         ])
-        .expose_headers(exposed(compat).iter().map(|h| HeaderName::from_static(h)).collect::<Vec<_>>())
+        .expose_headers(
+            exposed(compat)
+                .iter()
+                .map(|h| HeaderName::from_static(h))
+                .collect::<Vec<_>>(),
+        )
         .max_age(Duration::from_secs(3600));
     if any_origin(origins) {
         return layer.allow_origin(AllowOrigin::any());
@@ -159,7 +164,10 @@ pub(crate) fn add_cors_headers(app: &App, request: &HeaderMap, response: &mut He
     }
     let expose = || HeaderValue::from_str(&exposed(app.settings.config.compat).join(",")).ok();
     if any_origin(origins) {
-        response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        response.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
     } else {
         response.append(header::VARY, HeaderValue::from_static("origin"));
         if !origins
@@ -186,18 +194,19 @@ fn link(identity: &Identity) -> HeaderValue {
 }
 
 /// The hub's identity for this request, or the refusal (`421` for a host
-/// outside the public URLs, `400` without a host).
+/// outside the public URLs, `400` without a host). The refusal is boxed:
+/// a `Response` is large and the happy path should not carry its size.
 fn identity(
     app: &App,
     endpoint: &'static str,
     uri: &Uri,
     headers: &HeaderMap,
-) -> Result<Identity, Response> {
+) -> Result<Identity, Box<Response>> {
     app.settings.identities.of(uri, headers).map_err(|err| {
         let status = err.status();
         app.core.metrics.refused(endpoint, status);
         tracing::debug!(endpoint, %status, reason = %err, "request refused");
-        (status, format!("{err}\n")).into_response()
+        Box::new((status, format!("{err}\n")).into_response())
     })
 }
 
@@ -214,7 +223,12 @@ fn refuse(app: &App, endpoint: &'static str, identity: &Identity, err: &RequestE
 }
 
 /// A refusal for the token: `401` or `403` with its challenge.
-fn refuse_auth(app: &App, endpoint: &'static str, identity: &Identity, err: &AuthError) -> Response {
+fn refuse_auth(
+    app: &App,
+    endpoint: &'static str,
+    identity: &Identity,
+    err: &AuthError,
+) -> Response {
     let response = err.response(&identity.metadata);
     app.core.metrics.refused(endpoint, response.status());
     tracing::debug!(endpoint, status = %response.status(), reason = %err, "request refused");

@@ -17,7 +17,7 @@ pub(super) fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> 
     let settings = &app.settings;
     let identity = match identity(app, ENDPOINT, uri, headers) {
         Ok(identity) => identity,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let grants = match auth::authenticate(
         &app.auth,

@@ -9,9 +9,7 @@ use axum::response::Response;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Uri};
 
-use super::{
-    App, MERCURE_LAST_EVENT_ID, identity, link, refuse, refuse_auth, shutting_down,
-};
+use super::{App, MERCURE_LAST_EVENT_ID, identity, link, refuse, refuse_auth, shutting_down};
 use crate::auth::{self, AuthError, Grants, Role, TokenSource};
 use crate::body::HubBody;
 use crate::config::Settings;
@@ -29,7 +27,7 @@ pub(crate) fn subscribe_response(
     let settings = &app.settings;
     let identity = match identity(app, ENDPOINT, uri, headers) {
         Ok(identity) => identity,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     // The token first, as the reference hub does: a request that may not
     // subscribe learns nothing of how its parameters would be read.
@@ -58,13 +56,14 @@ pub(crate) fn subscribe_response(
     let query_token = grants
         .as_ref()
         .is_some_and(|g| g.source() == TokenSource::Query);
-    let joined = match app
-        .core
-        .subscribe(request.matchers, grants, request.last_event_id.as_deref())
-    {
-        Ok(joined) => joined,
-        Err(_) => return shutting_down(),
-    };
+    let joined =
+        match app
+            .core
+            .subscribe(request.matchers, grants, request.last_event_id.as_deref())
+        {
+            Ok(joined) => joined,
+            Err(_) => return shutting_down(),
+        };
     tracing::debug!(
         client = %joined.client.id(),
         subscriber = %joined.subscriber,

@@ -22,7 +22,7 @@ pub(super) async fn handle(State(app): State<Arc<App>>, uri: Uri, headers: Heade
     const ENDPOINT: &str = "subscriptions";
     let identity = match identity(&app, ENDPOINT, &uri, &headers) {
         Ok(identity) => identity,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(active) = &app.core.active else {
         return (
@@ -64,8 +64,14 @@ pub(super) async fn handle(State(app): State<Arc<App>>, uri: Uri, headers: Heade
         "<{HUB_PATH}>; rel=\"mercure\"; last-event-id=\"{last_event_id}\"; type=\"mercure\"; content-type=\"application/json\""
     );
     let mut out = HeaderMap::new();
-    out.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("must-revalidate"));
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("must-revalidate"),
+    );
     if let Ok(link) = HeaderValue::from_str(&link) {
         out.insert(header::LINK, link);
     }

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 
@@ -15,8 +15,11 @@ import { ROOT } from './example.mjs';
 export const HUB_BIN = process.env.SSEHUB_BIN
   ?? join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug', 'ssehub');
 
-/** The resource identifier the suite's hubs are started with (`--jwt-audience`). */
-export const AUDIENCE = 'ssehub-test';
+/** The issuer the suite's hubs trust (`--issuer ISSUER --jwt-key KEY`). */
+export const ISSUER = 'https://issuer.test';
+
+/** The hub's resource identifier for a hub URL: the `aud` its tokens carry. */
+export const audienceOf = (hubUrl) => hubUrl;
 
 /** A fresh HS256 key for one run. */
 export const newKey = () => randomBytes(32).toString('hex');
@@ -109,17 +112,20 @@ export function signJwt(key, claims, header = { alg: 'HS256', typ: 'at+jwt' }) {
   return `${signingInput}.${signature}`;
 }
 
-/** Topic matcher objects of `authorization_details`. */
-export const exact = (match) => ({ match, matchType: 'Exact' });
-export const urlPattern = (match) => ({ match, matchType: 'URLPattern' });
+/** The `type` of a Mercure authorization detail (exact string). */
+export const DETAIL_TYPE = 'https://mercure.rocks/authorization-detail';
+
+/** Topic matcher objects of `authorization_details` (`match_type` is case-sensitive). */
+export const exact = (match) => ({ match, match_type: 'exact' });
+export const urlPattern = (match) => ({ match, match_type: 'urlpattern' });
 
 /**
- * One `mercure` authorization detail. `topics` entries are strings (exact,
+ * One Mercure authorization detail. `topics` entries are strings (exact,
  * or `*`) or matcher objects from `exact` / `urlPattern`.
  */
 export function grant(actions, topics, payload) {
   const detail = {
-    type: 'mercure',
+    type: DETAIL_TYPE,
     actions,
     topics: topics.map((topic) => (typeof topic === 'string' ? { match: topic } : topic)),
   };
@@ -128,22 +134,44 @@ export function grant(actions, topics, payload) {
 }
 
 /**
- * An access token for the hub: `details` is the `authorization_details`
- * array; `exp` (unix seconds) defaults to an hour from now.
+ * An access token as the reference hub's `mercure token` command mints one:
+ * header `{alg: HS256, typ: at+jwt}`, claims `iss`, `aud`, `sub`,
+ * `client_id`, `iat`, `exp` (an hour from now unless given), `jti` and the
+ * `authorization_details` array `details`; `extra` adds or overrides claims.
  */
-export function hubToken(key, details, { aud = AUDIENCE, exp, sub, header, extra = {} } = {}) {
+export function hubToken(key, details, { aud, iss = ISSUER, exp, sub, header, extra = {} } = {}) {
+  const now = Math.floor(Date.now() / 1000);
   const claims = {
-    aud,
-    exp: exp ?? Math.floor(Date.now() / 1000) + 3600,
-    ...(sub === undefined ? {} : { sub }),
+    iss,
+    ...(aud === undefined ? {} : { aud }),
+    sub: sub ?? `urn:uuid:${randomUUID()}`,
+    client_id: iss,
+    iat: now,
+    exp: exp ?? now + 3600,
+    jti: `urn:uuid:${randomUUID()}`,
     authorization_details: details,
     ...extra,
   };
   return signJwt(key, claims, header);
 }
 
+/** A token publishing on `topics` (default: all), for `options.aud`. */
 export const publisherToken = (key, topics = ['*'], options) => hubToken(key, [grant(['publish'], topics)], options);
+/** A token subscribing to `topics` (default: all), for `options.aud`. */
 export const subscriberToken = (key, topics = ['*'], options) => hubToken(key, [grant(['subscribe'], topics)], options);
+
+/**
+ * A token of the 0.x dialect (`--compat`): the `mercure` claim with
+ * `publish` / `subscribe` topic selectors (and `payload`), no `typ`,
+ * `aud` or `iss` needed.
+ */
+export function legacyToken(key, { publish, subscribe, payload, exp, extra = {} } = {}) {
+  const mercure = {};
+  if (publish !== undefined) mercure.publish = publish;
+  if (subscribe !== undefined) mercure.subscribe = subscribe;
+  if (payload !== undefined) mercure.payload = payload;
+  return signJwt(key, { mercure, ...(exp === undefined ? {} : { exp }), ...extra }, { alg: 'HS256', typ: 'JWT' });
+}
 
 // ------------------------------------------------------- inside the page
 

@@ -26,8 +26,8 @@ pub const MAX_LAST_EVENT_ID_LEN: usize = 1024;
 pub const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 /// Query parameters read, in order, when the header is absent: `lastEventId`
-/// is what EventSource polyfills send, `last_event_id` a common snake-case
-/// spelling, `lastEventID` what the Mercure protocol names.
+/// is what EventSource polyfills send, `last_event_id` what the current
+/// Mercure protocol names, `lastEventID` what Mercure 0.x named.
 pub const LAST_EVENT_ID_QUERY: [&str; 3] = ["lastEventId", "last_event_id", "lastEventID"];
 
 const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");

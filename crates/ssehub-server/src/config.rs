@@ -117,7 +117,8 @@ pub struct Config {
     /// Templates, the `mercure` token claim, tokens without `typ: at+jwt`,
     /// `aud`, `exp` or a trusted `iss`, the `authorization` query parameter
     /// and `mercureAuthorization` cookie, the `/subscriptions/{topic}`
-    /// routes and the `Last-Event-ID` response header.
+    /// routes, the `lastEventID` resume parameter and the `Last-Event-ID`
+    /// response header.
     #[arg(long, env = "SSEHUB_COMPAT")]
     pub compat: bool,
 

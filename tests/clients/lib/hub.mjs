@@ -198,6 +198,16 @@ export function legacyToken(key, { publish, subscribe, payload, exp, extra = {} 
  *   {status: 'network-error', error}.
  * - `request(url, {headers})`: GET; returns {status, headers, body}, body
  *   null for an event stream (aborted once the headers are in).
+ * - `stream(name, params, {token, method, body, headers, credentials})`:
+ *   a subscription read with fetch instead of EventSource, so that it can
+ *   send `Authorization: Bearer token` (and other `headers`) and use
+ *   another method (`QUERY` with `body`, an array of [name, value], as a
+ *   form). Its events are parsed as the SSE format says and recorded
+ *   like `subscribe`'s, so `until`, `close` and `snapshot` work on it; the
+ *   snapshot's `response` is {status, headers, body} (body: the text of a
+ *   refusal) and `retries` the `retry` fields seen. It counts one open
+ *   once a 200 event stream answers, and one error (then CLOSED) when the
+ *   stream ends.
  * - `close(name)`, `snapshot(name)`.
  */
 export function pageHelpers(hubBase) {
@@ -222,6 +232,8 @@ export function pageHelpers(hubBase) {
     errors: sub.errors.map((e) => ({ ...e })),
     readyState: sub.es.readyState,
     onError: sub.onError,
+    response: sub.response,
+    retries: sub.retries ? [...sub.retries] : undefined,
   });
   async function publish(token, fields, { credentials = 'same-origin', mode = 'cors' } = {}) {
     const body = new URLSearchParams();
@@ -279,6 +291,83 @@ export function pageHelpers(hubBase) {
           });
         }
         notify();
+      });
+      subs.set(name, sub);
+      return hubUrl(params);
+    },
+    stream(name, params, { token, method = 'GET', body, headers: extra = {}, credentials = 'same-origin' } = {}) {
+      const controller = new AbortController();
+      const es = { readyState: 0, close() { controller.abort(); this.readyState = 2; } };
+      const start = Date.now();
+      const sub = {
+        es, events: [], opens: 0, errors: [], waiters: new Set(), pending: null, onError: null,
+        response: null, retries: [],
+      };
+      const notify = () => { for (const waiter of [...sub.waiters]) waiter(); };
+      const ended = () => {
+        if (es.readyState === 2 && sub.errors.length > 0) return;
+        es.readyState = 2;
+        sub.errors.push({ readyState: 2, at: Date.now(), afterEvents: sub.events.length });
+        notify();
+      };
+      // The SSE interpretation rules (HTML, "event stream interpretation").
+      let lastEventId = '';
+      let type = '';
+      let data = null;
+      const line = (text) => {
+        if (text === '') {
+          if (data !== null) {
+            sub.events.push({ type: type || 'message', data: data.slice(0, -1), id: lastEventId, t: Date.now() - start });
+            notify();
+          }
+          data = null;
+          type = '';
+          return;
+        }
+        if (text.startsWith(':')) return;
+        const colon = text.indexOf(':');
+        const field = colon < 0 ? text : text.slice(0, colon);
+        let value = colon < 0 ? '' : text.slice(colon + 1);
+        if (value.startsWith(' ')) value = value.slice(1);
+        if (field === 'data') data = `${data ?? ''}${value}\n`;
+        else if (field === 'event') type = value;
+        else if (field === 'id' && !value.includes('\0')) lastEventId = value;
+        else if (field === 'retry' && /^[0-9]+$/.test(value)) sub.retries.push(Number(value));
+      };
+      const headers = { ...extra };
+      if (token) headers.Authorization = `Bearer ${token}`;
+      let form;
+      if (body) {
+        form = new URLSearchParams();
+        for (const [key, value] of body) form.append(key, value);
+        headers['Content-Type'] = 'application/x-www-form-urlencoded';
+      }
+      (async () => {
+        const response = await fetch(hubUrl(params), { method, headers, body: form, credentials, signal: controller.signal });
+        sub.response = { status: response.status, headers: Object.fromEntries(response.headers.entries()), body: null };
+        if (response.status !== 200 || !(response.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
+          sub.response.body = await response.text();
+          ended();
+          return;
+        }
+        es.readyState = 1;
+        sub.opens += 1;
+        notify();
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = '';
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          buffer += value;
+          // A CR at the end may be the first half of a CRLF: wait for more.
+          const lines = buffer.split(/\r\n|\r(?!$)|\n/);
+          buffer = lines.pop();
+          for (const text of lines) line(text);
+        }
+        ended();
+      })().catch((err) => {
+        sub.response ??= { status: 'network-error', headers: {}, body: String(err) };
+        ended();
       });
       subs.set(name, sub);
       return hubUrl(params);

@@ -10,7 +10,9 @@
 //! Template in compatibility mode and is refused otherwise.
 //!
 //! The resume point is the `Last-Event-ID` header, else `last_event_id`
-//! (the query's when both the query and the body have one).
+//! (the query's when both the query and the body have one), else, in
+//! compatibility mode, `lastEventID`, the 0.x spelling (0.x clients that
+//! resume with it would otherwise silently miss what they asked for).
 
 use http::HeaderMap;
 use url::Url;
@@ -24,6 +26,9 @@ const LAST_EVENT_ID: &str = "last-event-id";
 
 /// The query (or body) parameter carrying the resume point.
 const LAST_EVENT_ID_PARAM: &str = "last_event_id";
+
+/// The 0.x spelling of [`LAST_EVENT_ID_PARAM`], read in compatibility mode.
+const LEGACY_LAST_EVENT_ID_PARAM: &str = "lastEventID";
 
 /// What a subscription asks for.
 #[derive(Debug)]
@@ -60,6 +65,7 @@ pub(crate) fn parse(
     }
     let mut matchers = Vec::new();
     let mut last_event_id = None;
+    let mut legacy_last_event_id = None;
     for (name, value) in pairs {
         let (kind, param) = match name.as_str() {
             "match" => (MatchType::Exact, "match"),
@@ -69,6 +75,10 @@ pub(crate) fn parse(
             "topic" => return Err(RequestError::UnknownMatcher(name)),
             LAST_EVENT_ID_PARAM => {
                 last_event_id.get_or_insert(value);
+                continue;
+            }
+            LEGACY_LAST_EVENT_ID_PARAM if rules.compat => {
+                legacy_last_event_id.get_or_insert(value);
                 continue;
             }
             other if is_match_namespace(other) => {
@@ -90,7 +100,7 @@ pub(crate) fn parse(
         // Browsers send back the bytes they received: decode, never refuse.
         String::from_utf8_lossy(value.as_bytes()).into_owned()
     });
-    let last_event_id = match (header, last_event_id) {
+    let last_event_id = match (header, last_event_id.or(legacy_last_event_id)) {
         (Some(id), _) if !id.is_empty() => Some(id),
         (_, Some(id)) if !id.is_empty() => Some(id),
         // Both empty or absent: an empty one still asks where it resumes.
@@ -194,6 +204,23 @@ mod tests {
         ));
         let s = subscribe_with("topic=a%2F%7Bid%7D", None, &HeaderMap::new(), true).unwrap();
         assert_eq!(s.matchers[0].kind(), MatchType::LegacyTopic);
+    }
+
+    #[test]
+    fn the_0x_resume_parameter_needs_compatibility_mode_and_yields_to_the_current_one() {
+        let headers = HeaderMap::new();
+        let modern = subscribe_with("match=a&lastEventID=old", None, &headers, false).unwrap();
+        assert_eq!(modern.last_event_id, None);
+        let compat = subscribe_with("match=a&lastEventID=old", None, &headers, true).unwrap();
+        assert_eq!(compat.last_event_id.as_deref(), Some("old"));
+        let both = subscribe_with(
+            "match=a&lastEventID=old&last_event_id=new",
+            None,
+            &headers,
+            true,
+        )
+        .unwrap();
+        assert_eq!(both.last_event_id.as_deref(), Some("new"));
     }
 
     #[test]

@@ -102,12 +102,19 @@ async fn hub_endpoint(
     }
 }
 
-/// Response headers a cross-origin page may read.
+/// Response headers a cross-origin page may read: discovery, the resume
+/// point, and the RFC 6750 challenge (so an app on another origin can tell
+/// an expired token from a missing grant and find the metadata).
 fn exposed(compat: bool) -> &'static [&'static str] {
     if compat {
-        &["link", "mercure-last-event-id", "last-event-id"]
+        &[
+            "link",
+            "mercure-last-event-id",
+            "www-authenticate",
+            "last-event-id",
+        ]
     } else {
-        &["link", "mercure-last-event-id"]
+        &["link", "mercure-last-event-id", "www-authenticate"]
     }
 }
 

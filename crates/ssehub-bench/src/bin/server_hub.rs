@@ -3,8 +3,8 @@
 //! (one worker when pinned with `taskset -c 0`), as the other servers run.
 //!
 //! The hub is configured as a deployment would be for public updates:
-//! anonymous subscribers, a random HS256 key (nothing in the benchmark
-//! uses a token), the keep-alive and write timeout of the other servers
+//! anonymous subscribers, one trusted issuer with a random HS256 key
+//! (nothing in the benchmark uses a token), the keep-alive and write timeout of the other servers
 //! (15 s, 10 s), history and client buffers at the hub's defaults. Its
 //! subscribers connect with `GET /.well-known/mercure?match=T` (the load
 //! generator's `--path`); its own routes own `--addr`, so the benchmark's
@@ -51,6 +51,9 @@ fn main() -> io::Result<()> {
         "ssehub".to_owned(),
         "--listen".to_owned(),
         addr.to_string(),
+        // A key belongs to a trusted issuer; nothing here presents a token.
+        "--issuer".to_owned(),
+        "https://bench.invalid".to_owned(),
         "--jwt-key".to_owned(),
         random_key()?,
         "--anonymous".to_owned(),

@@ -36,6 +36,7 @@ pub mod error;
 pub mod event;
 mod http;
 pub mod io;
+pub mod journal;
 pub mod parse;
 #[cfg(feature = "server")]
 pub mod server;

@@ -9,8 +9,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use ssehub::SseBody;
 
-use crate::history::parse_id;
 use crate::hub::Membership;
+use crate::metrics::ring_key;
+use crate::update::parse_generated;
 
 pin_project_lite::pin_project! {
     /// Streams the broker's body and, when dropped (the client left or
@@ -40,10 +41,10 @@ impl Body for HubBody {
         let polled = this.inner.poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
-            && let Some(seq) = first_generated_seq(data, this.membership.core().epoch())
+            && let Some(key) = first_generated_key(data)
         {
             // The oldest update of the chunk: the latency that matters.
-            this.membership.core().metrics.written(seq, 1);
+            this.membership.core().metrics.written(key, 1);
         }
         polled
     }
@@ -57,9 +58,9 @@ impl Body for HubBody {
     }
 }
 
-/// The sequence number in the first hub-generated `id:` line of `chunk`.
-/// Updates with publisher-chosen ids are not timed.
-pub(crate) fn first_generated_seq(chunk: &[u8], epoch: u32) -> Option<u64> {
+/// The ring key of the position in the first hub-generated `id:` line of
+/// `chunk`. Updates with publisher-chosen ids are not timed.
+pub(crate) fn first_generated_key(chunk: &[u8]) -> Option<u64> {
     const FIELD: &[u8] = b"id: #";
     let start = chunk.windows(FIELD.len()).position(|w| w == FIELD)?;
     // Only at a line start: `id: #` inside data is not a field.
@@ -68,7 +69,7 @@ pub(crate) fn first_generated_seq(chunk: &[u8], epoch: u32) -> Option<u64> {
     }
     let value = &chunk[start + FIELD.len() - 1..];
     let end = value.iter().position(|&b| b == b'\n')?;
-    parse_id(epoch, std::str::from_utf8(&value[..end]).ok()?)
+    parse_generated(std::str::from_utf8(&value[..end]).ok()?).map(ring_key)
 }
 
 #[cfg(test)]
@@ -78,9 +79,9 @@ mod tests {
     #[test]
     fn finds_the_first_generated_id_at_a_line_start() {
         let chunk = b"event: x\nid: #0000000a-17\ndata: y\n\nid: #0000000a-18\ndata: z\n\n";
-        assert_eq!(first_generated_seq(chunk, 10), Some(17));
-        assert_eq!(first_generated_seq(chunk, 11), None);
-        assert_eq!(first_generated_seq(b"data: id: #0000000a-1\n\n", 10), None);
-        assert_eq!(first_generated_seq(b":\n\n", 10), None);
+        assert_eq!(first_generated_key(chunk), Some(17));
+        assert_eq!(first_generated_key(b"data: id: #0000000a-1\n\n"), None);
+        assert_eq!(first_generated_key(b"id: urn:x\ndata: y\n\n"), None);
+        assert_eq!(first_generated_key(b":\n\n"), None);
     }
 }

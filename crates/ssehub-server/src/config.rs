@@ -165,6 +165,23 @@ pub struct Config {
     #[arg(long, env = "SSEHUB_HISTORY_AGE", default_value = "15m", value_parser = humantime::parse_duration)]
     pub history_age: Duration,
 
+    /// Where updates are logged and shared: `memory` (this process alone)
+    /// or a Redis server, `redis://[[user]:password@]host[:port][/db]`
+    /// (`rediss://` for TLS, `redis+unix:///path` for a socket), so that
+    /// every hub on it acts as one. History bounds apply to either.
+    #[arg(long, env = "SSEHUB_TRANSPORT", default_value = "memory", value_parser = parse_transport)]
+    pub transport: Transport,
+
+    /// The Redis stream that holds the log, and the prefix of the hub's
+    /// other Redis keys. Hubs sharing it act as one.
+    #[arg(long, env = "SSEHUB_TRANSPORT_STREAM", default_value = "ssehub")]
+    pub transport_stream: String,
+
+    /// A PEM CA certificate to trust for `rediss://` instead of the
+    /// system's roots.
+    #[arg(long, env = "SSEHUB_TRANSPORT_TLS_CA")]
+    pub transport_tls_ca: Option<PathBuf>,
+
     /// Keep-alive comment interval on idle streams.
     #[arg(long, env = "SSEHUB_KEEP_ALIVE", default_value = "15s", value_parser = humantime::parse_duration)]
     pub keep_alive: Duration,
@@ -280,6 +297,80 @@ fn parse_alg(value: &str) -> Result<Algorithm, String> {
     value
         .parse::<Algorithm>()
         .map_err(|_| format!("unknown JWT algorithm {value:?}"))
+}
+
+/// Where the hub's log lives.
+///
+/// ```
+/// use ssehub_server::config::Transport;
+///
+/// assert_eq!("memory".parse::<Transport>(), Ok(Transport::Memory));
+/// let redis: Transport = "redis://:secret@10.0.0.5:6379/0".parse().unwrap();
+/// assert!(matches!(redis, Transport::Redis(_)));
+/// assert!(!format!("{redis:?}").contains("secret"));
+/// assert!("http://10.0.0.5".parse::<Transport>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// In this process only.
+    Memory,
+    /// A Redis server, by URL.
+    Redis(String),
+}
+
+impl FromStr for Transport {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value == "memory" {
+            return Ok(Self::Memory);
+        }
+        let scheme = value.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("redis" | "rediss" | "redis+unix" | "unix") => {
+                redis_url_check(value)?;
+                Ok(Self::Redis(value.to_owned()))
+            }
+            _ => Err(format!(
+                "{:?} is neither `memory` nor a redis://, rediss:// or redis+unix:// URL",
+                redact(value)
+            )),
+        }
+    }
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::Redis(url) => f.debug_tuple("Redis").field(&redact(url)).finish(),
+        }
+    }
+}
+
+fn redis_url_check(value: &str) -> Result<(), String> {
+    let url = Url::parse(value).map_err(|err| format!("{:?}: {err}", redact(value)))?;
+    let unix = matches!(url.scheme(), "redis+unix" | "unix");
+    if unix && url.path().is_empty() || !unix && url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{:?} names no Redis server", redact(value)));
+    }
+    Ok(())
+}
+
+/// `url` with its user information (which holds the password) hidden.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+fn parse_transport(value: &str) -> Result<Transport, String> {
+    value.parse()
 }
 
 fn parse_fraction(value: &str) -> Result<f64, String> {
@@ -458,6 +549,9 @@ pub enum ConfigError {
     /// A limit that would refuse everything.
     #[error("--{0} must be at least 1")]
     ZeroLimit(&'static str),
+    /// The log's transport cannot work as configured.
+    #[error("{0}")]
+    Transport(String),
 }
 
 /// What the hub runs with, derived from [`Config`] once the listener's

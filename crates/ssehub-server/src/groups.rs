@@ -18,8 +18,8 @@ use ssehub::broker::Channel;
 use url::Url;
 
 use crate::auth::Grants;
-use crate::history::Update;
 use crate::matcher::{MatchType, Matcher};
+use crate::update::Update;
 
 /// Topics whose scan-group matches are remembered at once.
 const CACHE_TOPICS: usize = 4096;
@@ -47,24 +47,23 @@ pub(crate) fn key_of(matchers: &[Matcher]) -> MatcherKey {
     key
 }
 
-/// Subscribers with one [`GroupKey`].
-#[derive(Debug)]
-pub(crate) struct Group {
+/// What a subscriber receives: its matchers, and its token's reads.
+#[derive(Debug, Clone)]
+pub(crate) struct Selector {
     pub matchers: Vec<Matcher>,
-    /// A member's grants: all members' grant the same reads.
+    /// The token's grants; `None` for an anonymous subscriber.
     pub grants: Option<Grants>,
-    pub channel: Channel,
 }
 
-impl Group {
-    /// Whether one of the group's matchers selects one of `topics`.
+impl Selector {
+    /// Whether one of the matchers selects one of `topics`.
     pub fn selects(&self, topics: &[Arc<str>], base: &Url) -> bool {
         topics
             .iter()
             .any(|t| self.matchers.iter().any(|m| m.matches(t, base)))
     }
 
-    /// Whether the group may read `update`: public, or private with a
+    /// Whether the subscriber may read `update`: public, or private with a
     /// token granting `subscribe` on one of its topics.
     pub fn may_read(&self, update: &Update) -> bool {
         !update.private
@@ -74,7 +73,7 @@ impl Group {
                 .is_some_and(|g| update.topics.iter().any(|t| g.can_subscribe(t)))
     }
 
-    /// Whether the group receives `update`.
+    /// Whether the subscriber receives `update`.
     pub fn sees(&self, update: &Update, base: &Url) -> bool {
         self.may_read(update) && self.selects(&update.topics, base)
     }
@@ -82,6 +81,14 @@ impl Group {
     fn exact_only(&self) -> bool {
         self.matchers.iter().all(|m| m.exact().is_some())
     }
+}
+
+/// Subscribers with one [`GroupKey`]: one selector (all members' tokens
+/// grant the same reads), one channel.
+#[derive(Debug)]
+pub(crate) struct Group {
+    pub selector: Selector,
+    pub channel: Channel,
 }
 
 #[derive(Debug, Default)]
@@ -107,8 +114,8 @@ impl Groups {
         }
         self.next += 1;
         let group = Arc::new(create(format!("group-{}", self.next))?);
-        if group.exact_only() {
-            for m in &group.matchers {
+        if group.selector.exact_only() {
+            for m in &group.selector.matchers {
                 if let Some(topic) = m.exact() {
                     self.exact
                         .entry(topic.into())
@@ -132,8 +139,8 @@ impl Groups {
             return None;
         }
         let (group, _) = self.by_key.remove(key)?;
-        if group.exact_only() {
-            for m in &group.matchers {
+        if group.selector.exact_only() {
+            for m in &group.selector.matchers {
                 if let Some(topic) = m.exact()
                     && let Some(list) = self.exact.get_mut(topic)
                 {
@@ -167,7 +174,7 @@ impl Groups {
         }
         found
             .into_iter()
-            .filter(|g| g.may_read(update))
+            .filter(|g| g.selector.may_read(update))
             .map(|g| g.channel.clone())
             .collect()
     }
@@ -181,7 +188,7 @@ impl Groups {
         let hit: Arc<[Arc<Group>]> = self
             .scan
             .iter()
-            .filter(|g| g.selects(topics, base))
+            .filter(|g| g.selector.selects(topics, base))
             .cloned()
             .collect();
         if self.cache.len() >= CACHE_TOPICS {

@@ -1,37 +1,65 @@
-//! The hub core: publishing an update, joining a subscriber to its group,
-//! replaying history on reconnection, leaving.
+//! The hub core: publishing an update to the log, fanning out what the log
+//! delivers, joining a subscriber (with its replay) and leaving.
 //!
-//! One mutex (`state`) orders everything that must not interleave: a
-//! publish (sequence number, history, group appends) and a subscriber's
-//! join (group membership, replay). A joining subscriber therefore gets
-//! exactly the updates after its `Last-Event-ID` from history and every
-//! later one live, with no gap and no duplicate, while publishers publish.
+//! # One log
+//!
+//! A publish only appends to the log ([`Journal`]) and answers once the log
+//! stored the update. Every node follows the log in order — its own
+//! updates like any other node's — and fans each update out to its local
+//! groups, so every subscriber on every node sees one total order. The
+//! log's retained tail is the history; a hub-generated id is a position in
+//! it (`#` and the [`JournalId`]).
+//!
+//! # Joining without a gap or a duplicate
+//!
+//! A resuming subscriber first reads what it missed from the log (no lock
+//! held; for Redis, `XRANGE` pages), then takes the `state` lock, which the
+//! follower also takes for every update it delivers. Under it, the node's
+//! short window of recent updates ([`Recent`]) bridges the position the
+//! read reached to the node's head; the subscriber joins its group and gets
+//! its replay before any live update can reach it. When the read got ahead
+//! of this node's follower, the join waits for the follower to catch up;
+//! when the follower ran past the window meanwhile, the log is read again.
+//!
 //! The lock is held for map lookups and pointer moves; the fan-out to
-//! sockets happens in the broker, outside it.
+//! sockets happens in the broker. Lock order: the log's (a memory log calls
+//! its follower under its own lock), then `state`, then the broker's.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ssehub::broker::{Broker, BrokerConfig, Client, HistoryConfig, OverflowPolicy};
-use ssehub::{BrokerError, Event, SseBody};
-use tokio::time::Instant;
+use ssehub::broker::{Broker, BrokerConfig, Client, GAP_EVENT, HistoryConfig, OverflowPolicy};
+use ssehub::journal::{
+    FollowState, Follower, Following, Journal, JournalError, JournalId, Record, ReplayFrom,
+};
+use ssehub::{BrokerError, Event, EventError, SseBody};
+use tokio::sync::{Notify, mpsc};
 use url::Url;
 
 use crate::auth::Grants;
-use crate::body::first_generated_seq;
-use crate::groups::{Group, GroupKey, Groups, key_of};
-use crate::history::{Bounds, History, Resume, Update, format_id};
+use crate::body::first_generated_key;
+use crate::groups::{Group, GroupKey, Groups, Selector, key_of};
 use crate::matcher::Matcher;
-use crate::metrics::{Metrics, ReplayLabels};
+use crate::metrics::{Metrics, ReplayLabels, ring_key};
+use crate::recent::Recent;
 use crate::request::publish::RESERVED_TYPE;
 use crate::subscriptions::{ActiveSubscriptions, Subscription};
 use crate::sync::lock;
+use crate::update::{self, Update, now_us, parse_generated};
 
 /// The `Mercure-Last-Event-ID` response value when the resume point is not
 /// (or no longer) known, or everything was asked for.
 pub(crate) const EARLIEST: &str = ssehub::broker::EARLIEST;
+
+/// Records read from the log per replay page.
+const PAGE: usize = 1000;
+
+/// How long a join waits for this node's follower to reach a position the
+/// log already showed it, before answering `503`.
+const CATCH_UP: Duration = Duration::from_secs(3);
 
 /// An update as a publisher asked for it, validated.
 #[derive(Debug, Clone, Default)]
@@ -45,14 +73,54 @@ pub(crate) struct NewUpdate {
 }
 
 /// How the hub's core is tuned.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct CoreConfig {
     pub base: Url,
-    pub history: Bounds,
     pub keep_alive: Duration,
     pub client_buffer: usize,
     pub client_buffer_bytes: usize,
-    pub subscriptions: bool,
+    /// Recent updates kept to bridge replays to live delivery.
+    pub window: usize,
+    /// Publisher-chosen ids whose positions are remembered.
+    pub caller_ids: usize,
+    pub subscriptions: Option<ActiveSubscriptions>,
+}
+
+/// Why a publish was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PublishError {
+    /// The hub is shutting down.
+    #[error("the hub is shutting down")]
+    Closed,
+    /// A field cannot be encoded as SSE (the request parser refuses those
+    /// first).
+    #[error(transparent)]
+    Invalid(#[from] EventError),
+    /// The log did not store it.
+    #[error(transparent)]
+    Log(#[from] JournalError),
+}
+
+/// Why a subscriber could not join.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JoinError {
+    /// The hub is shutting down.
+    #[error("the hub is shutting down")]
+    Closed,
+    /// Its replay could not be read from the log.
+    #[error(transparent)]
+    Log(#[from] JournalError),
+    /// This node's follower did not reach the replay's end in time (its
+    /// log's engine is slow or unreachable).
+    #[error("this node is catching up with the log")]
+    Lagging,
+}
+
+impl From<BrokerError> for JoinError {
+    fn from(_: BrokerError) -> Self {
+        // The broker refuses new clients only once it is closed.
+        Self::Closed
+    }
 }
 
 /// State shared by every request.
@@ -62,8 +130,16 @@ pub(crate) struct Core {
     pub base: Url,
     pub metrics: Metrics,
     pub active: Option<ActiveSubscriptions>,
-    epoch: u32,
+    journal: Arc<dyn Journal>,
     state: Mutex<State>,
+    /// Woken when the follower delivered updates.
+    advanced: Notify,
+    /// The follower reads the log live.
+    live: AtomicBool,
+    following: Mutex<Option<Following>>,
+    /// Subscription events, published one after the other in the order
+    /// subscribers came and went.
+    announcements: mpsc::UnboundedSender<NewUpdate>,
     groups: Arc<AtomicUsize>,
     replay_events: usize,
     replay_bytes: usize,
@@ -71,9 +147,7 @@ pub(crate) struct Core {
 
 #[derive(Debug)]
 struct State {
-    next_seq: u64,
-    last_id: Option<Arc<str>>,
-    history: History,
+    recent: Recent,
     groups: Groups,
 }
 
@@ -98,20 +172,55 @@ pub(crate) struct Membership {
     subscriptions: Vec<Subscription>,
 }
 
+/// What a resuming subscriber gets before going live.
+struct Replay {
+    /// The requested id, when it is known and nothing after it was lost.
+    exact: bool,
+    /// Updates after the requested id were lost (or it is unknown).
+    gap: bool,
+    /// Visible updates, oldest first, at most a client buffer's worth.
+    updates: VecDeque<Arc<Update>>,
+    bytes: usize,
+}
+
+/// How far a replay has read.
+#[derive(Debug, Clone, Copy)]
+enum Cursor {
+    /// The log must be read from here.
+    Read(ReplayFrom),
+    /// Read up to this position (`None`: the log was empty). `seen` says
+    /// the log showed it, so this node's follower will deliver it.
+    At {
+        position: Option<JournalId>,
+        seen: bool,
+    },
+}
+
 impl Core {
-    pub fn new(config: &CoreConfig) -> Arc<Self> {
-        Arc::new_cyclic(|core: &Weak<Core>| Self::with_self(config, core.clone()))
+    /// A hub core on `journal`; call [`start`](Self::start) to follow it.
+    pub fn new(config: CoreConfig, journal: Arc<dyn Journal>) -> Arc<Self> {
+        let (announcements, queue) = mpsc::unbounded_channel();
+        let core = Arc::new_cyclic(|core: &Weak<Core>| {
+            Self::with_self(config, journal, announcements, core.clone())
+        });
+        tokio::spawn(announce(Arc::downgrade(&core), queue));
+        core
     }
 
-    fn with_self(config: &CoreConfig, core: Weak<Core>) -> Self {
+    fn with_self(
+        config: CoreConfig,
+        journal: Arc<dyn Journal>,
+        announcements: mpsc::UnboundedSender<NewUpdate>,
+        core: Weak<Core>,
+    ) -> Self {
         let broker = Broker::with_config(
             BrokerConfig::default()
                 .keep_alive(Some(config.keep_alive))
                 .client_buffer_events(config.client_buffer)
                 .client_buffer_bytes(config.client_buffer_bytes)
                 .overflow(OverflowPolicy::Disconnect)
-                // The hub keeps its own history (filtered per subscriber)
-                // and writes its own ids into each frame.
+                // The log is the history (filtered per subscriber), and
+                // each frame carries the hub's own id.
                 .history(HistoryConfig::disabled())
                 .generate_ids(false)
                 // Updates the broker's writer puts straight on sleeping
@@ -119,26 +228,27 @@ impl Core {
                 // are timed here.
                 .on_direct_write(move |frame, count| {
                     if let Some(core) = core.upgrade()
-                        && let Some(seq) = first_generated_seq(frame, core.epoch)
+                        && let Some(key) = first_generated_key(frame)
                     {
-                        core.metrics.written(seq, count);
+                        core.metrics.written(key, count);
                     }
                 }),
         );
         let groups = Arc::new(AtomicUsize::new(0));
-        let epoch = new_epoch();
         Self {
             metrics: Metrics::new(broker.clone(), groups.clone()),
             broker,
-            base: config.base.clone(),
-            active: config.subscriptions.then(ActiveSubscriptions::default),
-            epoch,
+            base: config.base,
+            active: config.subscriptions,
+            journal,
             state: Mutex::new(State {
-                next_seq: 1,
-                last_id: None,
-                history: History::new(config.history, epoch),
+                recent: Recent::new(config.window, config.caller_ids),
                 groups: Groups::default(),
             }),
+            advanced: Notify::new(),
+            live: AtomicBool::new(false),
+            following: Mutex::new(None),
+            announcements,
             groups,
             // Leave room for live updates behind a full replay.
             replay_events: config
@@ -149,67 +259,96 @@ impl Core {
         }
     }
 
-    /// The hub's epoch, part of every generated id.
-    pub fn epoch(&self) -> u32 {
-        self.epoch
+    /// Learns the publisher ids of the log's retained updates, then follows
+    /// the log from its head. While the log cannot be read, retries in the
+    /// background (the node is not ready meanwhile).
+    pub async fn start(self: &Arc<Self>) {
+        if let Err(err) = self.try_start().await {
+            tracing::warn!(%err, "the log cannot be read yet; retrying");
+            let core = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut delay = Duration::from_millis(100);
+                loop {
+                    tokio::time::sleep(delay).await;
+                    let Some(core) = core.upgrade() else { return };
+                    if core.broker.is_closed() || core.try_start().await.is_ok() {
+                        return;
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            });
+        }
     }
 
-    /// The id of the last update published, or `earliest`.
+    async fn try_start(self: &Arc<Self>) -> Result<(), JournalError> {
+        let head = self.index_retained().await?;
+        let follower = Arc::new(HubFollower(Arc::downgrade(self)));
+        *lock(&self.following) = Some(self.journal.follow(head, follower));
+        Ok(())
+    }
+
+    /// Reads the retained log once, for the positions of publisher ids;
+    /// returns its head.
+    async fn index_retained(&self) -> Result<Option<JournalId>, JournalError> {
+        let mut from = ReplayFrom::Earliest;
+        loop {
+            let page = self.journal.replay(from, PAGE).await?;
+            let mut state = lock(&self.state);
+            for record in &page.records {
+                if let Ok(update) = update::decode(record)
+                    && update.caller_id
+                {
+                    state.recent.remember(update.id.clone(), update.position);
+                }
+            }
+            if let Some(last) = page.records.last()
+                && page.head == Some(last.id)
+                && let Ok(update) = update::decode(last)
+            {
+                state.recent.set_head(last.id, update.id);
+            }
+            drop(state);
+            match page.next_page() {
+                Some(next) => from = next,
+                None => return Ok(page.head),
+            }
+        }
+    }
+
+    /// The id of the last update this node delivered, or `earliest`.
     pub fn last_event_id(&self) -> String {
         lock(&self.state)
-            .last_id
-            .as_deref()
-            .unwrap_or(EARLIEST)
+            .recent
+            .head_id()
+            .map_or(EARLIEST, |id| &**id)
             .to_owned()
     }
 
-    /// Publishes an update; returns its id.
+    /// Whether this node can take publishes and serve subscribers now:
+    /// following the log live, and the log's engine answering.
+    pub async fn ready(&self) -> Result<(), JournalError> {
+        if !self.live.load(Ordering::Acquire) {
+            return Err(JournalError::unavailable(
+                "this node is not following the log",
+            ));
+        }
+        self.journal.ready().await
+    }
+
+    /// Publishes an update; returns its id once the log stored it.
     ///
     /// # Errors
-    /// [`BrokerError::Closed`] while shutting down; [`BrokerError::Invalid`]
-    /// if a field cannot be encoded (the request parser refuses those
-    /// first).
-    pub fn publish(&self, new: NewUpdate) -> Result<Arc<str>, BrokerError> {
+    /// [`PublishError::Closed`] while shutting down, `Log` when the log did
+    /// not acknowledge it, `Invalid` if a field cannot be encoded.
+    pub async fn publish(&self, new: NewUpdate) -> Result<Arc<str>, PublishError> {
         if self.broker.is_closed() {
-            return Err(BrokerError::Closed);
+            return Err(PublishError::Closed);
         }
-        let mut state = lock(&self.state);
-        let seq = state.next_seq;
-        let caller_id = new.id.is_some();
-        let id: Arc<str> = match new.id {
-            Some(id) => id.into(),
-            None => format_id(self.epoch, seq).into(),
-        };
-        let mut event = Event::new(new.data).with_id(&*id);
-        if let Some(kind) = new.event_type {
-            event = event.with_event(kind);
-        }
-        if let Some(retry) = new.retry {
-            event = event.with_retry(retry);
-        }
-        let frame: Bytes = event.encode()?;
-        let at = Instant::now();
-        let update = Update {
-            seq,
-            id: id.clone(),
-            topics: new.topics.into(),
-            private: new.private,
-            frame,
-            at,
-        };
-        let channels = state.groups.targets(&update, &self.base);
-        if !channels.is_empty() {
-            // Groups leave under this lock, so their channels exist.
-            self.broker
-                .publish_frame_to(&channels, update.frame.clone())?;
-        }
-        state.next_seq = seq + 1;
-        state.last_id = Some(id.clone());
-        state.history.push(update, caller_id);
-        drop(state);
+        let caller_id = new.id.clone();
+        let record = update::encode(new, now_us())?;
+        let position = self.journal.append(record).await?;
         self.metrics.published.inc();
-        self.metrics.published_at(seq, at);
-        Ok(id)
+        Ok(caller_id.map_or_else(|| update::generated_id(position).into(), Arc::from))
     }
 
     /// Joins a subscriber: its group, its replay, its active subscriptions.
@@ -217,15 +356,18 @@ impl Core {
     /// can neither choose nor forge it, and it tells nothing of the token.
     ///
     /// # Errors
-    /// [`BrokerError::Closed`] while shutting down.
-    pub fn subscribe(
+    /// [`JoinError::Closed`] while shutting down; `Log` or `Lagging` when
+    /// its replay cannot be read now.
+    pub async fn subscribe(
         self: &Arc<Self>,
         matchers: Vec<Matcher>,
         grants: Option<Grants>,
         last_event_id: Option<&str>,
-    ) -> Result<Joined, BrokerError> {
+    ) -> Result<Joined, JoinError> {
+        if self.broker.is_closed() {
+            return Err(JoinError::Closed);
+        }
         let subscriber = uuid::Uuid::new_v4().urn().to_string();
-        let (client, body) = self.broker.connect(None)?;
         let count = matchers.len() as i64;
         let key = GroupKey {
             matchers: key_of(&matchers),
@@ -236,21 +378,30 @@ impl Core {
             .as_ref()
             .map(|_| Subscription::for_matchers(&matchers, &subscriber, grants.as_ref()))
             .unwrap_or_default();
-        let mut state = lock(&self.state);
-        let group = state.groups.join(key.clone(), |name| {
-            Ok::<_, BrokerError>(Group {
-                channel: self.broker.channel(&name)?,
-                matchers,
-                grants,
-            })
-        })?;
-        self.groups.store(state.groups.len(), Ordering::Relaxed);
-        if let Err(err) = client.subscribe(group.channel.name()) {
-            self.leave_locked(&mut state, &key);
-            return Err(err);
-        }
-        let response_id = last_event_id.map(|id| self.replay(&state, &group, &client, id));
-        drop(state);
+        let selector = Selector { matchers, grants };
+        let mut replay = Replay {
+            exact: false,
+            gap: false,
+            updates: VecDeque::new(),
+            bytes: 0,
+        };
+        let mut cursor = last_event_id.map(|id| self.resume_point(id, &mut replay));
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        let (client, body, response_id) = loop {
+            if let Some(Cursor::Read(from)) = cursor {
+                cursor = Some(self.read_log(from, &selector, &mut replay).await?);
+            }
+            let notified = self.advanced.notified();
+            match self.attempt(cursor, &key, &selector, &mut replay, last_event_id)? {
+                Attempt::Joined(client, body, response_id) => break (client, body, response_id),
+                Attempt::Read(from) => cursor = Some(Cursor::Read(from)),
+                Attempt::Wait => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(JoinError::Lagging);
+                    }
+                }
+            }
+        };
         self.metrics.connections.inc();
         self.metrics.subscriptions.inc_by(count);
         let membership = Membership {
@@ -269,45 +420,210 @@ impl Core {
         })
     }
 
-    /// Sends `group`'s share of history after `last_event_id` to `client`;
-    /// returns the `Mercure-Last-Event-ID` response value: the requested id
-    /// when everything after it was still retained (the subscriber lost
-    /// nothing), else `earliest` (it asked for everything, or its id is
-    /// unknown or too old: it should re-fetch).
-    fn replay(&self, state: &State, group: &Group, client: &Client, last_event_id: &str) -> String {
-        let after = match state.history.resume(last_event_id, state.next_seq) {
-            Resume::After(seq) => Some(seq),
-            Resume::Earliest => None,
-            Resume::Unknown => {
-                self.count_replay("miss");
-                return EARLIEST.to_owned();
+    /// Under the lock: bridges the replay read so far to this node's live
+    /// delivery and joins, sending the replay before anything else can
+    /// reach the subscriber — or says what to do first.
+    fn attempt(
+        &self,
+        cursor: Option<Cursor>,
+        key: &GroupKey,
+        selector: &Selector,
+        replay: &mut Replay,
+        last_event_id: Option<&str>,
+    ) -> Result<Attempt, JoinError> {
+        let mut state = lock(&self.state);
+        match cursor {
+            None | Some(Cursor::Read(_)) => {}
+            Some(Cursor::At { position, seen }) => {
+                match self.bridge(&state, position, seen, selector, replay) {
+                    Bridge::Done => {}
+                    Bridge::Wait => return Ok(Attempt::Wait),
+                    Bridge::Read(from) => return Ok(Attempt::Read(from)),
+                }
             }
-        };
-        // The newest visible updates that fit the client's buffer.
-        let mut frames: Vec<&Update> = Vec::new();
-        let (mut bytes, mut truncated) = (0, false);
-        for update in state.history.since(after).rev() {
-            if !group.sees(update, &self.base) {
+        }
+        let (client, body) = self.broker.connect(None)?;
+        if let Err(err) = self.join(&mut state, key.clone(), selector.clone(), &client) {
+            client.close();
+            return Err(err);
+        }
+        let response_id = last_event_id.map(|requested| {
+            if replay.gap {
+                self.count_replay("miss");
+                let _ = client.send_frame(gap_frame(Some(requested)));
+            } else {
+                self.count_replay(if replay.exact { "hit" } else { "earliest" });
+            }
+            self.metrics.replayed.inc_by(replay.updates.len() as u64);
+            for update in &replay.updates {
+                // The buffer was sized for this, so it cannot overflow; a
+                // client that is already gone simply gets nothing.
+                let _ = client.send_frame(update.frame.clone());
+            }
+            if replay.exact && !replay.gap {
+                requested.to_owned()
+            } else {
+                EARLIEST.to_owned()
+            }
+        });
+        Ok(Attempt::Joined(client, body, response_id))
+    }
+
+    /// Where a `Last-Event-ID` points: a hub-generated position (tried
+    /// against the recent window first), a publisher id this node saw, or
+    /// nothing known (a gap: live from the head, with the gap event).
+    fn resume_point(&self, last_event_id: &str, replay: &mut Replay) -> Cursor {
+        if last_event_id == EARLIEST {
+            return Cursor::Read(ReplayFrom::Earliest);
+        }
+        let position = parse_generated(last_event_id)
+            .or_else(|| lock(&self.state).recent.lookup(last_event_id));
+        match position {
+            Some(position) => {
+                replay.exact = true;
+                Cursor::At {
+                    position: Some(position),
+                    seen: false,
+                }
+            }
+            None => {
+                replay.gap = true;
+                Cursor::Read(ReplayFrom::Earliest)
+            }
+        }
+    }
+
+    /// Reads the log from `from` to its head, keeping what `selector` sees.
+    async fn read_log(
+        &self,
+        mut from: ReplayFrom,
+        selector: &Selector,
+        replay: &mut Replay,
+    ) -> Result<Cursor, JournalError> {
+        loop {
+            if replay.gap {
+                // Updates after the requested id are lost: as the reference
+                // hub does, the subscriber goes live from the head, told of
+                // the gap, rather than getting an arbitrary part of history.
+                let head = self.journal.replay(from, 0).await?.head;
+                replay.updates.clear();
+                replay.bytes = 0;
+                return Ok(Cursor::At {
+                    position: head,
+                    seen: true,
+                });
+            }
+            let page = self.journal.replay(from, PAGE).await?;
+            if page.gap {
+                replay.gap = true;
                 continue;
             }
-            bytes += update.frame.len();
-            if frames.len() == self.replay_events || bytes > self.replay_bytes {
-                truncated = true;
-                break;
+            for record in &page.records {
+                self.keep(replay, selector, &decoded(record));
             }
-            frames.push(update);
+            match page.next_page() {
+                Some(next) => from = next,
+                None => {
+                    return Ok(Cursor::At {
+                        position: page.records.last().map(|r| r.id).or(page.head),
+                        seen: true,
+                    });
+                }
+            }
         }
-        for update in frames.iter().rev() {
-            // The buffer was sized for this, so it cannot overflow; a client
-            // that is already gone simply gets nothing.
-            let _ = client.send_frame(update.frame.clone());
+    }
+
+    /// Adds `update` to the replay if the subscriber sees it, dropping the
+    /// oldest when the replay outgrows a client buffer.
+    fn keep(&self, replay: &mut Replay, selector: &Selector, update: &Option<Arc<Update>>) {
+        let Some(update) = update else { return };
+        if !selector.sees(update, &self.base) {
+            return;
         }
-        self.metrics.replayed.inc_by(frames.len() as u64);
-        self.count_replay(if after.is_some() { "hit" } else { "earliest" });
-        match after {
-            Some(_) if !truncated => last_event_id.to_owned(),
-            _ => EARLIEST.to_owned(),
+        replay.bytes += update.frame.len();
+        replay.updates.push_back(update.clone());
+        while replay.updates.len() > self.replay_events || replay.bytes > self.replay_bytes {
+            let Some(old) = replay.updates.pop_front() else {
+                break;
+            };
+            replay.bytes -= old.frame.len();
+            // The oldest were left out: the response says `earliest`.
+            replay.exact = false;
         }
+    }
+
+    /// Connects a replay that read up to `position` to this node's live
+    /// delivery.
+    fn bridge(
+        &self,
+        state: &State,
+        position: Option<JournalId>,
+        seen: bool,
+        selector: &Selector,
+        replay: &mut Replay,
+    ) -> Bridge {
+        let Some(position) = position else {
+            // The log was empty when read: nothing delivered here since, or
+            // read it again.
+            return match state.recent.head() {
+                None => Bridge::Done,
+                Some(_) => Bridge::Read(ReplayFrom::Earliest),
+            };
+        };
+        if let Some(after) = state.recent.after(position) {
+            for update in after {
+                self.keep(replay, selector, &Some(update.clone()));
+            }
+            return Bridge::Done;
+        }
+        if seen && state.recent.is_ahead(position) {
+            Bridge::Wait
+        } else {
+            Bridge::Read(ReplayFrom::After(position))
+        }
+    }
+
+    /// Adds `client` to the group of `key` (creating it).
+    fn join(
+        &self,
+        state: &mut State,
+        key: GroupKey,
+        selector: Selector,
+        client: &Client,
+    ) -> Result<(), JoinError> {
+        let group = state.groups.join(key.clone(), |name| {
+            Ok::<_, BrokerError>(Group {
+                channel: self.broker.channel(&name)?,
+                selector,
+            })
+        })?;
+        self.groups.store(state.groups.len(), Ordering::Relaxed);
+        if let Err(err) = client.subscribe(group.channel.name()) {
+            self.leave_locked(state, &key);
+            return Err(err.into());
+        }
+        Ok(())
+    }
+
+    /// Fans an update the log delivered out to the groups that see it.
+    fn deliver(&self, state: &mut State, update: Arc<Update>) {
+        self.metrics
+            .published_at(ring_key(update.position), update.published_us);
+        let channels = state.groups.targets(&update, &self.base);
+        if !channels.is_empty() {
+            // Groups leave under this lock, so their channels exist; a
+            // closed broker means the hub is stopping.
+            let _ = self
+                .broker
+                .publish_frame_to(&channels, update.frame.clone());
+        }
+        state.recent.push(update);
+    }
+
+    /// Tells every connected subscriber that updates were lost before this
+    /// node could deliver them.
+    fn announce_gap(&self) {
+        let _ = self.broker.broadcast_frame(gap_frame(None));
     }
 
     fn count_replay(&self, result: &'static str) {
@@ -325,7 +641,8 @@ impl Core {
     }
 
     /// Closes every stream, spread evenly over `drain` so clients do not
-    /// all reconnect in the same instant, then closes the broker.
+    /// all reconnect in the same instant, then closes the broker and stops
+    /// following the log.
     pub async fn drain(&self, drain: Duration) {
         let mut clients = Vec::new();
         self.broker.for_each(|c| clients.push(c.clone()));
@@ -341,6 +658,110 @@ impl Core {
             }
         }
         self.broker.close();
+        lock(&self.following).take();
+        self.live.store(false, Ordering::Release);
+    }
+}
+
+enum Attempt {
+    /// Joined, with the `Mercure-Last-Event-ID` value when it resumed.
+    Joined(Client, SseBody, Option<String>),
+    /// Wait for this node's follower.
+    Wait,
+    /// Read the log from here first.
+    Read(ReplayFrom),
+}
+
+enum Bridge {
+    /// The replay reaches this node's head.
+    Done,
+    /// The log showed updates this node's follower has not delivered yet.
+    Wait,
+    /// The follower moved past what this node remembers: read the log.
+    Read(ReplayFrom),
+}
+
+/// A record as an update; a record the hub did not write is skipped.
+fn decoded(record: &Record) -> Option<Arc<Update>> {
+    match update::decode(record) {
+        Ok(update) => Some(Arc::new(update)),
+        Err(err) => {
+            tracing::warn!(id = %record.id, %err, "skipping a record of the log");
+            None
+        }
+    }
+}
+
+/// The hub's gap event: updates a subscriber should have had were lost.
+/// No `id:` line, so the client's resume point is unchanged; a typed event,
+/// so Mercure clients listening to `message` events do not see it.
+fn gap_frame(requested: Option<&str>) -> Bytes {
+    let data = serde_json::json!({ "lastEventID": requested, "resumedAt": EARLIEST });
+    Event::new(data.to_string())
+        .with_event(GAP_EVENT)
+        .encode()
+        .unwrap_or_default()
+}
+
+/// The node's reader of the log.
+struct HubFollower(Weak<Core>);
+
+impl Follower for HubFollower {
+    fn records(&self, records: &[Record]) {
+        let Some(core) = self.0.upgrade() else { return };
+        let mut state = lock(&core.state);
+        for record in records {
+            if let Some(update) = decoded(record) {
+                core.deliver(&mut state, update);
+            }
+        }
+        drop(state);
+        core.metrics.followed.inc_by(records.len() as u64);
+        core.advanced.notify_waiters();
+    }
+
+    fn state(&self, change: FollowState) {
+        let Some(core) = self.0.upgrade() else { return };
+        match change {
+            FollowState::Up => {
+                tracing::info!("following the log");
+                core.live.store(true, Ordering::Release);
+                core.metrics.log_up.set(1);
+                core.metrics.log_event("up");
+            }
+            FollowState::Down(err) => {
+                tracing::warn!(%err, "the log is unreachable; publishes answer 503 until it returns");
+                core.live.store(false, Ordering::Release);
+                core.metrics.log_up.set(0);
+                core.metrics.log_event("down");
+            }
+            FollowState::Reset { epoch } => {
+                tracing::warn!(
+                    epoch = format_args!("{epoch:08x}"),
+                    "the log's engine lost its data; a new log begins"
+                );
+                lock(&core.state).recent.reset();
+                core.metrics.log_event("reset");
+                core.announce_gap();
+            }
+            FollowState::Gap => {
+                tracing::warn!("updates were dropped from the log before this node read them");
+                core.metrics.log_event("gap");
+                core.announce_gap();
+            }
+            _ => {}
+        }
+        core.advanced.notify_waiters();
+    }
+}
+
+/// Publishes subscription events in the order they were queued.
+async fn announce(core: Weak<Core>, mut queue: mpsc::UnboundedReceiver<NewUpdate>) {
+    while let Some(update) = queue.recv().await {
+        let Some(core) = core.upgrade() else { return };
+        if let Err(err) = core.publish(update).await {
+            tracing::debug!(%err, "subscription event not published");
+        }
     }
 }
 
@@ -350,8 +771,7 @@ impl Membership {
         &self.core
     }
 
-    /// Publishes the subscription events of this subscriber's matchers
-    /// whose state changed.
+    /// Queues the subscription events of this subscriber's matchers.
     fn announce(&self, active: bool) {
         let Some(registry) = &self.core.active else {
             return;
@@ -371,9 +791,7 @@ impl Membership {
                 event_type: Some(RESERVED_TYPE.to_owned()),
                 ..NewUpdate::default()
             };
-            if let Err(err) = self.core.publish(update) {
-                tracing::debug!(%err, "subscription event not published");
-            }
+            let _ = self.core.announcements.send(update);
         }
     }
 }
@@ -387,9 +805,4 @@ impl Drop for Membership {
             self.announce(false);
         }
     }
-}
-
-/// A fresh epoch: differs between hub instances and across restarts.
-fn new_epoch() -> u32 {
-    rand::random()
 }

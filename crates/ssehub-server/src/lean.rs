@@ -17,6 +17,18 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::listen::{accept_until, serve_hyper};
 use crate::routes::{App, HUB_PATH, add_cors_headers, subscribe_response};
 
+/// The output of `future` if it completes without waiting. Dropping it
+/// otherwise is harmless: a subscription does nothing that lasts before
+/// its last wait.
+fn ready_now<T>(future: impl Future<Output = T>) -> Option<T> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(value) => Some(value),
+        std::task::Poll::Pending => None,
+    }
+}
+
 /// Serves until `shutdown` completes, then waits for the open connections
 /// to end (the hub's drain ends the streams).
 pub(crate) async fn serve(
@@ -40,7 +52,15 @@ pub(crate) async fn serve(
                 if request.method != http::Method::GET || request.uri.path() != HUB_PATH {
                     return None;
                 }
-                let mut response = subscribe_response(&app, &request.uri, &request.headers, None);
+                // Answered here when it needs no waiting (always, unless a
+                // replay must be read from a remote log); otherwise hyper
+                // serves the request, which may wait.
+                let mut response = ready_now(subscribe_response(
+                    &app,
+                    &request.uri,
+                    &request.headers,
+                    None,
+                ))?;
                 add_cors_headers(&app, &request.headers, response.headers_mut());
                 Some(response)
             };

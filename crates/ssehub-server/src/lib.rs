@@ -23,13 +23,13 @@ mod body;
 pub mod config;
 mod demo;
 mod groups;
-mod history;
 mod hub;
 pub mod identity;
 mod lean;
 mod listen;
 pub mod matcher;
 mod metrics;
+mod recent;
 mod request;
 mod routes;
 mod subscriptions;
@@ -37,6 +37,7 @@ mod sync;
 mod template;
 pub mod tls;
 pub mod topic;
+mod update;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,11 +50,13 @@ use url::Url;
 pub use config::{Config, ConfigError, Settings};
 pub use routes::HUB_PATH;
 
-use crate::config::StreamServer;
+use ssehub::journal::{Journal, MemoryJournal, RedisJournal, RedisJournalConfig, Retention};
+
+use crate::config::{StreamServer, Transport};
 use crate::demo::DevKey;
-use crate::history::Bounds;
 use crate::hub::{Core, CoreConfig};
 use crate::routes::App;
+use crate::subscriptions::ActiveSubscriptions;
 use crate::topic::TopicError;
 
 /// Why the hub could not start.
@@ -87,7 +90,7 @@ pub enum StartError {
 /// let err = PublishError::Topic(TopicError::Wildcard);
 /// assert!(err.to_string().starts_with("invalid topic: "));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
     /// The topic breaks the protocol's rules.
     #[error("invalid topic: {0}")]
@@ -95,6 +98,9 @@ pub enum PublishError {
     /// The hub is shutting down.
     #[error("the hub is shutting down")]
     Closed,
+    /// The update log did not store it (Redis unreachable, say).
+    #[error(transparent)]
+    Log(#[from] ssehub::journal::JournalError),
 }
 
 /// A running hub.
@@ -132,18 +138,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let addr = listener.local_addr()?;
     let settings = config.settings(addr)?;
     let auth = settings.auth()?;
-    let core = Core::new(&CoreConfig {
-        base: settings.base.clone(),
-        history: Bounds {
-            events: config.history_events,
-            bytes: config.history_bytes,
-            age: config.history_age,
+    let journal = journal(&config)?;
+    let core = Core::new(
+        CoreConfig {
+            base: settings.base.clone(),
+            keep_alive: config.keep_alive,
+            client_buffer: config.client_buffer.max(16),
+            client_buffer_bytes: (config.history_bytes + (1 << 20)).max(4 << 20),
+            window: WINDOW,
+            caller_ids: config.history_events,
+            subscriptions: settings.subscriptions.then(ActiveSubscriptions::default),
         },
-        keep_alive: config.keep_alive,
-        client_buffer: config.client_buffer.max(16),
-        client_buffer_bytes: (config.history_bytes + (1 << 20)).max(4 << 20),
-        subscriptions: settings.subscriptions,
-    });
+        journal,
+    );
+    core.start().await;
     tracing::info!(
         %addr,
         hub = %settings.base,
@@ -151,6 +159,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         anonymous = settings.anonymous,
         subscriptions = settings.subscriptions,
         compat = config.compat,
+        transport = ?config.transport,
         "hub started"
     );
     let dev_key = settings.dev.then(|| dev_key(&settings)).flatten();
@@ -218,6 +227,44 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })
 }
 
+/// Recent updates each node keeps to bridge replays read from the log to
+/// live delivery.
+const WINDOW: usize = 1024;
+
+/// The log `config` names. Nothing is contacted yet: a hub starts while
+/// Redis is away and says so through `/readyz`.
+fn journal(config: &Config) -> Result<Arc<dyn Journal>, ConfigError> {
+    // An update's record holds its topics and its encoded event, which
+    // can be up to about twice the form that carried it.
+    let largest = config.max_body.saturating_mul(2).saturating_add(64 << 10);
+    match &config.transport {
+        Transport::Memory => Ok(Arc::new(MemoryJournal::new(Retention {
+            max_records: config.history_events,
+            // Never below one update: the hub does not refuse a publish
+            // its request limits accepted.
+            max_bytes: Some(config.history_bytes.max(largest)),
+            max_age: Some(config.history_age),
+        }))),
+        Transport::Redis(url) => {
+            let mut redis = RedisJournalConfig::new(url.as_str(), config.transport_stream.as_str());
+            redis.retention = Retention {
+                max_records: config.history_events,
+                max_bytes: None,
+                max_age: Some(config.history_age),
+            };
+            redis.max_body = largest;
+            if let Some(path) = &config.transport_tls_ca {
+                redis.tls_root_cert = Some(std::fs::read(path).map_err(|err| {
+                    ConfigError::Transport(format!("--transport-tls-ca {}: {err}", path.display()))
+                })?);
+            }
+            let journal = RedisJournal::new(redis)
+                .map_err(|err| ConfigError::Transport(format!("--transport: {err}")))?;
+            Ok(Arc::new(journal))
+        }
+    }
+}
+
 /// The development issuer's key, when it is an HMAC secret that can mint
 /// the demo's tokens.
 fn dev_key(settings: &Settings) -> Option<DevKey> {
@@ -261,22 +308,23 @@ impl Running {
     /// use clap::Parser;
     /// let config = ssehub_server::Config::parse_from(["ssehub", "--listen", "127.0.0.1:0", "--dev"]);
     /// let hub = ssehub_server::start(config).await.unwrap();
-    /// let id = hub.publish("https://example.com/books/1", "{\"title\":\"Dune\"}").unwrap();
+    /// let id = hub.publish("https://example.com/books/1", "{\"title\":\"Dune\"}").await.unwrap();
     /// assert!(id.starts_with('#'));
-    /// assert!(hub.publish("/.well-known/mercure/x", "forged").is_err());
+    /// assert!(hub.publish("/.well-known/mercure/x", "forged").await.is_err());
     /// # }
     /// ```
-    pub fn publish(&self, topic: &str, data: &str) -> Result<String, PublishError> {
+    pub async fn publish(&self, topic: &str, data: &str) -> Result<String, PublishError> {
         topic::validate_topic(topic, &self.settings.base, &self.settings.limits)?;
         let update = hub::NewUpdate {
             topics: vec![topic.into()],
             data: data.to_owned(),
             ..hub::NewUpdate::default()
         };
-        self.core
-            .publish(update)
-            .map(|id| id.to_string())
-            .map_err(|_| PublishError::Closed)
+        match self.core.publish(update).await {
+            Ok(id) => Ok(id.to_string()),
+            Err(hub::PublishError::Log(err)) => Err(PublishError::Log(err)),
+            Err(_) => Err(PublishError::Closed),
+        }
     }
 
     /// Development tokens (publisher, subscriber), in development mode.

@@ -16,17 +16,37 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use ssehub::broker::Broker;
-use tokio::time::Instant;
+use ssehub::journal::{JournalId, Offset};
 
-/// Publish instants remembered for the latency histogram, by sequence
-/// number modulo this size.
+use crate::update::age;
+
+/// Publication times remembered for the latency histogram, by a hash of
+/// the update's position modulo this size.
 const RING: usize = 8192;
+
+/// The ring key of a position: distinct for neighbouring positions of
+/// either engine's shape.
+pub(crate) fn ring_key(position: JournalId) -> u64 {
+    match position.offset {
+        Offset::Seq(seq) => seq,
+        Offset::Stream { ms, seq } => ms.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seq,
+        _ => 0,
+    }
+}
 
 /// Label of the replay counter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct ReplayLabels {
     /// `hit`: resumed without loss; `miss`: unknown or evicted id.
     pub result: &'static str,
+}
+
+/// Label of the log-event counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct LogLabels {
+    /// `down`, `up`, `gap` (records lost before this node read them) or
+    /// `reset` (the log's engine lost its data).
+    pub event: &'static str,
 }
 
 /// Label of the refusal counter.
@@ -49,8 +69,14 @@ pub(crate) struct Metrics {
     pub replayed: Counter,
     pub refused: Family<RefusalLabels, Counter>,
     pub latency: Histogram,
-    started: Instant,
-    /// (sequence number, nanoseconds since `started`) of recent publishes.
+    /// Records this node read from the log.
+    pub followed: Counter,
+    /// 1 while this node follows the log live, 0 while its engine is
+    /// unreachable.
+    pub log_up: Gauge,
+    pub log_events: Family<LogLabels, Counter>,
+    /// (ring key, publication time in µs since the Unix epoch) of recent
+    /// updates.
     ring: Box<[(AtomicU64, AtomicU64)]>,
 }
 
@@ -144,6 +170,24 @@ impl Metrics {
             "Time from an update's publication to its hand-off to a subscriber's socket",
             latency.clone(),
         );
+        let followed = Counter::default();
+        registry.register(
+            "log_records",
+            "Updates this node read from the log and fanned out",
+            followed.clone(),
+        );
+        let log_up = Gauge::default();
+        registry.register(
+            "log_up",
+            "1 while this node follows the log live, 0 while the log's engine is unreachable",
+            log_up.clone(),
+        );
+        let log_events = Family::<LogLabels, Counter>::default();
+        registry.register(
+            "log_events",
+            "Changes of this node's following of the log, by kind",
+            log_events.clone(),
+        );
         registry.register_collector(Box::new(BrokerCollector(broker, groups)));
         Self {
             registry,
@@ -154,40 +198,45 @@ impl Metrics {
             replayed,
             refused,
             latency,
-            started: Instant::now(),
+            followed,
+            log_up,
+            log_events,
             ring: (0..RING)
                 .map(|_| (AtomicU64::new(u64::MAX), AtomicU64::new(0)))
                 .collect(),
         }
     }
 
-    /// Notes when update `seq` was published.
-    pub fn published_at(&self, seq: u64, at: Instant) {
-        let (slot_seq, slot_nanos) = &self.ring[(seq % RING as u64) as usize];
-        let nanos = at.saturating_duration_since(self.started).as_nanos() as u64;
-        // A reader may see a torn pair; it compares the sequence number
-        // again after reading the time, so it never uses a wrong instant.
-        slot_seq.store(u64::MAX, Ordering::Release);
-        slot_nanos.store(nanos, Ordering::Release);
-        slot_seq.store(seq, Ordering::Release);
+    /// Notes when the update with ring key `key` was published.
+    pub fn published_at(&self, key: u64, published_us: u64) {
+        let (slot_key, slot_us) = &self.ring[(key % RING as u64) as usize];
+        // A reader may see a torn pair; it compares the key again after
+        // reading the time, so it never uses a wrong instant.
+        slot_key.store(u64::MAX, Ordering::Release);
+        slot_us.store(published_us, Ordering::Release);
+        slot_key.store(key, Ordering::Release);
     }
 
-    /// Records the publish-to-write latency of `count` writes of update
-    /// `seq`, if it is recent.
-    pub fn written(&self, seq: u64, count: usize) {
-        let (slot_seq, slot_nanos) = &self.ring[(seq % RING as u64) as usize];
-        if slot_seq.load(Ordering::Acquire) != seq {
+    /// Records the publish-to-write latency of `count` writes of the update
+    /// with ring key `key`, if it is recent.
+    pub fn written(&self, key: u64, count: usize) {
+        let (slot_key, slot_us) = &self.ring[(key % RING as u64) as usize];
+        if slot_key.load(Ordering::Acquire) != key {
             return;
         }
-        let nanos = slot_nanos.load(Ordering::Acquire);
-        if slot_seq.load(Ordering::Acquire) != seq {
+        let published_us = slot_us.load(Ordering::Acquire);
+        if slot_key.load(Ordering::Acquire) != key {
             return;
         }
-        let now = self.started.elapsed().as_nanos() as u64;
-        let seconds = now.saturating_sub(nanos) as f64 / 1e9;
+        let seconds = age(published_us).as_secs_f64();
         for _ in 0..count {
             self.latency.observe(seconds);
         }
+    }
+
+    /// Counts a change of the log's following.
+    pub fn log_event(&self, event: &'static str) {
+        self.log_events.get_or_create(&LogLabels { event }).inc();
     }
 
     /// Counts a refused request.

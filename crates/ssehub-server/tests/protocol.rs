@@ -455,13 +455,18 @@ async fn reconnecting_subscribers_get_exactly_what_they_missed() {
         ["1", "2", "3", "live", "live 2", "live 3"]
     );
 
-    // An unknown id: live only, and `earliest` tells the client it may have lost updates.
+    // An unknown id: the gap event, then live only (as the reference hub
+    // does), and `earliest` tells the client it may have lost updates.
     let mut lost = hub
         .subscribe(&[mine[0], ("last_event_id", "no-such-id")], &[])
         .await;
     assert_eq!(lost.headers["mercure-last-event-id"], "earliest");
     hub.publish(&[("topic", "mine"), ("data", "live 4")]).await;
-    assert_eq!(data(&lost.until("live 4").await), ["live 4"]);
+    let got = lost.until("live 4").await;
+    assert_eq!(got[0].event, "ssehub-gap");
+    let gap: Value = serde_json::from_str(&got[0].data).unwrap();
+    assert_eq!(gap["lastEventID"], "no-such-id");
+    assert_eq!(data(&got[1..]), ["live 4"]);
 
     // Resuming after an update the subscriber cannot read: the id is known
     // and nothing after it was lost, so it is echoed (the client sent it).
@@ -1026,6 +1031,7 @@ async fn discovery_health_and_metrics() {
         "ssehub_delivered_total",
         "ssehub_replays_total{result=\"miss\"} 1",
         "ssehub_publish_to_write_seconds_count 1",
+        "ssehub_log_up 1",
         "ssehub_groups 1",
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
@@ -1054,8 +1060,10 @@ async fn discovery_health_and_metrics() {
             .unwrap_or_else(|| panic!("{name} missing from\n{text}"));
         line[name.len() + 1..].trim().parse().unwrap()
     };
-    assert_eq!(value("ssehub_delivered_total"), 51, "{text}");
+    // 1 live, the gap event of the unknown id, 50 live.
+    assert_eq!(value("ssehub_delivered_total"), 52, "{text}");
     assert!(value("ssehub_direct_total") > 0, "{text}");
+    // Every update write is timed; the gap event is not an update.
     assert_eq!(value("ssehub_publish_to_write_seconds_count"), 51, "{text}");
 }
 

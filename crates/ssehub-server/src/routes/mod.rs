@@ -71,6 +71,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         )
         .route(METADATA_PATH, get(discovery::metadata))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/", get(crate::demo::page))
         .route("/demo/config.json", get(crate::demo::config));
@@ -90,9 +91,9 @@ async fn hub_endpoint(
     body: axum::body::Bytes,
 ) -> Response {
     match method {
-        Method::GET | Method::HEAD => subscribe_response(&app, &uri, &headers, None),
-        Method::POST => publish::handle(&app, &uri, &headers, &body),
-        m if m == query_method() => subscribe_response(&app, &uri, &headers, Some(&body)),
+        Method::GET | Method::HEAD => subscribe_response(&app, &uri, &headers, None).await,
+        Method::POST => publish::handle(&app, &uri, &headers, &body).await,
+        m if m == query_method() => subscribe_response(&app, &uri, &headers, Some(&body)).await,
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "GET, HEAD, POST, QUERY")],
@@ -244,12 +245,31 @@ fn refuse_auth(
 
 /// `503` while the hub shuts down: clients retry, perhaps on another node.
 fn shutting_down() -> Response {
+    unavailable("shutting down")
+}
+
+/// `503` with `Retry-After` and a short reason: nothing was done, and the
+/// client should try again shortly (here or on another node).
+fn unavailable(reason: &str) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::RETRY_AFTER, "1")],
-        "shutting down\n",
+        format!("{reason}\n"),
     )
         .into_response()
+}
+
+/// `/readyz`: `200` while this node follows the log and its engine answers,
+/// `503` with the reason otherwise (a load balancer then sends traffic to
+/// the other nodes).
+async fn readyz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
+    if app.core.broker.is_closed() {
+        return unavailable("draining");
+    }
+    match app.core.ready().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(err) => unavailable(&err.to_string()),
+    }
 }
 
 async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {

@@ -3,16 +3,18 @@
 
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Uri};
+use http::{HeaderMap, StatusCode, Uri};
+use ssehub::journal::JournalError;
 
-use super::{App, identity, link, refuse, refuse_auth, shutting_down};
+use super::{App, identity, link, refuse, refuse_auth, shutting_down, unavailable};
 use crate::auth::{self, AuthError, Role, TokenSource};
+use crate::hub::PublishError;
 use crate::request::{RequestError, publish};
 
 /// The publication response. The order of the checks is the reference
 /// hub's: the token (`401`), then the form (`400`, `413`), then whether the
 /// token may publish on every topic of the update (`403`).
-pub(super) fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+pub(super) async fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
     const ENDPOINT: &str = "publish";
     let settings = &app.settings;
     let identity = match identity(app, ENDPOINT, uri, headers) {
@@ -46,7 +48,7 @@ pub(super) fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> 
     if !update.topics.iter().all(|t| grants.can_publish(t)) {
         return refuse_auth(app, ENDPOINT, &identity, &AuthError::InsufficientScope);
     }
-    match app.core.publish(update) {
+    match app.core.publish(update).await {
         Ok(id) => {
             tracing::debug!(%id, "published");
             (
@@ -61,10 +63,25 @@ pub(super) fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> 
             )
                 .into_response()
         }
-        Err(ssehub::BrokerError::Closed) => shutting_down(),
+        Err(PublishError::Closed) => shutting_down(),
+        Err(PublishError::Log(JournalError::TooLarge { size, max })) => {
+            let status = StatusCode::PAYLOAD_TOO_LARGE;
+            app.core.metrics.refused(ENDPOINT, status);
+            (status, format!("update of {size} bytes exceeds {max}\n")).into_response()
+        }
+        Err(PublishError::Log(err)) => {
+            // Not acknowledged: the publisher retries (perhaps on another
+            // node). With a remote log the update may still have been
+            // stored; subscribers then receive it like any other.
+            tracing::warn!(%err, "publish not stored");
+            app.core
+                .metrics
+                .refused(ENDPOINT, StatusCode::SERVICE_UNAVAILABLE);
+            unavailable("the update log is unavailable")
+        }
         // The form was checked field by field; an update the encoder still
         // refuses is the publisher's, not the hub's, fault.
-        Err(err) => refuse_auth(
+        Err(PublishError::Invalid(err)) => refuse_auth(
             app,
             ENDPOINT,
             &identity,

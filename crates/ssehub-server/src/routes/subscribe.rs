@@ -9,15 +9,18 @@ use axum::response::Response;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Uri};
 
-use super::{App, MERCURE_LAST_EVENT_ID, identity, link, refuse, refuse_auth, shutting_down};
+use super::{
+    App, MERCURE_LAST_EVENT_ID, identity, link, refuse, refuse_auth, shutting_down, unavailable,
+};
 use crate::auth::{self, AuthError, Grants, Role, TokenSource};
 use crate::body::HubBody;
 use crate::config::Settings;
+use crate::hub::JoinError;
 use crate::request::subscribe::{self, Rules};
 
 /// The subscription response, for axum and for the lean stream server.
 /// `body` is the form body of a `QUERY` request.
-pub(crate) fn subscribe_response(
+pub(crate) async fn subscribe_response(
     app: &Arc<App>,
     uri: &Uri,
     headers: &HeaderMap,
@@ -56,14 +59,21 @@ pub(crate) fn subscribe_response(
     let query_token = grants
         .as_ref()
         .is_some_and(|g| g.source() == TokenSource::Query);
-    let joined =
-        match app
-            .core
-            .subscribe(request.matchers, grants, request.last_event_id.as_deref())
-        {
-            Ok(joined) => joined,
-            Err(_) => return shutting_down(),
-        };
+    let joined = match app
+        .core
+        .subscribe(request.matchers, grants, request.last_event_id.as_deref())
+        .await
+    {
+        Ok(joined) => joined,
+        Err(JoinError::Closed) => return shutting_down(),
+        Err(err) => {
+            tracing::warn!(%err, "subscriber not joined");
+            app.core
+                .metrics
+                .refused(ENDPOINT, http::StatusCode::SERVICE_UNAVAILABLE);
+            return unavailable("the update log is unavailable");
+        }
+    };
     tracing::debug!(
         client = %joined.client.id(),
         subscriber = %joined.subscriber,

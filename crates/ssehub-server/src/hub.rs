@@ -658,6 +658,12 @@ impl Core {
             }
         }
         self.broker.close();
+        if let Some(active) = &self.active
+            && let Err(err) = active.shutdown().await
+        {
+            // The entries expire on their own.
+            tracing::warn!(%err, "this node's subscriptions stay listed until they expire");
+        }
         lock(&self.following).take();
         self.live.store(false, Ordering::Release);
     }

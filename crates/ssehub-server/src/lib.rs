@@ -29,6 +29,7 @@ mod lean;
 mod listen;
 pub mod matcher;
 mod metrics;
+mod presence;
 mod recent;
 mod request;
 mod routes;
@@ -147,7 +148,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             client_buffer_bytes: (config.history_bytes + (1 << 20)).max(4 << 20),
             window: WINDOW,
             caller_ids: config.history_events,
-            subscriptions: settings.subscriptions.then(ActiveSubscriptions::default),
+            subscriptions: if settings.subscriptions {
+                Some(active_subscriptions(&config)?)
+            } else {
+                None
+            },
         },
         journal,
     );
@@ -230,6 +235,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 /// Recent updates each node keeps to bridge replays read from the log to
 /// live delivery.
 const WINDOW: usize = 1024;
+
+/// How long a node's subscriptions stay listed in Redis after it stops
+/// refreshing them (it crashed).
+const PRESENCE_TTL: Duration = Duration::from_secs(15);
+
+/// The active-subscriptions registry: this node's memory, or shared by
+/// every node on the Redis transport (each node under a fresh name).
+fn active_subscriptions(config: &Config) -> Result<ActiveSubscriptions, ConfigError> {
+    match &config.transport {
+        Transport::Memory => Ok(ActiveSubscriptions::memory()),
+        Transport::Redis(url) => {
+            let client = redis::Client::open(url.as_str())
+                .map_err(|err| ConfigError::Transport(format!("--transport: {err}")))?;
+            let node = uuid::Uuid::new_v4().simple().to_string();
+            ActiveSubscriptions::redis(client, &config.transport_stream, &node, PRESENCE_TTL)
+                .map_err(|err| ConfigError::Transport(format!("--transport: {err}")))
+        }
+    }
+}
 
 /// The log `config` names. Nothing is contacted yet: a hub starts while
 /// Redis is away and says so through `/readyz`.

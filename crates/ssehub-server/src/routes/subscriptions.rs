@@ -5,6 +5,10 @@
 //! A token is required even when subscribers may be anonymous, and it must
 //! grant subscribing to the requested path itself: the API is a private
 //! view of who listens to what.
+//!
+//! With several nodes on one Redis, every node lists every node's
+//! subscriptions; while that registry cannot be read the API answers `503`
+//! with `Retry-After`.
 
 use std::sync::Arc;
 
@@ -13,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, StatusCode, Uri};
 
-use super::{App, HUB_PATH, identity, refuse_auth};
+use super::{App, HUB_PATH, identity, refuse_auth, unavailable};
 use crate::auth::{self, AuthError, Role};
 use crate::subscriptions::{PathError, Query};
 
@@ -55,8 +59,18 @@ pub(super) async fn handle(State(app): State<Arc<App>>, uri: Uri, headers: Heade
         return refuse_auth(&app, ENDPOINT, &identity, &AuthError::InsufficientScope);
     }
     let last_event_id = app.core.last_event_id();
-    let Some(document) = active.document(&query, path) else {
-        return not_found();
+    let document = match active.document(&query, path).await {
+        Ok(Some(document)) => document,
+        Ok(None) => return not_found(),
+        Err(err) => {
+            // A list without the other nodes' subscriptions would pass
+            // for a complete one: refuse until the registry answers.
+            tracing::warn!(%err, "subscriptions not listed");
+            app.core
+                .metrics
+                .refused(ENDPOINT, StatusCode::SERVICE_UNAVAILABLE);
+            return unavailable("the subscription registry is unavailable");
+        }
     };
     let body = document.to_string();
     let etag = format!("\"{:016x}\"", fnv1a(body.as_bytes()));

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ssehub::journal::{
-    FollowState, Follower, Journal, JournalError, JournalId, Offset, Record, RedisJournal,
-    RedisJournalConfig, ReplayFrom,
+    FollowFrom, FollowState, Follower, Journal, JournalError, JournalId, Offset, Record,
+    RedisJournal, RedisJournalConfig, ReplayFrom,
 };
 
 const SHARED: &str = "redis://127.0.0.1:6379";
@@ -447,7 +447,7 @@ async fn bodies_are_binary_safe() {
     let journal = journal(SHARED, &keys.0);
     let body = Bytes::from((0..=255u8).collect::<Vec<_>>());
     let follower = Arc::new(Recorder::default());
-    let _following = journal.follow(None, follower.clone());
+    let _following = journal.follow(FollowFrom::Latest, follower.clone());
     follower.wait("up", |s| s.contains(&Seen::Up)).await;
     let id = journal.append(body.clone()).await.unwrap();
     follower.wait_records(1).await;
@@ -462,7 +462,7 @@ async fn follow_from_now_delivers_later_records_once_in_order() {
     let journal = journal(SHARED, &keys.0);
     append_all(&journal, ["before".into()]).await;
     let follower = Arc::new(Recorder::default());
-    let _following = journal.follow(None, follower.clone());
+    let _following = journal.follow(FollowFrom::Latest, follower.clone());
     follower.wait("up", |s| s.contains(&Seen::Up)).await;
     let acked = append_all(&journal, (0..100).map(|i| format!("r{i}"))).await;
     follower.wait_records(100).await;
@@ -486,7 +486,7 @@ async fn follow_from_an_id_catches_up_then_goes_live() {
     let journal = RedisJournal::new(config).unwrap();
     let acked = append_all(&journal, (0..10).map(|i| format!("r{i}"))).await;
     let follower = Arc::new(Recorder::default());
-    let _following = journal.follow(Some(acked[1]), follower.clone());
+    let _following = journal.follow(FollowFrom::After(acked[1]), follower.clone());
     follower.wait_records(8).await;
     let live = journal.append(Bytes::from("live")).await.unwrap();
     follower.wait_records(9).await;
@@ -508,7 +508,7 @@ async fn follow_from_an_unknown_id_tells_the_gap_then_the_earliest() {
         ..acked[0]
     };
     let follower = Arc::new(Recorder::default());
-    let _following = journal.follow(Some(stale), follower.clone());
+    let _following = journal.follow(FollowFrom::After(stale), follower.clone());
     follower.wait_records(2).await;
     let seen = follower.seen();
     assert_eq!(seen[..2], [Seen::Up, Seen::Gap]);
@@ -521,8 +521,8 @@ async fn dropping_following_stops_delivery() {
     let journal = journal(SHARED, &keys.0);
     let stopped = Arc::new(Recorder::default());
     let kept = Arc::new(Recorder::default());
-    let following = journal.follow(None, stopped.clone());
-    let _kept = journal.follow(None, kept.clone());
+    let following = journal.follow(FollowFrom::Latest, stopped.clone());
+    let _kept = journal.follow(FollowFrom::Latest, kept.clone());
     stopped.wait("up", |s| s.contains(&Seen::Up)).await;
     kept.wait("up", |s| s.contains(&Seen::Up)).await;
     journal.append(Bytes::from("seen")).await.unwrap();
@@ -543,7 +543,7 @@ async fn a_follower_that_falls_behind_the_retention_is_told_of_the_gap() {
     config.retention.max_records = 1;
     let journal = RedisJournal::new(config).unwrap();
     let follower = Recorder::gated();
-    let _following = journal.follow(None, follower.clone());
+    let _following = journal.follow(FollowFrom::Latest, follower.clone());
     follower.wait("up", |s| s.contains(&Seen::Up)).await;
     let first = journal.append(Bytes::from("first")).await.unwrap();
     // The follower now stalls inside its first delivery.
@@ -582,7 +582,7 @@ async fn an_unreachable_redis_is_unavailable_and_down() {
     let err = journal.replay(ReplayFrom::Earliest, 1).await.unwrap_err();
     assert!(matches!(err, JournalError::Unavailable(_)), "{err:?}");
     let follower = Arc::new(Recorder::default());
-    let _following = journal.follow(None, follower.clone());
+    let _following = journal.follow(FollowFrom::Latest, follower.clone());
     follower.wait("down", |s| !s.is_empty()).await;
     assert_eq!(follower.seen()[0], Seen::Down);
 }
@@ -715,7 +715,7 @@ async fn rediss_verifies_the_server_against_the_given_ca() {
     let journal = RedisJournal::new(config).unwrap();
     journal.ready().await.unwrap();
     let follower = Arc::new(Recorder::default());
-    let _following = journal.follow(None, follower.clone());
+    let _following = journal.follow(FollowFrom::Latest, follower.clone());
     follower.wait("up", |s| s.contains(&Seen::Up)).await;
     let id = journal.append(Bytes::from("over tls")).await.unwrap();
     follower.wait_records(1).await;
@@ -746,7 +746,7 @@ async fn followers_resume_exactly_when_redis_comes_back_with_its_data() {
     config.reconnect_max = Duration::from_secs(1);
     let journal = RedisJournal::new(config).unwrap();
     let follower = Arc::new(Recorder::default());
-    let _following = journal.follow(None, follower.clone());
+    let _following = journal.follow(FollowFrom::Latest, follower.clone());
     follower.wait("up", |s| s.contains(&Seen::Up)).await;
     let mut acked = append_all(&journal, (0..5).map(|i| format!("before{i}"))).await;
     follower.wait_records(5).await;
@@ -798,7 +798,7 @@ async fn a_redis_restarted_empty_is_a_new_epoch_and_old_ids_are_a_gap() {
     let mut redis = PrivateRedis::start(&["--appendonly", "no"]);
     let journal = journal(&redis.url(), "journal");
     let follower = Arc::new(Recorder::default());
-    let _following = journal.follow(None, follower.clone());
+    let _following = journal.follow(FollowFrom::Latest, follower.clone());
     follower.wait("up", |s| s.contains(&Seen::Up)).await;
     let old = append_all(&journal, (0..3).map(|i| format!("old{i}"))).await;
     follower.wait_records(3).await;
@@ -849,7 +849,7 @@ async fn two_nodes_see_all_records_in_one_total_order() {
     let _following: Vec<_> = nodes
         .iter()
         .zip(&followers)
-        .map(|(node, follower)| node.follow(None, follower.clone()))
+        .map(|(node, follower)| node.follow(FollowFrom::Latest, follower.clone()))
         .collect();
     for follower in &followers {
         follower.wait("up", |s| s.contains(&Seen::Up)).await;

@@ -14,8 +14,8 @@ use slab::Slab;
 use tokio::time::Instant;
 
 use super::{
-    BoxFuture, FollowState, Follower, Following, Journal, JournalError, JournalId, Offset, Record,
-    Replay, ReplayFrom, Retention,
+    BoxFuture, FollowFrom, FollowState, Follower, Following, Journal, JournalError, JournalId,
+    Offset, Record, Replay, ReplayFrom, Retention,
 };
 use crate::sync::lock;
 
@@ -225,11 +225,16 @@ impl Inner {
         }
     }
 
-    fn follow(&mut self, from: Option<JournalId>, follower: Arc<dyn Follower>) -> usize {
+    fn follow(&mut self, from: FollowFrom, follower: Arc<dyn Follower>) -> usize {
         follower.state(FollowState::Up);
+        let from = match from {
+            FollowFrom::Latest => None,
+            FollowFrom::Earliest => Some(ReplayFrom::Earliest),
+            FollowFrom::After(id) => Some(ReplayFrom::After(id)),
+        };
         if let Some(from) = from {
             self.expire(Instant::now());
-            let (start, gap) = self.start(ReplayFrom::After(from));
+            let (start, gap) = self.start(from);
             if gap {
                 follower.state(FollowState::Gap);
             }
@@ -251,7 +256,7 @@ impl Journal for MemoryJournal {
         Box::pin(async move { Ok(lock(&self.inner).replay(from, max)) })
     }
 
-    fn follow(&self, from: Option<JournalId>, follower: Arc<dyn Follower>) -> Following {
+    fn follow(&self, from: FollowFrom, follower: Arc<dyn Follower>) -> Following {
         let key = lock(&self.inner).follow(from, follower);
         let inner: Weak<Mutex<Inner>> = Arc::downgrade(&self.inner);
         Following::new(move || {
@@ -492,7 +497,7 @@ mod tests {
     async fn zero_records_retained_still_reaches_followers() {
         let journal = MemoryJournal::new(retention(0));
         let log = Arc::new(Log::default());
-        let _following = journal.follow(None, log.clone());
+        let _following = journal.follow(FollowFrom::Latest, log.clone());
         let ids = append_all(&journal, &["a", "b"]).await;
         assert_eq!(log.bodies(), ["a", "b"]);
         let replay = journal.replay(ReplayFrom::After(ids[1]), 10).await.unwrap();
@@ -511,7 +516,7 @@ mod tests {
         let journal = MemoryJournal::new(retention(10));
         append_all(&journal, &["before"]).await;
         let log = Arc::new(Log::default());
-        let _following = journal.follow(None, log.clone());
+        let _following = journal.follow(FollowFrom::Latest, log.clone());
         let ids = append_all(&journal, &["a", "b"]).await;
         assert_eq!(
             log.take(),
@@ -528,7 +533,7 @@ mod tests {
         let journal = MemoryJournal::new(retention(10));
         let ids = append_all(&journal, &["a", "b", "c"]).await;
         let log = Arc::new(Log::default());
-        let _following = journal.follow(Some(ids[0]), log.clone());
+        let _following = journal.follow(FollowFrom::After(ids[0]), log.clone());
         append_all(&journal, &["d"]).await;
         let seen = log.take();
         assert_eq!(seen[0], Seen::Up);
@@ -552,7 +557,7 @@ mod tests {
         let journal = MemoryJournal::new(retention(1));
         let ids = append_all(&journal, &["a", "b", "c"]).await;
         let log = Arc::new(Log::default());
-        let _following = journal.follow(Some(ids[0]), log.clone());
+        let _following = journal.follow(FollowFrom::After(ids[0]), log.clone());
         assert_eq!(
             log.take(),
             [Seen::Up, Seen::Gap, Seen::Record(ids[2], Bytes::from("c"))]
@@ -564,8 +569,8 @@ mod tests {
         let journal = MemoryJournal::new(retention(10));
         let stopped = Arc::new(Log::default());
         let kept = Arc::new(Log::default());
-        let following = journal.follow(None, stopped.clone());
-        let _kept = journal.follow(None, kept.clone());
+        let following = journal.follow(FollowFrom::Latest, stopped.clone());
+        let _kept = journal.follow(FollowFrom::Latest, kept.clone());
         append_all(&journal, &["a"]).await;
         drop(following);
         append_all(&journal, &["b"]).await;
@@ -573,7 +578,7 @@ mod tests {
         assert_eq!(kept.bodies(), ["a", "b"]);
         // A handle that outlives its journal is harmless.
         let gone = MemoryJournal::new(retention(1));
-        let following = gone.follow(None, Arc::new(Log::default()));
+        let following = gone.follow(FollowFrom::Latest, Arc::new(Log::default()));
         drop(gone);
         drop(following);
     }
@@ -586,7 +591,7 @@ mod tests {
         let logs: Vec<Arc<Log>> = (0..3).map(|_| Arc::new(Log::default())).collect();
         let _following: Vec<Following> = logs
             .iter()
-            .map(|log| journal.follow(None, log.clone()))
+            .map(|log| journal.follow(FollowFrom::Latest, log.clone()))
             .collect();
         let threads: Vec<_> = (0..4)
             .map(|t| {

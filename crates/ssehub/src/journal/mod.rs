@@ -295,6 +295,29 @@ pub enum ReplayFrom {
     After(JournalId),
 }
 
+/// Where following starts ([`Journal::follow`]).
+///
+/// ```
+/// use ssehub::journal::{FollowFrom, Replay};
+///
+/// // Follow on from where a read of the log ended: after its head, or from
+/// // the very start when it was empty, so that nothing appended between the
+/// // read and the follower's first contact with the engine is missed.
+/// let page = Replay { records: Vec::new(), gap: false, head: None };
+/// let from = page.head.map_or(FollowFrom::Earliest, FollowFrom::After);
+/// assert_eq!(from, FollowFrom::Earliest);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowFrom {
+    /// Records appended after the follower first reached the engine.
+    Latest,
+    /// Every retained record, then the rest.
+    Earliest,
+    /// Records after this position (from the earliest retained, after a
+    /// `Gap`, when it is no longer retained).
+    After(JournalId),
+}
+
 /// One page of a replay.
 ///
 /// The rule, for every engine: after an id that is still retained (or the
@@ -477,7 +500,7 @@ impl fmt::Debug for Following {
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use std::sync::{Arc, Mutex};
 /// use bytes::Bytes;
-/// use ssehub::journal::{FollowState, Follower, Journal, MemoryJournal, Record, Retention};
+/// use ssehub::journal::{FollowFrom, FollowState, Follower, Journal, MemoryJournal, Record, Retention};
 ///
 /// #[derive(Default)]
 /// struct Collect(Mutex<Vec<Bytes>>);
@@ -492,7 +515,7 @@ impl fmt::Debug for Following {
 /// journal.ready().await.unwrap();
 /// journal.append(Bytes::from("before")).await.unwrap();
 /// let seen = Arc::new(Collect::default());
-/// let following = journal.follow(None, seen.clone());
+/// let following = journal.follow(FollowFrom::Latest, seen.clone());
 /// journal.append(Bytes::from("after")).await.unwrap();
 /// drop(following);
 /// journal.append(Bytes::from("unseen")).await.unwrap();
@@ -511,15 +534,15 @@ pub trait Journal: Send + Sync + fmt::Debug + 'static {
     /// Up to `max` records from `from`, by the rule described on [`Replay`].
     fn replay(&self, from: ReplayFrom, max: usize) -> BoxFuture<'_, Result<Replay, JournalError>>;
 
-    /// Delivers to `follower` every record appended after `from` (after
-    /// the latest one when `None`), in log order, exactly once, across
+    /// Delivers to `follower` every record from `from` on (see
+    /// [`FollowFrom`]), in log order, exactly once, across
     /// reconnections, with the [`FollowState`] changes in between: `Up`
     /// first once following is live (`Down` first when the engine cannot
-    /// be reached yet), `Gap` right after it if `from` is no longer
-    /// retained (then the records come from the earliest retained).
+    /// be reached yet), `Gap` right after it if a `from` position is no
+    /// longer retained (then the records come from the earliest retained).
     /// Following stops when the returned handle is dropped; a call already
     /// running on another thread then completes.
-    fn follow(&self, from: Option<JournalId>, follower: Arc<dyn Follower>) -> Following;
+    fn follow(&self, from: FollowFrom, follower: Arc<dyn Follower>) -> Following;
 
     /// Whether appends can be stored now (a readiness probe).
     fn ready(&self) -> BoxFuture<'_, Result<(), JournalError>>;

@@ -48,8 +48,8 @@ use ::redis::{AsyncConnectionConfig, Client, RedisError, RetryMethod, Script, Va
 use bytes::Bytes;
 
 use super::{
-    BoxFuture, FollowState, Follower, Following, Journal, JournalError, JournalId, Offset, Record,
-    Replay, ReplayFrom, Retention,
+    BoxFuture, FollowFrom, FollowState, Follower, Following, Journal, JournalError, JournalId,
+    Offset, Record, Replay, ReplayFrom, Retention,
 };
 
 /// Where a [`RedisJournal`] lives and how it behaves.
@@ -161,7 +161,7 @@ fn redact(url: &str) -> String {
 /// # #[tokio::main] async fn main() -> Result<(), ssehub::journal::JournalError> {
 /// use std::sync::Arc;
 /// use bytes::Bytes;
-/// use ssehub::journal::{FollowState, Follower, Journal, Record, RedisJournal, RedisJournalConfig};
+/// use ssehub::journal::{FollowFrom, FollowState, Follower, Journal, Record, RedisJournal, RedisJournalConfig};
 ///
 /// struct Print;
 /// impl Follower for Print {
@@ -177,7 +177,7 @@ fn redact(url: &str) -> String {
 ///
 /// let journal = RedisJournal::new(RedisJournalConfig::new("redis://127.0.0.1:6379", "updates"))?;
 /// journal.ready().await?;
-/// let _following = journal.follow(None, Arc::new(Print));
+/// let _following = journal.follow(FollowFrom::Latest, Arc::new(Print));
 /// let id = journal.append(Bytes::from("hello")).await?;
 /// println!("stored as {id}");
 /// # Ok(()) }
@@ -674,7 +674,7 @@ impl Journal for RedisJournal {
         Box::pin(self.shared.replay(from, max))
     }
 
-    fn follow(&self, from: Option<JournalId>, follower: Arc<dyn Follower>) -> Following {
+    fn follow(&self, from: FollowFrom, follower: Arc<dyn Follower>) -> Following {
         let reader = Reader {
             shared: self.shared.clone(),
             follower,
@@ -711,7 +711,7 @@ struct Reader {
     shared: Arc<Shared>,
     follower: Arc<dyn Follower>,
     /// Where to start, used at the first contact with Redis.
-    from: Option<JournalId>,
+    from: FollowFrom,
     /// The epoch being read; `None` until the first contact.
     epoch: Option<u32>,
     /// The last entry delivered (or skipped): reading goes on after it.
@@ -772,15 +772,21 @@ impl Reader {
         match self.epoch {
             None => {
                 let (from, max) = match self.from {
-                    Some(id) => (ReplayFrom::After(id), shared.batch),
-                    None => (ReplayFrom::Earliest, 0),
+                    FollowFrom::After(id) => (ReplayFrom::After(id), shared.batch),
+                    FollowFrom::Latest | FollowFrom::Earliest => (ReplayFrom::Earliest, 0),
                 };
                 let read = shared.read(conn, from, max).await?;
                 self.epoch = Some(read.epoch);
                 self.cursor = read.head.unwrap_or(Offset::Stream { ms: 0, seq: 0 });
                 self.last_n = Some(read.seq);
+                if self.from == FollowFrom::Earliest {
+                    // The read loop starts at the stream's start; the first
+                    // `n` it meets is the earliest retained, not a gap.
+                    self.cursor = Offset::Stream { ms: 0, seq: 0 };
+                    self.last_n = None;
+                }
                 self.report(Reported::Up, FollowState::Up);
-                if let Some(from) = self.from {
+                if let FollowFrom::After(from) = self.from {
                     if read.gap {
                         tracing::warn!(stream = %shared.stream, "journal follower starts after a gap");
                         self.follower.state(FollowState::Gap);

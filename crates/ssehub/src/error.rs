@@ -4,6 +4,7 @@
 //! types; nothing in ssehub panics on caller data.
 
 use crate::event::{Event, EventError};
+use crate::journal::JournalError;
 
 /// Sending on a stream failed.
 ///
@@ -103,7 +104,8 @@ pub enum LastEventIdError {
 /// broker.close();
 /// assert_eq!(broker.broadcast_data("late"), Err(ssehub::BrokerError::Closed));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+// PartialEq by hand: a journal error holds its cause as a trait object.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {
     /// The broker is closed (Go `ErrBrokerClosed`).
@@ -118,4 +120,41 @@ pub enum BrokerError {
     /// The event cannot be encoded; nothing was published.
     #[error("invalid event: {0}")]
     Invalid(#[from] EventError),
+    /// The broker's journal did not store the publish (it is unreachable,
+    /// refused the record, or is not configured to work); see
+    /// [`BrokerConfig::journal`](crate::broker::BrokerConfig::journal).
+    /// Nothing was delivered by this broker, though with a remote journal a
+    /// record whose acknowledgement was lost may still reach every replica.
+    ///
+    /// ```
+    /// use ssehub::BrokerError;
+    /// use ssehub::journal::JournalError;
+    ///
+    /// let err = BrokerError::from(JournalError::Config("no runtime".into()));
+    /// assert!(matches!(err, BrokerError::Journal(JournalError::Config(_))));
+    /// assert_eq!(err.to_string(), "journal: invalid journal configuration: no runtime");
+    /// assert_eq!(err, BrokerError::from(JournalError::Config("no runtime".into())));
+    /// ```
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
 }
+
+impl PartialEq for BrokerError {
+    /// Journal errors are equal when they are of the same kind and say the
+    /// same (their causes are not comparable).
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Closed, Self::Closed)
+            | (Self::ChannelNotFound, Self::ChannelNotFound)
+            | (Self::ClientNotFound, Self::ClientNotFound) => true,
+            (Self::Invalid(a), Self::Invalid(b)) => a == b,
+            (Self::Journal(a), Self::Journal(b)) => {
+                std::mem::discriminant(a) == std::mem::discriminant(b)
+                    && a.to_string() == b.to_string()
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for BrokerError {}

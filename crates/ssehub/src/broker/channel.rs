@@ -35,7 +35,7 @@ impl ChannelInner {
         }
     }
 
-    fn broker(&self) -> Result<Arc<BrokerInner>, BrokerError> {
+    pub(crate) fn broker(&self) -> Result<Arc<BrokerInner>, BrokerError> {
         self.broker.upgrade().ok_or(BrokerError::Closed)
     }
 
@@ -188,6 +188,36 @@ impl Channel {
     /// ```
     pub fn broadcast(&self, event: Event) -> Result<(), BrokerError> {
         self.inner.publish(event)
+    }
+
+    /// Publishes an event to every subscriber and resolves once it is
+    /// stored: with a [journal](super::BrokerConfig::journal), when the
+    /// journal acknowledged the record (the returned id is the journal id,
+    /// the one every replica writes); without one at once, like
+    /// [`broadcast`](Self::broadcast). Unlike `broadcast`, a journal failure
+    /// is returned, not only logged.
+    ///
+    /// # Errors
+    /// [`BrokerError::Journal`] when the journal did not store it, and as
+    /// [`broadcast`](Self::broadcast).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Arc;
+    /// use ssehub::broker::{Broker, BrokerConfig};
+    /// use ssehub::journal::{Journal, MemoryJournal, ReplayFrom};
+    ///
+    /// let journal = Arc::new(MemoryJournal::default());
+    /// let broker = Broker::with_config(BrokerConfig::default().journal(journal.clone()));
+    /// let news = broker.channel("news").unwrap();
+    /// let published = news.publish(ssehub::Event::new("Breaking")).await.unwrap();
+    /// let stored = journal.replay(ReplayFrom::Earliest, 10).await.unwrap();
+    /// assert_eq!(Some(stored.records[0].id), published.journal_id);
+    /// # }
+    /// ```
+    pub async fn publish(&self, event: Event) -> Result<super::Published, BrokerError> {
+        let broker = self.inner.broker()?;
+        broker.publish_acknowledged(&[&*self.inner], event).await
     }
 
     /// Publishes an already encoded frame (see [`Event::encode`]). It is

@@ -1,7 +1,7 @@
 //! [`Client`]: one connected client of a broker.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -12,15 +12,16 @@ use std::task::Waker;
 use bytes::Bytes;
 
 use super::channel::ChannelInner;
-use super::config::GapReplay;
-use super::config::OverflowPolicy;
+use super::config::{GapReplay, OverflowPolicy};
 use super::ids::ResumePoint;
 use super::log::{Positioned, TakeError};
 use super::outlet::Outlet;
+use super::replica::{self, poll_once};
 use super::stats::Counters;
 use super::{BrokerError, BrokerInner};
 use crate::error::SendError;
 use crate::event::Event;
+use crate::journal::{JournalId, ReplayFrom};
 use crate::stream::{Chunk, Feed, Overflowed, PushError, Sender};
 
 /// A client's identifier, unique within its broker.
@@ -88,11 +89,18 @@ pub enum ResumeStatus {
     /// Its id is unknown, or events after it were evicted from history on
     /// a channel it subscribed to (see [`GapPolicy`](super::GapPolicy)).
     Gap,
+    /// With a [journal](super::BrokerConfig::journal): the id is older than
+    /// the broker's window of recent records, and the journal is being read
+    /// to tell. It becomes `Complete` or `Gap` once the first page is read
+    /// (await [`Client::resumed`]); either way nothing is lost silently, as
+    /// a gap is also signalled by the gap event. [`Broker::handle_request`](super::Broker::handle_request)
+    /// sends no [`RESUME_HEADER`](super::RESUME_HEADER) then.
+    Pending,
 }
 
 /// Why a resume has a gap; the `reason` of the gap event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GapReason {
+pub(crate) enum GapReason {
     UnknownId,
     HistoryLost,
 }
@@ -104,6 +112,31 @@ struct Resume {
     active: bool,
     gap: Option<GapReason>,
     signaled: bool,
+    journal: JournalResume,
+}
+
+/// Where a resume from a journal is (see `replica.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not a resume from a journal.
+    Off,
+    /// Its setup runs: subscriptions start paused and are resumed.
+    Open,
+    /// Reading the journal; whether there is a gap is not known yet.
+    Reading,
+    /// Replaying; the status is known.
+    Replaying,
+    /// Replay and live stream met: the subscriptions run.
+    Done,
+}
+
+#[derive(Debug)]
+struct JournalResume {
+    phase: Phase,
+    /// The channels subscribed during the setup, resumed.
+    channels: Vec<Arc<str>>,
+    /// Replayed frames, written before anything from the channel logs.
+    frames: VecDeque<Bytes>,
 }
 
 pub(crate) struct ClientInner {
@@ -123,6 +156,12 @@ pub(crate) struct ClientInner {
     resume: Mutex<Resume>,
     /// Set on the connection's first poll, which ends the resume window.
     started: AtomicBool,
+    /// A resume from a journal is not done, or its frames not all taken:
+    /// the connection looks at `resume` before its channels.
+    resuming: AtomicBool,
+    /// Notified when a journal resume's status is known, its frames were
+    /// taken, or the client is gone.
+    resume_changed: tokio::sync::Notify,
     /// Set once the client has been unregistered (the disconnect hook ran).
     gone: AtomicBool,
     /// Its socket, when a lean server lends it (see `outlet.rs`).
@@ -160,6 +199,7 @@ impl Client {
         sender: Sender,
         resume: Option<ResumePoint>,
     ) -> Self {
+        let journal_resume = broker.replica.is_some() && resume.is_some();
         Self {
             inner: Arc::new(ClientInner {
                 id,
@@ -175,8 +215,19 @@ impl Client {
                     active: resume.is_some(),
                     gap: None,
                     signaled: false,
+                    journal: JournalResume {
+                        phase: if journal_resume {
+                            Phase::Open
+                        } else {
+                            Phase::Off
+                        },
+                        channels: Vec::new(),
+                        frames: VecDeque::new(),
+                    },
                 }),
                 started: AtomicBool::new(false),
+                resuming: AtomicBool::new(journal_resume),
+                resume_changed: tokio::sync::Notify::new(),
                 gone: AtomicBool::new(false),
                 outlet: Arc::new(Outlet::new(broker.writers.for_client(id.get()))),
             }),
@@ -192,13 +243,56 @@ impl Client {
     /// let (client, _body) = broker.connect(Some(ssehub::broker::EARLIEST.into())).unwrap();
     /// assert_eq!(client.resume_status(), ssehub::broker::ResumeStatus::Complete);
     /// ```
+    ///
+    /// With a [journal](super::BrokerConfig::journal) the status may be
+    /// [`ResumeStatus::Pending`] (before the setup ended, or while the
+    /// journal is read): see [`resumed`](Self::resumed).
     #[must_use]
     pub fn resume_status(&self) -> ResumeStatus {
         let resume = lock(&self.inner.resume);
-        match (resume.point, resume.gap) {
-            (None, _) => ResumeStatus::NotRequested,
-            (Some(_), Some(_)) => ResumeStatus::Gap,
-            (Some(_), None) => ResumeStatus::Complete,
+        match (resume.point, resume.gap, resume.journal.phase) {
+            (None, _, _) => ResumeStatus::NotRequested,
+            (Some(_), Some(_), _) => ResumeStatus::Gap,
+            (Some(_), None, Phase::Open | Phase::Reading) => ResumeStatus::Pending,
+            (Some(_), None, _) => ResumeStatus::Complete,
+        }
+    }
+
+    /// Ends the setup's resume window (subscriptions made from now on are
+    /// live only) and waits until the resume's status is known: what
+    /// [`resume_status`](Self::resume_status) says once it is not
+    /// [`Pending`](ResumeStatus::Pending). For a server that builds its
+    /// response itself after [`Broker::connect`](super::Broker::connect) and
+    /// wants an exact [`RESUME_HEADER`](super::RESUME_HEADER) even when the
+    /// journal must be read. Without a journal it returns at once.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Arc;
+    /// use ssehub::broker::{Broker, BrokerConfig, ResumeStatus};
+    /// use ssehub::journal::MemoryJournal;
+    ///
+    /// let broker = Broker::with_config(BrokerConfig::default().journal(Arc::new(MemoryJournal::default())));
+    /// let news = broker.channel("news").unwrap();
+    /// let first = news.publish(ssehub::Event::new("one")).await.unwrap();
+    /// news.publish(ssehub::Event::new("two")).await.unwrap();
+    ///
+    /// let (client, _body) = broker.connect(first.id).unwrap();
+    /// client.subscribe("news").unwrap();
+    /// assert_eq!(client.resumed().await, ResumeStatus::Complete);
+    /// # }
+    /// ```
+    pub async fn resumed(&self) -> ResumeStatus {
+        self.inner.seal();
+        loop {
+            let changed = self.inner.resume_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let status = self.resume_status();
+            if status != ResumeStatus::Pending || self.inner.is_gone() {
+                return status;
+            }
+            changed.await;
         }
     }
 
@@ -592,13 +686,22 @@ impl Client {
 impl ClientInner {
     /// History of `channel` up to position `until` that this client missed,
     /// while its resume window is open. Runs under the channel log's lock.
-    fn replay_for(&self, channel: &ChannelInner, until: u64) -> Vec<Positioned> {
+    ///
+    /// Resuming from a journal, the subscription starts paused instead and
+    /// the channel is noted for the journal replay.
+    fn replay_for(&self, channel: &ChannelInner, until: u64) -> (Vec<Positioned>, bool) {
         let mut resume = lock(&self.resume);
         let Some(point) = resume.point.filter(|_| resume.active) else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
+        if resume.journal.phase == Phase::Open {
+            if !channel.hidden {
+                resume.journal.channels.push(channel.name.clone());
+            }
+            return (Vec::new(), true);
+        }
         let Some(broker) = self.broker.upgrade() else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
         let history = &broker.history;
         let exact = match point {
@@ -608,7 +711,7 @@ impl ClientInner {
             ResumePoint::Earliest => Ok(history
                 .replay(&channel.name, None, until)
                 .unwrap_or_default()),
-            ResumePoint::Unknown => Err(GapReason::UnknownId),
+            ResumePoint::Unknown | ResumePoint::Journal(_) => Err(GapReason::UnknownId),
         };
         let entries = match exact {
             Ok(entries) => entries,
@@ -622,7 +725,8 @@ impl ClientInner {
                 }
             }
         };
-        entries.into_iter().map(|e| (e.position, e.frame)).collect()
+        let entries = entries.into_iter().map(|e| (e.position, e.frame)).collect();
+        (entries, false)
     }
 
     /// Sends the gap event, once, if the resume has a gap.
@@ -640,19 +744,179 @@ impl ClientInner {
         if !broker.config.gap.event {
             return;
         }
-        let reason = match reason {
-            GapReason::UnknownId => "unknown-id",
-            GapReason::HistoryLost => "history-lost",
-        };
-        let data = format!(
-            "{{\"last_event_id\":{},\"reason\":\"{reason}\"}}",
-            json_string(last_event_id)
-        );
         // The direct queue is written before any channel frame, so the
         // signal precedes whatever is replayed or live.
-        if let Ok(frame) = Event::with_type(super::GAP_EVENT, data).encode() {
+        if let Ok(frame) = replica::gap_event(last_event_id, reason).encode() {
             let _ = self.sender.shared().try_push(frame);
         }
+    }
+
+    /// Whether the client is gone (its connection ended or it was closed).
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire) || self.sender.is_closed()
+    }
+
+    /// Ends the resume window. Resuming from a journal, this starts the
+    /// resume: at once from the broker's window when it holds the id, else
+    /// by reading the journal (see `replica.rs`). Called with no lock held;
+    /// only the first call does anything.
+    pub(crate) fn seal(self: &Arc<Self>) {
+        let point = {
+            let mut resume = lock(&self.resume);
+            if resume.journal.phase != Phase::Open {
+                return;
+            }
+            resume.active = false;
+            resume.point
+        };
+        let Some(broker) = self.broker.upgrade() else {
+            return;
+        };
+        let Some(replica) = &broker.replica else {
+            return;
+        };
+        match point {
+            Some(ResumePoint::Journal(id)) => {
+                let publishing = lock(&broker.publishing);
+                let window = lock(&replica.window);
+                if window.epoch().is_some_and(|epoch| epoch != id.epoch) {
+                    // Not of the journal's current epoch: certainly unknown.
+                    drop(window);
+                    drop(publishing);
+                    self.resume_unknown(&broker);
+                } else if let Some(records) = window.after(id) {
+                    let channels = self.journal_channels();
+                    self.push_replay(records.filter_map(|r| replica::replay_frame(r, &channels)));
+                    self.finish_resume(true);
+                } else {
+                    drop(window);
+                    drop(publishing);
+                    lock(&self.resume).journal.phase = Phase::Reading;
+                    Counters::add(&self.counters.journal_resume_reads, 1);
+                    self.start_resume(&broker, ReplayFrom::After(id), Some(id));
+                }
+            }
+            Some(ResumePoint::Earliest) => {
+                lock(&self.resume).journal.phase = Phase::Replaying;
+                Counters::add(&self.counters.journal_resume_reads, 1);
+                self.start_resume(&broker, ReplayFrom::Earliest, None);
+            }
+            _ => self.resume_unknown(&broker),
+        }
+        self.signal_gap();
+        self.resume_changed.notify_waiters();
+        self.sender.shared().wake_body();
+    }
+
+    /// A resume after an id that is no journal id of the current epoch.
+    fn resume_unknown(self: &Arc<Self>, broker: &Arc<BrokerInner>) {
+        lock(&self.resume).gap.get_or_insert(GapReason::UnknownId);
+        match broker.config.gap.replay {
+            GapReplay::AllRetained => {
+                lock(&self.resume).journal.phase = Phase::Replaying;
+                Counters::add(&self.counters.journal_resume_reads, 1);
+                self.start_resume(broker, ReplayFrom::Earliest, None);
+            }
+            _ => {
+                let _publishing = lock(&broker.publishing);
+                self.finish_resume(false);
+            }
+        }
+    }
+
+    /// Runs the journal resume: inline as far as it gets without waiting (a
+    /// memory journal's reads are ready at once), the rest on the runtime.
+    fn start_resume(
+        self: &Arc<Self>,
+        broker: &Arc<BrokerInner>,
+        from: ReplayFrom,
+        after: Option<JournalId>,
+    ) {
+        let mut task = Box::pin(replica::resume(self.clone(), broker.clone(), from, after));
+        if poll_once(&mut task).is_ready() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(task);
+            }
+            Err(_) => {
+                Counters::add(&self.counters.journal_resume_errors, 1);
+                tracing::warn!(client = %self.id, "journal: resuming needs a Tokio runtime; disconnecting the client");
+                self.abandon_resume();
+            }
+        }
+    }
+
+    /// The channels a journal resume covers.
+    pub(crate) fn journal_channels(&self) -> Vec<Arc<str>> {
+        lock(&self.resume).journal.channels.clone()
+    }
+
+    /// Queues replayed frames; returns how many are queued.
+    pub(crate) fn push_replay(&self, frames: impl Iterator<Item = Bytes>) -> usize {
+        let mut resume = lock(&self.resume);
+        resume.journal.frames.extend(frames);
+        let queued = resume.journal.frames.len();
+        drop(resume);
+        if queued > 0 {
+            self.sender.shared().wake_body();
+        }
+        queued
+    }
+
+    /// Waits until at most `limit` replayed frames wait; false if the client
+    /// is gone.
+    pub(crate) async fn drained_below(&self, limit: usize) -> bool {
+        loop {
+            let changed = self.resume_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.is_gone() {
+                return false;
+            }
+            if lock(&self.resume).journal.frames.len() <= limit {
+                return true;
+            }
+            // A timeout too: a connection that stopped polling is noticed.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), changed).await;
+        }
+    }
+
+    /// The resume has a gap; the gap event is sent (once).
+    pub(crate) fn resume_gap(&self, reason: GapReason) {
+        lock(&self.resume).gap.get_or_insert(reason);
+        self.signal_gap();
+        self.resume_changed.notify_waiters();
+    }
+
+    /// The journal answered: whether the resume has a gap is known.
+    pub(crate) fn resume_known(&self) {
+        let mut resume = lock(&self.resume);
+        if resume.journal.phase == Phase::Reading {
+            resume.journal.phase = Phase::Replaying;
+        }
+        drop(resume);
+        self.resume_changed.notify_waiters();
+    }
+
+    /// Replay and live stream meet: the paused subscriptions run, having
+    /// skipped what their logs hold when `skip` (it was replayed). The
+    /// caller holds the broker's publishing lock.
+    pub(crate) fn finish_resume(&self, skip: bool) {
+        for cursor in lock(&self.subs).iter() {
+            cursor.channel.log.release(cursor.key, skip);
+        }
+        lock(&self.resume).journal.phase = Phase::Done;
+        self.resume_changed.notify_waiters();
+        self.sender.shared().wake_body();
+    }
+
+    /// The resume cannot be done: the client is disconnected, so it
+    /// reconnects and tries again (perhaps on another replica).
+    pub(crate) fn abandon_resume(self: &Arc<Self>) {
+        self.sender.close();
+        self.unregister();
     }
 
     /// Leaves every channel, leaves the broker and runs the disconnect hook;
@@ -661,6 +925,7 @@ impl ClientInner {
         if self.gone.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.resume_changed.notify_waiters();
         let cursors = std::mem::take(&mut *lock(&self.subs));
         for cursor in cursors {
             cursor.channel.log.unsubscribe(cursor.key);
@@ -680,6 +945,30 @@ impl Feed for Arc<ClientInner> {
         if !self.started.swap(true, Ordering::AcqRel) {
             // The connection runs: subscriptions from now on start live.
             lock(&self.resume).active = false;
+            self.seal();
+        }
+        if self.resuming.load(Ordering::Acquire) {
+            let mut resume = lock(&self.resume);
+            let frames = std::mem::take(&mut resume.journal.frames);
+            let replayed = frames.len() as u64;
+            for frame in frames {
+                chunk.push(frame);
+            }
+            let done = resume.journal.phase == Phase::Done;
+            if done {
+                // Set under the lock that `finish_resume` takes after its
+                // last frames: nothing is queued behind this.
+                self.resuming.store(false, Ordering::Release);
+            }
+            drop(resume);
+            Counters::add(&self.counters.delivered, replayed);
+            if replayed > 0 {
+                self.resume_changed.notify_waiters();
+            }
+            if !done {
+                // The resume wakes the connection when it has more.
+                return Ok(());
+            }
         }
         // Read before any log: every frame below it is already appended.
         let watermark = self.watermark.load(Ordering::Acquire);
@@ -754,20 +1043,4 @@ impl fmt::Debug for Client {
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }
-}
-
-/// `s` as a JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

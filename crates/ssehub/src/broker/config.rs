@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::Client;
 use super::history::{HistoryConfig, HistoryStore};
+use crate::journal::Journal;
 use crate::stream::{DEFAULT_BUFFER_BYTES, DEFAULT_BUFFER_EVENTS, StreamConfig};
 
 /// A broker hook, called with the client concerned.
@@ -79,6 +80,15 @@ pub struct BrokerConfig {
     pub(crate) on_connect: Option<ClientHook>,
     pub(crate) on_disconnect: Option<ClientHook>,
     pub(crate) on_direct_write: Option<DirectWriteHook>,
+    pub(crate) journal: Option<Arc<dyn Journal>>,
+    pub(crate) journal_window: JournalWindow,
+}
+
+/// Bounds of a journal broker's window of recently followed records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JournalWindow {
+    pub(crate) records: usize,
+    pub(crate) bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -95,6 +105,11 @@ impl Default for BrokerConfig {
             on_connect: None,
             on_disconnect: None,
             on_direct_write: None,
+            journal: None,
+            journal_window: JournalWindow {
+                records: 1024,
+                bytes: 4 << 20,
+            },
         }
     }
 }
@@ -277,6 +292,80 @@ impl BrokerConfig {
         self
     }
 
+    /// Runs the broker on `journal`: an ordered log that several brokers —
+    /// replicas of one application, each with its own clients — share, so
+    /// they act as one.
+    ///
+    /// With a journal:
+    ///
+    /// - **Every publish is one record.** `broadcast*`, `publish*` and
+    ///   `publish_frame_to` append the channel names and the event, encoded
+    ///   once without its id line, to the journal. Nothing is delivered
+    ///   directly: the broker follows the journal and fans each record out
+    ///   to its own clients in the channels named, so every replica — the
+    ///   publisher's own included — delivers every event exactly once, all
+    ///   in the journal's one order. A record of channels this broker has
+    ///   no client in is dropped after reading its header.
+    /// - **The id is the journal's.** An event gets `id:` its
+    ///   [`JournalId`](crate::journal::JournalId), the same on every
+    ///   replica (a caller-supplied id is replaced; with
+    ///   [`generate_ids(false)`](Self::generate_ids) the event is sent as
+    ///   encoded, caller id included). A pre-encoded frame is sent as is.
+    /// - **Acknowledged or not.** The async [`Broker::publish`](super::Broker::publish),
+    ///   [`Broker::publish_on`](super::Broker::publish_on) and
+    ///   [`Channel::publish`](super::Channel::publish) resolve once the
+    ///   journal stored the record, with its id, or fail with
+    ///   [`BrokerError::Journal`](crate::BrokerError::Journal). The
+    ///   synchronous `broadcast*` methods hand the record to an ordered
+    ///   queue and return: a failure later is logged and counted in
+    ///   [`BrokerStats::journal_append_errors`](super::BrokerStats::journal_append_errors).
+    ///   A [`MemoryJournal`](crate::journal::MemoryJournal) stores and
+    ///   delivers inline, before `broadcast` returns.
+    /// - **The journal is the history.** A client that reconnects to *any*
+    ///   replica with a journal id as `Last-Event-ID` gets what it missed on
+    ///   its channels, then the live stream, with no gap and no duplicate; an
+    ///   id the journal no longer holds (or of another epoch, or not a
+    ///   journal id) is a gap, told as [`GapPolicy`] says.
+    ///   [`history`](Self::history) and [`history_store`](Self::history_store)
+    ///   are not used. Recent records are resumed from the broker's window
+    ///   (see [`journal_window`](Self::journal_window)) at once, older ones
+    ///   by reading the journal; see [`Client::resumed`](super::Client::resumed).
+    ///
+    /// Without a journal (the default) nothing changes: publishes are
+    /// delivered in the call, from the in-memory history.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Arc;
+    /// use ssehub::broker::{Broker, BrokerConfig};
+    /// use ssehub::journal::{MemoryJournal, Retention};
+    ///
+    /// let journal = Arc::new(MemoryJournal::new(Retention::default()));
+    /// let broker = Broker::with_config(BrokerConfig::default().journal(journal));
+    /// let published = broker.channel("news").unwrap().publish(ssehub::Event::new("hi")).await.unwrap();
+    /// assert_eq!(published.id, published.journal_id.map(|id| id.to_string()));
+    /// # }
+    /// ```
+    pub fn journal(mut self, journal: Arc<dyn Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// How many recently followed records (and bytes of them) a journal
+    /// broker keeps in memory: a client resuming after one of them is
+    /// resumed at once, without reading the journal, and a resume that reads
+    /// the journal meets the live stream in this window. Default 1024
+    /// records, 4 MiB. Unused without a [`journal`](Self::journal).
+    ///
+    /// ```
+    /// let config = ssehub::broker::BrokerConfig::default().journal_window(10_000, 16 << 20);
+    /// # let _ = config;
+    /// ```
+    pub fn journal_window(mut self, records: usize, bytes: usize) -> Self {
+        self.journal_window = JournalWindow { records, bytes };
+        self
+    }
+
     pub(crate) fn buffer_events(&self) -> usize {
         self.stream.buffer_events
     }
@@ -298,6 +387,8 @@ impl fmt::Debug for BrokerConfig {
             .field("on_connect", &self.on_connect.is_some())
             .field("on_disconnect", &self.on_disconnect.is_some())
             .field("on_direct_write", &self.on_direct_write.is_some())
+            .field("journal", &self.journal)
+            .field("journal_window", &self.journal_window)
             .finish()
     }
 }

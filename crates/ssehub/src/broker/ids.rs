@@ -22,6 +22,8 @@ pub(crate) enum ResumePoint {
     Earliest,
     /// The id names no retained event (unknown, or from before a restart).
     Unknown,
+    /// With a journal: after this record of the journal.
+    Journal(crate::journal::JournalId),
 }
 
 /// A fresh epoch: differs between broker instances and across restarts.

@@ -70,6 +70,9 @@ struct Subscriber {
     /// Under [`OverflowPolicy::DropNewest`], the frames a full subscriber
     /// keeps; while set, every newer frame skips it.
     held: Option<Vec<Positioned>>,
+    /// A client resuming from a journal: frames wait in the log, neither
+    /// claimed nor taken, until its replay is done (`release`).
+    paused: bool,
 }
 
 #[derive(Debug, Default)]
@@ -231,7 +234,10 @@ impl Log {
                 for (_, sub) in &mut st.subscribers {
                     // Caught up with nothing held back: this frame is the
                     // next thing its connection writes.
-                    let caught_up = sub.pos == seq && sub.replay.is_empty() && sub.held.is_none();
+                    let caught_up = sub.pos == seq
+                        && sub.replay.is_empty()
+                        && sub.held.is_none()
+                        && !sub.paused;
                     if caught_up {
                         let framed = || chunk.get_or_insert_with(|| writer::chunk(&bytes)).clone();
                         match sub.outlet.try_claim(position, now_ms, framed) {
@@ -323,18 +329,21 @@ impl Log {
     /// position) is delivered first. It runs under this log's lock, so no
     /// frame can be appended between the two — which is what makes a resume
     /// free of gaps and duplicates while publishers keep publishing.
+    ///
+    /// `replay` also says whether the subscriber starts paused: see
+    /// [`release`](Self::release).
     pub(crate) fn subscribe(
         &self,
         client: Weak<ClientInner>,
         outlet: Arc<Outlet>,
-        replay: impl FnOnce(u64) -> Vec<Positioned>,
+        replay: impl FnOnce(u64) -> (Vec<Positioned>, bool),
     ) -> Result<usize, Deleted> {
         let mut st = self.lock();
         if st.deleted {
             return Err(Deleted);
         }
         let pos = st.next_seq;
-        let replay = replay(st.last_position);
+        let (replay, paused) = replay(st.last_position);
         Ok(st.subscribers.insert(Subscriber {
             client,
             outlet,
@@ -342,7 +351,23 @@ impl Log {
             waker: None,
             replay,
             held: None,
+            paused,
         }))
+    }
+
+    /// Ends a subscriber's pause. With `skip`, every frame in the log now is
+    /// skipped: the caller delivered them (or their records) otherwise. The
+    /// broker calls this under its publishing lock, so "now" is exact.
+    pub(crate) fn release(&self, key: usize, skip: bool) {
+        let mut st = self.lock();
+        let next_seq = st.next_seq;
+        if let Some(sub) = st.subscribers.get_mut(key) {
+            sub.paused = false;
+            if skip {
+                sub.pos = next_seq;
+                sub.held = None;
+            }
+        }
     }
 
     /// Removes a subscriber; returns how many remain.
@@ -407,6 +432,10 @@ impl Log {
         let Some(sub) = st.subscribers.get_mut(key) else {
             return Err(TakeError::Deleted);
         };
+        if sub.paused {
+            // `release` wakes the connection.
+            return Ok(Taken::default());
+        }
         let mut earlier = std::mem::take(&mut sub.replay);
         earlier.extend(sub.held.take().unwrap_or_default());
         let earlier_count = earlier.len() as u64;

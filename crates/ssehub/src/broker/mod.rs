@@ -56,6 +56,8 @@ mod history;
 mod ids;
 mod log;
 pub(crate) mod outlet;
+mod record;
+mod replica;
 mod stats;
 mod writer;
 
@@ -84,7 +86,9 @@ use stats::Counters;
 pub use crate::error::BrokerError;
 use crate::event::Event;
 use crate::http::ResponseBody;
+use crate::journal::{FollowFrom, Following, JournalId};
 use crate::stream::{self, SseBody};
+use replica::Replica;
 
 /// Many clients, named channels and broadcast: the Go `*Broker`.
 ///
@@ -104,6 +108,33 @@ use crate::stream::{self, SseBody};
 #[derive(Clone)]
 pub struct Broker {
     inner: Arc<BrokerInner>,
+    /// Following the journal, if any: held by the handles (not by
+    /// `BrokerInner`, which a follower call may hold last), so following
+    /// stops when the last handle is dropped or the broker is closed.
+    following: Option<Arc<Mutex<Option<Following>>>>,
+}
+
+/// What an acknowledged publish ([`Broker::publish`],
+/// [`Broker::publish_on`], [`Channel::publish`]) stored.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let broker = ssehub::broker::Broker::new();
+/// let published = broker.publish(ssehub::Event::new("hi")).await.unwrap();
+/// assert!(published.id.is_some()); // generated
+/// assert_eq!(published.journal_id, None); // no journal
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Published {
+    /// The id written on the wire: the journal id, the generated or the
+    /// caller's; `None` for an event without one (one that opted out of
+    /// replay, or with [`BrokerConfig::generate_ids`] off).
+    pub id: Option<String>,
+    /// Where the journal stored the record, with a
+    /// [journal](BrokerConfig::journal).
+    pub journal_id: Option<JournalId>,
 }
 
 /// The response header that says whether a resume was exact:
@@ -134,6 +165,8 @@ pub(crate) struct BrokerInner {
     pub(crate) counters: Arc<Counters>,
     /// Writes frames straight to parked clients' sockets (`writer.rs`).
     pub(crate) writers: writer::Writers,
+    /// The journal side (`replica.rs`), with a journal.
+    pub(crate) replica: Option<Replica>,
 }
 
 impl Drop for BrokerInner {
@@ -181,6 +214,11 @@ impl Broker {
             .clone()
             .unwrap_or_else(|| Arc::new(MemoryHistory::new(config.history)));
         let writers = writer::Writers::new(config.on_direct_write.clone());
+        let counters = Arc::new(Counters::default());
+        let replica = config
+            .journal
+            .clone()
+            .map(|journal| Replica::new(journal, config.journal_window, counters.clone()));
         let inner = Arc::new_cyclic(|weak| BrokerInner {
             everyone: Arc::new(ChannelInner::new(
                 Arc::from("*"),
@@ -199,10 +237,51 @@ impl Broker {
             history,
             records_history,
             closed: AtomicBool::new(false),
-            counters: Arc::new(Counters::default()),
+            counters,
             writers,
+            replica,
         });
-        Self { inner }
+        // Started once the broker exists: a memory journal reports `Up`
+        // inline, to a follower that must reach the broker.
+        let following = inner.replica.as_ref().map(|replica| {
+            let follower = Arc::new(replica::BrokerFollower(Arc::downgrade(&inner)));
+            Arc::new(Mutex::new(Some(
+                replica.journal.follow(FollowFrom::Latest, follower),
+            )))
+        });
+        Self { inner, following }
+    }
+
+    /// Whether the broker can publish now: always without a journal; with
+    /// one, once its follower reached the journal (waiting up to 5 s for
+    /// that) and the journal answers [`Journal::ready`](crate::journal::Journal::ready).
+    /// For readiness probes, and for a replica that should not take traffic
+    /// before it follows.
+    ///
+    /// # Errors
+    /// [`BrokerError::Closed`] once closed; [`BrokerError::Journal`] when the
+    /// journal cannot be reached.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Arc;
+    /// use ssehub::broker::{Broker, BrokerConfig};
+    ///
+    /// let journal = Arc::new(ssehub::journal::MemoryJournal::default());
+    /// let broker = Broker::with_config(BrokerConfig::default().journal(journal));
+    /// broker.ready().await.unwrap();
+    /// # }
+    /// ```
+    pub async fn ready(&self) -> Result<(), BrokerError> {
+        if self.is_closed() {
+            return Err(BrokerError::Closed);
+        }
+        let Some(replica) = &self.inner.replica else {
+            return Ok(());
+        };
+        replica.await_follower().await?;
+        replica.journal.ready().await?;
+        Ok(())
     }
 
     /// Registers a new client and returns it with the body of its response;
@@ -282,11 +361,13 @@ impl Broker {
         match self.connect(last_event_id) {
             Ok((client, body)) => {
                 setup(&client);
+                // The setup's subscriptions are the resumed ones.
+                client.inner.seal();
                 let mut response = body.into_response();
                 let status = match client.resume_status() {
                     ResumeStatus::Complete => Some("complete"),
                     ResumeStatus::Gap => Some("gap"),
-                    ResumeStatus::NotRequested => None,
+                    _ => None,
                 };
                 if let Some(status) = status {
                     response
@@ -442,6 +523,55 @@ impl Broker {
         self.inner
             .publish_to(&inners, Publish::Frame(frame))
             .map(|_| ())
+    }
+
+    /// Publishes an event to every client and resolves once it is stored:
+    /// with a [journal](BrokerConfig::journal), when the journal
+    /// acknowledged the record (its id is the journal id); without one at
+    /// once, like [`broadcast`](Self::broadcast). Unlike `broadcast`, a
+    /// journal failure is returned, not only logged.
+    ///
+    /// # Errors
+    /// [`BrokerError::Journal`] when the journal did not store it, and as
+    /// [`broadcast`](Self::broadcast).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Arc;
+    /// use ssehub::broker::{Broker, BrokerConfig};
+    ///
+    /// let journal = Arc::new(ssehub::journal::MemoryJournal::default());
+    /// let broker = Broker::with_config(BrokerConfig::default().journal(journal));
+    /// let published = broker.publish(ssehub::Event::with_type("notice", "hi")).await.unwrap();
+    /// println!("stored as {}", published.journal_id.unwrap());
+    /// # }
+    /// ```
+    pub async fn publish(&self, event: Event) -> Result<Published, BrokerError> {
+        let everyone = self.inner.everyone.clone();
+        self.inner.publish_acknowledged(&[&everyone], event).await
+    }
+
+    /// Publishes one event on several channels, as
+    /// [`publish_to`](Self::publish_to) does, and resolves once it is
+    /// stored, as [`publish`](Self::publish) does.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish) and [`publish_to`](Self::publish_to).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let broker = ssehub::broker::Broker::new();
+    /// let (a, b) = (broker.channel("a").unwrap(), broker.channel("b").unwrap());
+    /// broker.publish_on(&[a, b], ssehub::Event::new("to both")).await.unwrap();
+    /// # }
+    /// ```
+    pub async fn publish_on(
+        &self,
+        channels: &[Channel],
+        event: Event,
+    ) -> Result<Published, BrokerError> {
+        let inners: Vec<&ChannelInner> = channels.iter().map(|c| &*c.inner).collect();
+        self.inner.publish_acknowledged(&inners, event).await
     }
 
     /// Calls `f` for every connected client (Go `ForEach`), with no lock
@@ -673,6 +803,12 @@ impl Broker {
             channel.delete();
         }
         self.inner.everyone.delete();
+        drop(_publishing);
+        if let Some(following) = &self.following {
+            // Dropped outside the lock: a memory journal takes its own.
+            let following = lock(following).take();
+            drop(following);
+        }
         tracing::debug!("broker closed");
         Ok(())
     }
@@ -717,6 +853,12 @@ impl BrokerInner {
     ) -> Result<Option<Arc<str>>, BrokerError> {
         if let Publish::Event(event) = &what {
             event.validate()?;
+        }
+        if let Some(replica) = &self.replica {
+            // One record; the follower delivers it, here and everywhere.
+            let (body, wire) = self.journal_record(channels, what)?;
+            let stored = replica.appender.submit(body)?;
+            return Ok(wire.resolve(stored));
         }
         let mut next = lock(&self.publishing);
         // Deletions also hold the publishing lock, so this stays true
@@ -785,10 +927,42 @@ impl BrokerInner {
         Ok(wire_id)
     }
 
+    /// Publishes `event` on `channels` and waits until it is stored: in the
+    /// journal, or (without one) in the logs and history, at once.
+    async fn publish_acknowledged(
+        &self,
+        channels: &[&ChannelInner],
+        event: Event,
+    ) -> Result<Published, BrokerError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(BrokerError::Closed);
+        }
+        let Some(replica) = &self.replica else {
+            let id = self.publish_to(channels, Publish::Event(event))?;
+            return Ok(Published {
+                id: id.map(|id| id.to_string()),
+                journal_id: None,
+            });
+        };
+        event.validate()?;
+        let (body, wire) = self.journal_record(channels, Publish::Event(event))?;
+        let stored = replica.appender.acknowledged(replica, body).await?;
+        Ok(Published {
+            id: wire.resolve(Some(stored)).map(|id| id.to_string()),
+            journal_id: Some(stored),
+        })
+    }
+
     /// Where a client that sent `last_event_id` resumes.
     fn resume_point(&self, last_event_id: &str) -> ResumePoint {
         if last_event_id == EARLIEST {
             return ResumePoint::Earliest;
+        }
+        if self.replica.is_some() {
+            return match last_event_id.parse() {
+                Ok(id) => ResumePoint::Journal(id),
+                Err(_) => ResumePoint::Unknown,
+            };
         }
         if let Some(position) = ids::parse(self.epoch, last_event_id) {
             return ResumePoint::After(position);

@@ -33,7 +33,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use ssehub::broker::{Broker, BrokerConfig, Client, GAP_EVENT, HistoryConfig, OverflowPolicy};
 use ssehub::journal::{
-    FollowState, Follower, Following, Journal, JournalError, JournalId, Record, ReplayFrom,
+    FollowFrom, FollowState, Follower, Following, Journal, JournalError, JournalId, Record,
+    ReplayFrom,
 };
 use ssehub::{BrokerError, Event, EventError, SseBody};
 use tokio::sync::{Notify, mpsc};
@@ -194,6 +195,8 @@ enum Cursor {
         position: Option<JournalId>,
         seen: bool,
     },
+    /// Nothing to replay: live from the log's head.
+    Head,
 }
 
 impl Core {
@@ -283,7 +286,10 @@ impl Core {
     async fn try_start(self: &Arc<Self>) -> Result<(), JournalError> {
         let head = self.index_retained().await?;
         let follower = Arc::new(HubFollower(Arc::downgrade(self)));
-        *lock(&self.following) = Some(self.journal.follow(head, follower));
+        // From the start of an empty log, not its latest record at the
+        // reader's first contact: an update may be appended in between.
+        let from = head.map_or(FollowFrom::Earliest, FollowFrom::After);
+        *lock(&self.following) = Some(self.journal.follow(from, follower));
         Ok(())
     }
 
@@ -388,8 +394,18 @@ impl Core {
         let mut cursor = last_event_id.map(|id| self.resume_point(id, &mut replay));
         let deadline = tokio::time::Instant::now() + CATCH_UP;
         let (client, body, response_id) = loop {
-            if let Some(Cursor::Read(from)) = cursor {
-                cursor = Some(self.read_log(from, &selector, &mut replay).await?);
+            match cursor {
+                Some(Cursor::Read(from)) => {
+                    cursor = Some(self.read_log(from, &selector, &mut replay).await?);
+                }
+                Some(Cursor::Head) => {
+                    let head = self.journal.replay(ReplayFrom::Earliest, 0).await?.head;
+                    cursor = Some(Cursor::At {
+                        position: head,
+                        seen: true,
+                    });
+                }
+                _ => {}
             }
             let notified = self.advanced.notified();
             match self.attempt(cursor, &key, &selector, &mut replay, last_event_id)? {
@@ -433,7 +449,7 @@ impl Core {
     ) -> Result<Attempt, JoinError> {
         let mut state = lock(&self.state);
         match cursor {
-            None | Some(Cursor::Read(_)) => {}
+            None | Some(Cursor::Read(_) | Cursor::Head) => {}
             Some(Cursor::At { position, seen }) => {
                 match self.bridge(&state, position, seen, selector, replay) {
                     Bridge::Done => {}
@@ -487,8 +503,10 @@ impl Core {
                 }
             }
             None => {
+                // Not a position: nothing says which updates came after
+                // it, so (as the reference hub does) nothing is replayed.
                 replay.gap = true;
-                Cursor::Read(ReplayFrom::Earliest)
+                Cursor::Head
             }
         }
     }
@@ -501,23 +519,13 @@ impl Core {
         replay: &mut Replay,
     ) -> Result<Cursor, JournalError> {
         loop {
-            if replay.gap {
-                // Updates after the requested id are lost: as the reference
-                // hub does, the subscriber goes live from the head, told of
-                // the gap, rather than getting an arbitrary part of history.
-                let head = self.journal.replay(from, 0).await?.head;
-                replay.updates.clear();
-                replay.bytes = 0;
-                return Ok(Cursor::At {
-                    position: head,
-                    seen: true,
-                });
-            }
             let page = self.journal.replay(from, PAGE).await?;
-            if page.gap {
-                replay.gap = true;
-                continue;
-            }
+            // Updates after the position are lost (trimmed, or the engine
+            // lost the log it belongs to). Positions are ordered, so every
+            // record the log still holds came after it: the subscriber
+            // gets those, told of the gap first — the hole is only what
+            // the log no longer has.
+            replay.gap |= page.gap;
             for record in &page.records {
                 self.keep(replay, selector, &decoded(record));
             }

@@ -146,7 +146,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             keep_alive: config.keep_alive,
             client_buffer: config.client_buffer.max(16),
             client_buffer_bytes: (config.history_bytes + (1 << 20)).max(4 << 20),
-            window: WINDOW,
+            // Never more than the history keeps: a resume is exact on every
+            // node alike, whichever node's window it meets.
+            window: WINDOW.min(config.history_events.max(1)),
             caller_ids: config.history_events,
             subscriptions: if settings.subscriptions {
                 Some(active_subscriptions(&config)?)
@@ -246,8 +248,17 @@ fn active_subscriptions(config: &Config) -> Result<ActiveSubscriptions, ConfigEr
     match &config.transport {
         Transport::Memory => Ok(ActiveSubscriptions::memory()),
         Transport::Redis(url) => {
-            let client = redis::Client::open(url.as_str())
-                .map_err(|err| ConfigError::Transport(format!("--transport: {err}")))?;
+            let client = match tls_root_cert(config)? {
+                Some(root_cert) => redis::Client::build_with_tls(
+                    url.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                ),
+                None => redis::Client::open(url.as_str()),
+            }
+            .map_err(|err| ConfigError::Transport(format!("--transport: {err}")))?;
             let node = uuid::Uuid::new_v4().simple().to_string();
             ActiveSubscriptions::redis(client, &config.transport_stream, &node, PRESENCE_TTL)
                 .map_err(|err| ConfigError::Transport(format!("--transport: {err}")))
@@ -277,16 +288,25 @@ fn journal(config: &Config) -> Result<Arc<dyn Journal>, ConfigError> {
                 max_age: Some(config.history_age),
             };
             redis.max_body = largest;
-            if let Some(path) = &config.transport_tls_ca {
-                redis.tls_root_cert = Some(std::fs::read(path).map_err(|err| {
-                    ConfigError::Transport(format!("--transport-tls-ca {}: {err}", path.display()))
-                })?);
-            }
+            redis.tls_root_cert = tls_root_cert(config)?;
             let journal = RedisJournal::new(redis)
                 .map_err(|err| ConfigError::Transport(format!("--transport: {err}")))?;
             Ok(Arc::new(journal))
         }
     }
+}
+
+/// The CA certificate `--transport-tls-ca` names, read.
+fn tls_root_cert(config: &Config) -> Result<Option<Vec<u8>>, ConfigError> {
+    config
+        .transport_tls_ca
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path).map_err(|err| {
+                ConfigError::Transport(format!("--transport-tls-ca {}: {err}", path.display()))
+            })
+        })
+        .transpose()
 }
 
 /// The development issuer's key, when it is an HMAC secret that can mint

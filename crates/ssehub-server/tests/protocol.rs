@@ -482,6 +482,29 @@ async fn reconnecting_subscribers_get_exactly_what_they_missed() {
 }
 
 #[tokio::test]
+async fn a_resume_after_a_trimmed_update_gets_the_gap_then_everything_retained() {
+    let running = hub(&["--anonymous", "--history-events", "3"]).await;
+    let hub = Hub::new(&running);
+    let mine = [("match", "mine")];
+    let mut ids = Vec::new();
+    for n in 1..=6 {
+        let data = n.to_string();
+        ids.push(hub.publish(&[("topic", "mine"), ("data", &data)]).await);
+    }
+    // Updates 2 and 3 came after the first and are gone; 4 to 6 are kept,
+    // and positions are ordered, so those came after it too.
+    let mut sub = hub.subscribe(&mine, &[("last-event-id", &ids[0])]).await;
+    assert_eq!(sub.headers["mercure-last-event-id"], "earliest");
+    hub.publish(&[("topic", "mine"), ("data", "live")]).await;
+    let got = sub.until("live").await;
+    assert_eq!(got[0].event, "ssehub-gap");
+    let gap: Value = serde_json::from_str(&got[0].data).unwrap();
+    assert_eq!(gap["lastEventID"], ids[0]);
+    assert_eq!(data(&got[1..]), ["4", "5", "6", "live"]);
+    assert_eq!(got[1].last_event_id, ids[3]);
+}
+
+#[tokio::test]
 async fn a_resume_racing_with_publishers_has_no_gap_and_no_duplicate() {
     let running = hub(&["--anonymous"]).await;
     let hub = Hub::new(&running);

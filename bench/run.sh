@@ -12,6 +12,18 @@
 #                                           stalled client's socket fills and its buffer overflows)
 #   bench/run.sh report                     tables on stdout, plot in bench/results/plot.svg
 #
+# Scale-out over Redis (SERVERS default "hub hub-redis hub-redis3"):
+#   bench/run.sh scaleout      [CLIENTS...] default: 1000   (RATE=100 ev/s, 100 B, 20 s)
+#   bench/run.sh scaleout-idle [CLIENTS...] default: 10000  (idle memory per subscriber)
+#   bench/run.sh scaleout-rate [CLIENTS...] default: 30     (RATES="1000 3000" ev/s, 10 s each:
+#                                           Redis and per-node cost per publish at higher rates)
+# hub = one server-hub, log in memory; hub-redis = one server-hub on a Redis
+# stream; hub-redis3 = three server-hub processes on one stream, client i on
+# node i % 3, every publish made on node 0 (its subscribers are "same node",
+# the others' "other node"). Each run starts its own redis-server on a free
+# port (--save '' --appendonly no) and stops it after. Pinning: every hub
+# process and Redis on core 0, the load generator on core 1.
+#
 # Environment: SERVERS (default "ssehub ssehub-lean baseline floor"; "hub" is
 # the Mercure hub, crates/ssehub-server, on port 7405, control 7415), BUILD=0
 # (reuse the binaries built last), DURATION (seconds
@@ -25,7 +37,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench}
 OUT=${OUT:-bench/results/results.jsonl}
-SERVERS=${SERVERS:-"ssehub ssehub-lean baseline floor"}
+scenario=${1:?usage: bench/run.sh SCENARIO [CLIENTS...]}
+shift || true
+case $scenario in
+    scaleout*) SERVERS=${SERVERS:-"hub hub-redis hub-redis3"} ;;
+    *) SERVERS=${SERVERS:-"ssehub ssehub-lean baseline floor"} ;;
+esac
 mkdir -p "$(dirname "$OUT")" bench/results/logs
 # BUILD=0 reuses the binaries as they are: the library changes while others
 # work, and one set of numbers should come from one build.
@@ -40,9 +57,6 @@ BIN=$CARGO_TARGET_DIR/release
 REV=$(tr '\n' ' ' < "$BIN/ssehub-rev" 2>/dev/null || echo unknown)
 HUB_REV=$(tr '\n' ' ' < "$BIN/hub-rev" 2>/dev/null || echo unknown)
 
-scenario=${1:?usage: bench/run.sh SCENARIO [CLIENTS...]}
-shift || true
-
 if [ "$scenario" = report ]; then
     exec "$BIN/report" --results "$OUT" --svg bench/results/plot.svg "$@"
 fi
@@ -51,39 +65,106 @@ fi
 max_clients=$(( $(ulimit -Hn) - 200 ))
 
 port_of() {
-    case $1 in ssehub) echo 7401 ;; baseline) echo 7402 ;; floor) echo 7403 ;; ssehub-lean) echo 7404 ;; hub) echo 7405 ;; *) echo 7409 ;; esac
+    case $1 in ssehub) echo 7401 ;; baseline) echo 7402 ;; floor) echo 7403 ;; ssehub-lean) echo 7404 ;; hub) echo 7405 ;; hub-redis) echo 7406 ;; *) echo 7409 ;; esac
 }
 
-# run_one SERVER LOADGEN-ARGS...: a fresh server for every run, so RSS
-# readings start from the same place.
+# The subscriber ports of a configuration's nodes (control on port + 10).
+ports_of() {
+    case $1 in hub-redis3) echo 7431 7432 7433 ;; *) port_of "$1" ;; esac
+}
+
+# A free TCP port on 127.0.0.1 for the run's private Redis.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# What this script started, stopped on any exit (by pid, nothing else).
+STARTED=()
+cleanup() {
+    local p
+    for p in "${STARTED[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_redis LOG: a private redis-server on core 0, no persistence; sets
+# REDIS_PORT and REDIS_PID.
+start_redis() {
+    REDIS_PORT=$(free_port)
+    taskset -c 0 /usr/bin/redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
+        --save '' --appendonly no --daemonize no >"$1" 2>&1 &
+    REDIS_PID=$!
+    STARTED+=("$REDIS_PID")
+    local i
+    for i in $(seq 100); do
+        [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && return 0
+        kill -0 "$REDIS_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "!! redis-server did not start (log: $1)" >&2
+    return 1
+}
+
+stop_pids() {
+    local p
+    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "$@"; do wait "$p" 2>/dev/null || true; done
+}
+
+# run_one SERVER LOADGEN-ARGS...: a fresh server (and Redis) for every
+# run, so RSS readings start from the same place.
 run_one() {
     local server=$1; shift
-    local port; port=$(port_of "$server")
-    local log=bench/results/logs/$server-$(date +%s).log
+    local ports; ports=$(ports_of "$server")
+    local stamp; stamp=$(date +%s)
+    local log=bench/results/logs/$server-$stamp
     echo "== $server: loadgen $* (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-    local control=() path=() note="ssehub ${REV}${SERVER_ARGS:+(server args: $SERVER_ARGS) }"
-    if [ "$server" = hub ]; then
-        # Mercure subscribers: GET /.well-known/mercure?match=TOPIC.
-        path=(--path '/.well-known/mercure?match=')
-        note="ssehub ${REV}ssehub-server ${HUB_REV}"
+    local control=() path=() redis=() transport=() note="ssehub ${REV}${SERVER_ARGS:+(server args: $SERVER_ARGS) }"
+    local bin=server-$server
+    case $server in
+        hub|hub-redis|hub-redis3)
+            bin=server-hub
+            # Mercure subscribers: GET /.well-known/mercure?match=TOPIC.
+            path=(--path '/.well-known/mercure?match=')
+            note="ssehub ${REV}ssehub-server ${HUB_REV}" ;;
+    esac
+    case $server in
+        hub-redis|hub-redis3)
+            start_redis "$log.redis.log" || return 0
+            transport=(--transport "redis://127.0.0.1:$REDIS_PORT" --transport-stream "bench-$stamp-$RANDOM")
+            redis=(--redis "127.0.0.1:$REDIS_PORT")
+            note="$note; redis $(redis-cli -p "$REDIS_PORT" info server | tr -d '\r' | sed -n 's/^redis_version://p'), nodes and redis on core 0, loadgen on core 1" ;;
+    esac
+    local spids=() targets="" controls="" k=0 port
+    for port in $ports; do
+        targets+="${targets:+,}127.0.0.1:$port"
+        controls+="${controls:+,}127.0.0.1:$((port + 10))"
+        if [ "$bin" = server-ssehub-lean ] || [ "$bin" = server-hub ]; then
+            # The lean server answers GET only, and the hub's port is the hub's:
+            # control requests go to a second port.
+            taskset -c 0 "$BIN/$bin" --addr "127.0.0.1:$port" --control-addr "127.0.0.1:$((port + 10))" \
+                "${transport[@]}" ${SERVER_ARGS:-} 2>"$log.$k.log" &
+        else
+            taskset -c 0 "$BIN/$bin" --addr "127.0.0.1:$port" ${SERVER_ARGS:-} 2>"$log.$k.log" &
+        fi
+        spids+=($!)
+        STARTED+=($!)
+        k=$((k + 1))
+    done
+    if [ "$bin" = server-ssehub-lean ] || [ "$bin" = server-hub ]; then
+        control=(--control "$controls")
     fi
-    if [ "$server" = ssehub-lean ] || [ "$server" = hub ]; then
-        # The lean server answers GET only, and the hub's port is the hub's:
-        # control requests go to a second port.
-        control=(--control "127.0.0.1:$((port + 10))")
-        taskset -c 0 "$BIN/server-$server" --addr "127.0.0.1:$port" --control-addr "127.0.0.1:$((port + 10))" ${SERVER_ARGS:-} 2>"$log" &
-    else
-        taskset -c 0 "$BIN/server-$server" --addr "127.0.0.1:$port" ${SERVER_ARGS:-} 2>"$log" &
-    fi
-    local spid=$!
     local rc=0
-    taskset -c 1 "$BIN/loadgen" --target "127.0.0.1:$port" "${control[@]}" "${path[@]}" --label "$server" --out "$OUT" \
+    taskset -c 1 "$BIN/loadgen" --target "$targets" "${control[@]}" "${path[@]}" "${redis[@]}" --label "$server" --out "$OUT" \
         --note "$note" "$@" >/dev/null || rc=$?
-    kill -TERM "$spid" 2>/dev/null || true
-    wait "$spid" 2>/dev/null || true
-    [ $rc -eq 0 ] || echo "!! $server: loadgen exited with $rc (server log: $log)" >&2
+    stop_pids "${spids[@]}"
+    [ ${#redis[@]} -eq 0 ] || stop_pids "$REDIS_PID"
+    # All stopped and waited for: nothing for the exit trap to stop (a pid
+    # may be reused once its process is gone).
+    STARTED=()
+    [ $rc -eq 0 ] || echo "!! $server: loadgen exited with $rc (server logs: $log.*)" >&2
 }
-
 
 if [ $# -gt 0 ]; then counts="$*"; else
     case $scenario in
@@ -91,6 +172,9 @@ if [ $# -gt 0 ]; then counts="$*"; else
         churn) counts="1000" ;;
         isolation) counts="10000" ;;
         isolation-overflow) counts="1000" ;;
+        scaleout) counts="1000" ;;
+        scaleout-idle) counts="10000" ;;
+        scaleout-rate) counts="30" ;;
         *) counts="1000 10000" ;;
     esac
 fi
@@ -116,6 +200,14 @@ for n in $counts; do
             isolation-overflow)
                 for stalled in 0 1; do
                     run_one "$server" --scenario isolation-overflow --clients "$n" --stalled "$stalled" --mode rate --rate 100 --size 100 --duration "${DURATION:-30}"
+                done ;;
+            scaleout)
+                run_one "$server" --scenario scaleout --clients "$n" --mode rate --rate "${RATE:-100}" --size 100 --duration "${DURATION:-20}" ;;
+            scaleout-idle)
+                run_one "$server" --scenario scaleout-idle --clients "$n" --mode idle ;;
+            scaleout-rate)
+                for rate in ${RATES:-1000 3000}; do
+                    run_one "$server" --scenario "scaleout-rate-$rate" --clients "$n" --mode rate --rate "$rate" --size 100 --duration "${DURATION:-10}"
                 done ;;
             *) echo "unknown scenario $scenario" >&2; exit 2 ;;
         esac

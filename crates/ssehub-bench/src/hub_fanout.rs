@@ -2,8 +2,14 @@
 //! `server-hub`.
 //!
 //! Publishing goes through [`Running::publish`], the hub's in-process
-//! publish (validated like an authorized `POST`: topic checks, one mutex,
-//! history append, group lookup, the broker's fan-out). The hub does not
+//! publish (validated like an authorized `POST`: topic checks, the append
+//! to the hub's log, and — once the log hands the update back — group
+//! lookup and the broker's fan-out). The schedule hands its payloads to
+//! one publisher task, which awaits each append before the next, in order,
+//! as a publisher with one connection would: on a Redis transport that is
+//! one round trip per update, and the time it takes is kept
+//! (`append_ms` in the stats). The payloads carry their scheduled time, so
+//! a publisher that falls behind shows in the latency. The hub does not
 //! expose its subscriber count in process, so [`HubFanout::subscribers`]
 //! reads `ssehub_connections` from the hub's own `GET /metrics`: the control
 //! router runs on the same runtime as the hub (one worker when pinned), so it
@@ -17,9 +23,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use ssehub_server::Running;
+use tokio::sync::mpsc;
 
+use crate::clock::mono_ns;
 use crate::control::Fanout;
 use crate::wire;
 
@@ -30,26 +39,52 @@ pub struct HubFanout {
 }
 
 struct Inner {
-    hub: Running,
+    /// To the publisher task: a topic and its payloads, in schedule order.
+    queue: mpsc::UnboundedSender<(String, Vec<String>)>,
     metrics_addr: SocketAddr,
     errors: AtomicU64,
+    /// How long each `Running::publish` took, microseconds.
+    append_us: Mutex<Histogram<u64>>,
     fetching: AtomicBool,
     last: Mutex<HubMetrics>,
 }
 
 impl HubFanout {
     /// Publishes through `hub`; reads its metrics from its own address.
+    /// Must be called within a Tokio runtime: it spawns the publisher task.
     #[must_use]
     pub fn new(hub: Running) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                metrics_addr: hub.local_addr(),
-                hub,
-                errors: AtomicU64::new(0),
-                fetching: AtomicBool::new(false),
-                last: Mutex::new(HubMetrics::default()),
-            }),
-        }
+        let (queue, mut rx) = mpsc::unbounded_channel::<(String, Vec<String>)>();
+        let inner = Arc::new(Inner {
+            queue,
+            metrics_addr: hub.local_addr(),
+            errors: AtomicU64::new(0),
+            append_us: Mutex::new(
+                Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+            ),
+            fetching: AtomicBool::new(false),
+            last: Mutex::new(HubMetrics::default()),
+        });
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            while let Some((topic, payloads)) = rx.recv().await {
+                let Some(inner) = weak.upgrade() else { return };
+                for p in &payloads {
+                    let t = mono_ns();
+                    let result = hub.publish(&topic, p).await;
+                    let took = (mono_ns() - t) / 1000;
+                    if result.is_err() {
+                        inner.errors.fetch_add(1, Relaxed);
+                    }
+                    inner
+                        .append_us
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .saturating_record(took.max(1));
+                }
+            }
+        });
+        Self { inner }
     }
 
     /// Starts one background `GET /metrics` (unless one is in flight).
@@ -96,10 +131,13 @@ impl Fanout for HubFanout {
     }
 
     fn publish(&self, topic: &String, payloads: &[String]) {
-        for p in payloads {
-            if self.inner.hub.publish(topic, p).is_err() {
-                self.inner.errors.fetch_add(1, Relaxed);
-            }
+        if self
+            .inner
+            .queue
+            .send((topic.clone(), payloads.to_vec()))
+            .is_err()
+        {
+            self.inner.errors.fetch_add(payloads.len() as u64, Relaxed);
         }
     }
 
@@ -111,6 +149,13 @@ impl Fanout for HubFanout {
     fn extra(&self) -> Value {
         let m = self.last();
         let h = &m.latency;
+        let a = self
+            .inner
+            .append_us
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let ms = |q: f64| a.value_at_quantile(q) as f64 / 1000.0;
         json!({
             "source": "hub /metrics, as of the previous /stats request",
             "published": m.published,
@@ -119,6 +164,12 @@ impl Fanout for HubFanout {
             "slow_disconnects": m.slow_disconnects,
             "groups": m.groups,
             "publish_errors": self.inner.errors.load(Relaxed),
+            "append_ms": {
+                "count": a.len(),
+                "p50": ms(0.5),
+                "p99": ms(0.99),
+                "max": a.max() as f64 / 1000.0,
+            },
             "publish_to_write": {
                 "count": h.count,
                 "sum_s": h.sum,

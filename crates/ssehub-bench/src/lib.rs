@@ -25,6 +25,7 @@ pub mod hub_fanout;
 pub mod payload;
 pub mod procfs;
 pub mod record;
+pub mod redis_info;
 pub mod sse;
 pub mod timing;
 pub mod wire;

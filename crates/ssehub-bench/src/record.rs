@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::redis_info::RedisDelta;
+
 /// The outcome of one scenario against one server.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -94,4 +96,60 @@ pub struct Record {
     pub unix_time: u64,
     /// Free text.
     pub note: String,
+    /// Server processes (hub nodes) the subscribers were spread over,
+    /// client `i` on node `i % nodes`; the schedule runs on node 0. 0 in
+    /// records from before nodes were counted (one server).
+    pub nodes: usize,
+    /// Per node, in order. RSS and CPU figures above are sums over them.
+    pub node_stats: Vec<NodeStat>,
+    /// Updates published (rounds x topics per round).
+    pub publishes: u64,
+    /// End-to-end latency of the subscribers on the publishing node (node
+    /// 0), when there are several nodes: median, ms.
+    pub lat_same_p50_ms: f64,
+    /// 99th percentile.
+    pub lat_same_p99_ms: f64,
+    /// End-to-end latency of the subscribers on the other nodes: median, ms.
+    pub lat_other_p50_ms: f64,
+    /// 99th percentile.
+    pub lat_other_p99_ms: f64,
+    /// 99.9th percentile.
+    pub lat_other_p999_ms: f64,
+    /// What the Redis behind the nodes did during the schedule, if one was
+    /// named (`loadgen --redis`).
+    pub redis: Option<RedisDelta>,
+    /// Redis CPU (user + system) per publish, microseconds.
+    pub redis_cpu_us_per_publish: f64,
+    /// Redis command calls per publish (scripts' inner calls included).
+    pub redis_calls_per_publish: f64,
+    /// Requests Redis read from clients per publish: round trips.
+    pub redis_reads_per_publish: f64,
+}
+
+/// One node's share of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeStat {
+    /// Its subscriber address.
+    pub target: String,
+    /// Its process.
+    pub pid: u32,
+    /// Subscribers connected to it (stalled ones included).
+    pub clients: usize,
+    /// RSS before any client, KiB.
+    pub rss_before_kib: u64,
+    /// RSS with its clients connected and idle, KiB.
+    pub rss_idle_kib: u64,
+    /// RSS at the end, KiB.
+    pub rss_after_kib: u64,
+    /// CPU seconds (user + system) during the schedule.
+    pub cpu_s: f64,
+    /// Deliveries to its subscribers.
+    pub deliveries: u64,
+    /// End-to-end latency of its subscribers, median, ms.
+    pub lat_p50_ms: f64,
+    /// 99th percentile.
+    pub lat_p99_ms: f64,
+    /// Maximum.
+    pub lat_max_ms: f64,
 }

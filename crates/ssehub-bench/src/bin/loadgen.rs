@@ -22,7 +22,8 @@ use serde_json::Value;
 use ssehub_bench::args::Args;
 use ssehub_bench::clock::mono_ns;
 use ssehub_bench::procfs::{self, ProcSample};
-use ssehub_bench::record::Record;
+use ssehub_bench::record::{NodeStat, Record};
+use ssehub_bench::redis_info::RedisInfo;
 use ssehub_bench::sse::Scanner;
 use ssehub_bench::wire::{self, Chunked, Framing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,9 +31,15 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
 const USAGE: &str = "\
-loadgen --target 127.0.0.1:PORT --clients N --mode idle|rate|max|churn [options]
+loadgen --target 127.0.0.1:PORT[,ADDR...] --clients N --mode idle|rate|max|churn [options]
 
-  --control ADDR          where /run, /ack and /stats go (default: the target)
+  --target A,B,...        several nodes of one hub: client i connects to node i % n,
+                          the schedule runs on the first; latency is also reported
+                          for the first node's subscribers and the others' apart
+  --control ADDR[,...]    where /run, /ack and /stats go, one per target (default:
+                          the targets); /run and /ack only go to the first
+  --redis ADDR            the Redis the nodes share: its INFO (commandstats, cpu,
+                          stats) is sampled around the schedule, per publish
   --label NAME            server label for the record (ssehub, baseline, floor)
   --scenario NAME         scenario label for the record
   --out FILE              append the record as a JSON line
@@ -62,9 +69,13 @@ enum Mode {
 }
 
 struct Opts {
-    target: SocketAddr,
-    /// Where the control requests go (the target unless told).
-    control: SocketAddr,
+    /// Where subscribers connect: one address per node.
+    targets: Vec<SocketAddr>,
+    /// Each node's control address (`/stats`; `/run` and `/ack` go to the
+    /// first only).
+    controls: Vec<SocketAddr>,
+    /// The Redis shared by the nodes, sampled around the schedule.
+    redis: Option<SocketAddr>,
     clients: usize,
     mode: Mode,
     label: String,
@@ -147,7 +158,16 @@ impl ClientStat {
 struct Shared {
     running: Cell<bool>,
     hist: RefCell<Histogram<u64>>,
+    /// The same latencies, per node.
+    node_hist: Vec<RefCell<Histogram<u64>>>,
     last_ns: Cell<u64>,
+}
+
+impl Opts {
+    /// The node client `i` connects to.
+    fn node_of(&self, i: usize) -> usize {
+        i % self.targets.len()
+    }
 }
 
 fn histogram() -> Histogram<u64> {
@@ -179,6 +199,7 @@ async fn connect(target: SocketAddr, source: Option<IpAddr>, stall: bool) -> io:
 }
 
 fn events_request(opts: &Opts, i: usize) -> String {
+    let host = opts.targets[opts.node_of(i)];
     let topic = if opts.targeted {
         format!("c{i}")
     } else {
@@ -186,20 +207,20 @@ fn events_request(opts: &Opts, i: usize) -> String {
     };
     format!(
         "GET {}{topic} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
-        opts.path, opts.target
+        opts.path, host
     )
 }
 
 /// Connects, reads the response head; returns the stream, the head and the
 /// buffer holding the first body bytes at `start..filled`.
 async fn open_stream(
-    opts: &Opts,
+    target: SocketAddr,
     request: &str,
     source: Option<IpAddr>,
     stall: bool,
     buf: &mut [u8],
 ) -> Result<(TcpStream, wire::ResponseHead, usize, usize), String> {
-    let mut stream = connect(opts.target, source, stall)
+    let mut stream = connect(target, source, stall)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     stream
@@ -240,8 +261,15 @@ async fn subscriber(
     let result = async {
         let mut buf = vec![0u8; opts.read_buf];
         let request = events_request(&opts, i);
-        let (mut stream, head, start, filled) =
-            open_stream(&opts, &request, source_ip(&opts, i), stall, &mut buf).await?;
+        let node = opts.node_of(i);
+        let (mut stream, head, start, filled) = open_stream(
+            opts.targets[node],
+            &request,
+            source_ip(&opts, i),
+            stall,
+            &mut buf,
+        )
+        .await?;
         stat.connected.set(true);
         drop(permit);
         if stall {
@@ -265,6 +293,7 @@ async fn subscriber(
                     Some((seq, ts)) => {
                         let us = (now.saturating_sub(ts) / 1000).max(1);
                         shared.hist.borrow_mut().saturating_record(us);
+                        shared.node_hist[node].borrow_mut().saturating_record(us);
                         stat.record(seq);
                         shared.last_ns.set(now);
                     }
@@ -307,8 +336,13 @@ async fn subscriber(
     }
 }
 
+/// A control request to the first node (where the schedule runs).
 async fn control(opts: &Opts, method: &str, target: &str) -> Result<Value, String> {
-    let (status, body) = wire::request(opts.control, method, target, b"", Duration::from_secs(10))
+    control_at(opts.controls[0], method, target).await
+}
+
+async fn control_at(addr: SocketAddr, method: &str, target: &str) -> Result<Value, String> {
+    let (status, body) = wire::request(addr, method, target, b"", Duration::from_secs(10))
         .await
         .map_err(|e| format!("{method} {target}: {e}"))?;
     if status != 200 {
@@ -322,6 +356,32 @@ async fn control(opts: &Opts, method: &str, target: &str) -> Result<Value, Strin
 
 async fn server_stats(opts: &Opts) -> Result<Value, String> {
     control(opts, "GET", "/stats").await
+}
+
+/// Every node's process, sampled at one moment.
+fn sample_all(pids: &[u32]) -> Vec<ProcSample> {
+    pids.iter().map(|&pid| sample(pid)).collect()
+}
+
+fn cpu_ns(samples: &[ProcSample]) -> u64 {
+    samples.iter().map(|s| s.cpu_ns).sum()
+}
+
+fn rss_kib(samples: &[ProcSample]) -> u64 {
+    samples.iter().map(|s| s.rss_kib).sum()
+}
+
+async fn redis_sample(
+    conn: &mut Option<RedisInfo>,
+) -> Result<Option<ssehub_bench::redis_info::RedisSample>, String> {
+    match conn {
+        None => Ok(None),
+        Some(c) => c
+            .sample()
+            .await
+            .map(Some)
+            .map_err(|e| format!("Redis INFO: {e}")),
+    }
 }
 
 fn sample(pid: u32) -> ProcSample {
@@ -343,10 +403,10 @@ fn f(v: &Value, k: &str) -> f64 {
     v.get(k).and_then(Value::as_f64).unwrap_or(0.0)
 }
 
-async fn wait_subscribers(opts: &Opts, want: u64, timeout_s: f64) -> u64 {
+async fn wait_subscribers(control: SocketAddr, want: u64, timeout_s: f64) -> u64 {
     let deadline = mono_ns() + (timeout_s * 1e9) as u64;
     loop {
-        let n = server_stats(opts)
+        let n = control_at(control, "GET", "/stats")
             .await
             .ok()
             .and_then(|s| s["subscribers"].as_u64())
@@ -372,23 +432,38 @@ async fn run(opts: Rc<Opts>) -> Result<Record, String> {
         load_before: procfs::loadavg(),
         ..Record::default()
     };
-    // The server: ready, and its pid.
+    // The servers: ready, and their pids.
     let deadline = mono_ns() + 20_000_000_000;
-    let stats = loop {
-        match server_stats(&opts).await {
-            Ok(s) => break s,
-            Err(e) if mono_ns() > deadline => return Err(format!("server not ready: {e}")),
-            Err(_) => sleep_s(0.1).await,
-        }
-    };
-    let pid = stats["pid"].as_u64().ok_or("no pid in /stats")? as u32;
-    let before = sample(pid);
-    rec.rss_before_kib = before.rss_kib;
+    let mut pids = Vec::with_capacity(opts.controls.len());
+    for &addr in &opts.controls {
+        let stats = loop {
+            match control_at(addr, "GET", "/stats").await {
+                Ok(s) => break s,
+                Err(e) if mono_ns() > deadline => {
+                    return Err(format!("server at {addr} not ready: {e}"));
+                }
+                Err(_) => sleep_s(0.1).await,
+            }
+        };
+        pids.push(stats["pid"].as_u64().ok_or("no pid in /stats")? as u32);
+    }
+    let before = sample_all(&pids);
+    rec.rss_before_kib = rss_kib(&before);
+    rec.nodes = pids.len();
+    rec.node_stats = (0..pids.len())
+        .map(|k| NodeStat {
+            target: opts.targets[k].to_string(),
+            pid: pids[k],
+            rss_before_kib: before[k].rss_kib,
+            ..NodeStat::default()
+        })
+        .collect();
 
     // Subscribers.
     let shared = Rc::new(Shared {
         running: Cell::new(false),
         hist: RefCell::new(histogram()),
+        node_hist: (0..pids.len()).map(|_| RefCell::new(histogram())).collect(),
         last_ns: Cell::new(0),
     });
     let stats_all: Vec<Rc<ClientStat>> = (0..opts.clients + opts.stalled)
@@ -433,23 +508,39 @@ async fn run(opts: Rc<Opts>) -> Result<Record, String> {
             rec.connect_failures
         );
     }
-    let total = stats_all.iter().filter(|s| s.connected.get()).count() as u64;
-    let registered = wait_subscribers(&opts, total, 30.0).await;
-    if registered != total {
-        eprintln!("loadgen: server reports {registered} subscribers, {total} connected");
+    let mut total = 0;
+    for (k, &addr) in opts.controls.iter().enumerate() {
+        let on_node = stats_all
+            .iter()
+            .enumerate()
+            .filter(|&(i, s)| opts.node_of(i) == k && s.connected.get())
+            .count() as u64;
+        rec.node_stats[k].clients = on_node as usize;
+        total += on_node;
+        let registered = wait_subscribers(addr, on_node, 30.0).await;
+        if registered != on_node {
+            eprintln!("loadgen: node {addr} reports {registered} subscribers, {on_node} connected");
+        }
     }
     sleep_s(opts.idle_wait).await;
-    let idle = sample(pid);
-    rec.rss_idle_kib = idle.rss_kib;
-    rec.idle_bytes_per_conn = (idle.rss_kib as f64 - before.rss_kib as f64) * 1024.0
+    let idle = sample_all(&pids);
+    rec.rss_idle_kib = rss_kib(&idle);
+    for (n, s) in rec.node_stats.iter_mut().zip(&idle) {
+        n.rss_idle_kib = s.rss_kib;
+    }
+    rec.idle_bytes_per_conn = (rec.rss_idle_kib as f64 - rec.rss_before_kib as f64) * 1024.0
         / (rec.connected + opts.stalled).max(1) as f64;
 
     match opts.mode {
         Mode::Idle => {}
-        Mode::Rate | Mode::Max => schedule(&opts, &mut rec, pid, &shared, clients).await?,
-        Mode::Churn => churn(&opts, &mut rec, pid, total).await?,
+        Mode::Rate | Mode::Max => schedule(&opts, &mut rec, &pids, &shared, clients).await?,
+        Mode::Churn => churn(&opts, &mut rec, pids[0], total).await?,
     }
-    rec.rss_after_kib = sample(pid).rss_kib;
+    let after = sample_all(&pids);
+    rec.rss_after_kib = rss_kib(&after);
+    for (n, s) in rec.node_stats.iter_mut().zip(&after) {
+        n.rss_after_kib = s.rss_kib;
+    }
     rec.load_after = procfs::loadavg();
     if let Ok(s) = server_stats(&opts).await {
         rec.server_extra = s["extra"].clone();
@@ -460,7 +551,7 @@ async fn run(opts: Rc<Opts>) -> Result<Record, String> {
 async fn schedule(
     opts: &Rc<Opts>,
     rec: &mut Record,
-    pid: u32,
+    pids: &[u32],
     shared: &Rc<Shared>,
     clients: &[Rc<ClientStat>],
 ) -> Result<(), String> {
@@ -468,6 +559,17 @@ async fn schedule(
         s.reset();
     }
     shared.hist.borrow_mut().reset();
+    for h in &shared.node_hist {
+        h.borrow_mut().reset();
+    }
+    let mut redis = match opts.redis {
+        Some(addr) => Some(
+            RedisInfo::connect(addr)
+                .await
+                .map_err(|e| format!("Redis at {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     shared.running.set(true);
     let topics = if opts.targeted {
         format!("targeted={}", opts.clients)
@@ -487,7 +589,8 @@ async fn schedule(
         opts.window,
         opts.burst
     );
-    let cpu0 = sample(pid).cpu_ns;
+    let cpu0 = sample_all(pids);
+    let redis0 = redis_sample(&mut redis).await?;
     control(opts, "POST", &query).await?;
     let stop = Rc::new(Cell::new(false));
     if opts.mode == Mode::Max {
@@ -534,8 +637,15 @@ async fn schedule(
     }
     stop.set(true);
     shared.running.set(false);
-    let cpu1 = sample(pid).cpu_ns;
+    let cpu1 = sample_all(pids);
+    let redis1 = redis_sample(&mut redis).await?;
     rec.published = published;
+    rec.publishes = published
+        * if opts.targeted {
+            opts.clients as u64
+        } else {
+            1
+        };
     let live: Vec<&Rc<ClientStat>> = clients
         .iter()
         .filter(|s| s.connected.get() && !s.ended.get())
@@ -556,8 +666,41 @@ async fn schedule(
     let started = stats["started_ns"].as_u64().unwrap_or(0);
     rec.run_s = shared.last_ns.get().saturating_sub(started) as f64 / 1e9;
     rec.deliveries_per_s = rec.deliveries as f64 / rec.run_s.max(1e-9);
-    rec.cpu_s = (cpu1 - cpu0) as f64 / 1e9;
+    rec.cpu_s = (cpu_ns(&cpu1) - cpu_ns(&cpu0)) as f64 / 1e9;
     rec.cpu_us_per_delivery = rec.cpu_s * 1e6 / rec.deliveries.max(1) as f64;
+    for (k, n) in rec.node_stats.iter_mut().enumerate() {
+        n.cpu_s = (cpu1[k].cpu_ns - cpu0[k].cpu_ns) as f64 / 1e9;
+        n.deliveries = clients
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| opts.node_of(i) == k)
+            .map(|(_, s)| s.unique.get())
+            .sum();
+        let h = shared.node_hist[k].borrow();
+        n.lat_p50_ms = ms(&h, 0.5);
+        n.lat_p99_ms = ms(&h, 0.99);
+        n.lat_max_ms = h.max() as f64 / 1000.0;
+    }
+    if shared.node_hist.len() > 1 {
+        let same = shared.node_hist[0].borrow();
+        let mut other = histogram();
+        for h in &shared.node_hist[1..] {
+            other.add(&*h.borrow()).map_err(|e| e.to_string())?;
+        }
+        rec.lat_same_p50_ms = ms(&same, 0.5);
+        rec.lat_same_p99_ms = ms(&same, 0.99);
+        rec.lat_other_p50_ms = ms(&other, 0.5);
+        rec.lat_other_p99_ms = ms(&other, 0.99);
+        rec.lat_other_p999_ms = ms(&other, 0.999);
+    }
+    if let (Some(r0), Some(r1)) = (redis0, redis1) {
+        let d = r1.since(&r0);
+        let per = rec.publishes.max(1) as f64;
+        rec.redis_cpu_us_per_publish = d.cpu_s * 1e6 / per;
+        rec.redis_calls_per_publish = d.total_calls() as f64 / per;
+        rec.redis_reads_per_publish = d.reads as f64 / per;
+        rec.redis = Some(d);
+    }
     let h = shared.hist.borrow();
     rec.lat_p50_ms = ms(&h, 0.5);
     rec.lat_p90_ms = ms(&h, 0.9);
@@ -575,9 +718,9 @@ async fn schedule(
 async fn churn_once(opts: &Opts, source: IpAddr, buf: &mut [u8]) -> Result<(), String> {
     let request = format!(
         "GET {}churn HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
-        opts.path, opts.target
+        opts.path, opts.targets[0]
     );
-    let (stream, ..) = open_stream(opts, &request, Some(source), false, buf).await?;
+    let (stream, ..) = open_stream(opts.targets[0], &request, Some(source), false, buf).await?;
     drop(stream);
     Ok(())
 }
@@ -642,7 +785,7 @@ async fn churn(opts: &Rc<Opts>, rec: &mut Record, pid: u32, steady: u64) -> Resu
     rec.cpu_s = (cpu1 - before.cpu_ns) as f64 / 1e9;
     rec.cpu_us_per_churn = rec.cpu_s * 1e6 / cycles.get().max(1) as f64;
     rec.churn_rss_peak_kib = peak.get();
-    rec.churn_subscribers_after = wait_subscribers(opts, steady, 20.0).await;
+    rec.churn_subscribers_after = wait_subscribers(opts.controls[0], steady, 20.0).await;
     sleep_s(2.0).await;
     if failures.get() > 0 {
         rec.note = format!("{} churn failures; {}", failures.get(), rec.note);
@@ -652,7 +795,9 @@ async fn churn(opts: &Rc<Opts>, rec: &mut Record, pid: u32, steady: u64) -> Resu
 
 fn main() {
     let args = Args::from_env(USAGE);
-    let target = procfs::loopback_addr(args.opt("target").unwrap_or("127.0.0.1:7001"));
+    let addrs =
+        |list: &str| -> Vec<SocketAddr> { list.split(',').map(procfs::loopback_addr).collect() };
+    let targets = addrs(args.opt("target").unwrap_or("127.0.0.1:7001"));
     let clients: usize = args.get("clients", 100);
     let stalled: usize = args.get("stalled", 0);
     let mode = match args.opt("mode").unwrap_or("rate") {
@@ -673,10 +818,19 @@ fn main() {
         eprintln!("loadgen: {needed} connections need more than the open-file limit {limit}");
         std::process::exit(2);
     }
-    let control = args.opt("control").map_or(target, procfs::loopback_addr);
+    let controls = args.opt("control").map_or_else(|| targets.clone(), addrs);
+    if controls.len() != targets.len() {
+        eprintln!(
+            "loadgen: {} targets but {} control addresses",
+            targets.len(),
+            controls.len()
+        );
+        std::process::exit(2);
+    }
     let opts = Rc::new(Opts {
-        target,
-        control,
+        targets,
+        controls,
+        redis: args.opt("redis").map(procfs::loopback_addr),
         clients,
         mode,
         label: args.opt("label").unwrap_or("server").to_owned(),
@@ -787,6 +941,50 @@ fn summary(r: &Record) -> String {
             r.churn_rss_peak_kib,
             r.rss_after_kib,
             r.churn_subscribers_after
+        );
+    }
+    if r.nodes > 1 {
+        for (k, n) in r.node_stats.iter().enumerate() {
+            s += &format!(
+                "\n  node {k} {} (pid {}): {} clients, RSS {} -> {} KiB, CPU {:.2}s, {} deliveries, p50 {:.2} p99 {:.2} max {:.2} ms",
+                n.target,
+                n.pid,
+                n.clients,
+                n.rss_before_kib,
+                n.rss_idle_kib,
+                n.cpu_s,
+                n.deliveries,
+                n.lat_p50_ms,
+                n.lat_p99_ms,
+                n.lat_max_ms
+            );
+        }
+        if r.published > 0 {
+            s += &format!(
+                "\n  publisher's node p50 {:.2} p99 {:.2} ms; other nodes p50 {:.2} p99 {:.2} p99.9 {:.2} ms",
+                r.lat_same_p50_ms,
+                r.lat_same_p99_ms,
+                r.lat_other_p50_ms,
+                r.lat_other_p99_ms,
+                r.lat_other_p999_ms
+            );
+        }
+    }
+    if let Some(d) = &r.redis {
+        let per = r.publishes.max(1) as f64;
+        let calls: Vec<String> = d
+            .calls
+            .iter()
+            .map(|(cmd, n)| format!("{cmd} {:.2}", *n as f64 / per))
+            .collect();
+        s += &format!(
+            "\n  Redis per publish ({} publishes): CPU {:.1} us, {:.2} requests read, {:.2} replies written, calls {:.2} ({})",
+            r.publishes,
+            r.redis_cpu_us_per_publish,
+            r.redis_reads_per_publish,
+            d.writes as f64 / per,
+            r.redis_calls_per_publish,
+            calls.join(", ")
         );
     }
     s += &format!("\n  load {} -> {}", r.load_before, r.load_after);

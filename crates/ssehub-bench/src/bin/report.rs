@@ -10,6 +10,10 @@
 //! instead: one column each, then the first one's figure over each other's
 //! (plus the hub's own publish-to-write histogram reading, where recorded),
 //! the bars for the first one, and the plot of those servers.
+//!
+//! `--scaleout` reports the scale-out scenarios (`bench/run.sh scaleout`,
+//! `scaleout-idle`, `scaleout-rate`) for `hub`, `hub-redis` and
+//! `hub-redis3` (or `--columns`): the aims first, then the tables; no plot.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,7 +22,8 @@ use plotters::prelude::*;
 use ssehub_bench::args::Args;
 use ssehub_bench::record::Record;
 
-const USAGE: &str = "report [--results bench/results/results.jsonl] [--svg bench/results/plot.svg] [--columns S1,S2,...] [--bar-clients 10000]";
+const USAGE: &str = "report [--results bench/results/results.jsonl] [--svg bench/results/plot.svg] [--columns S1,S2,...] [--bar-clients 10000] [--scaleout [--aim-clients 1000]]";
+const SCALEOUT: [&str; 3] = ["hub", "hub-redis", "hub-redis3"];
 const SERVERS: [&str; 4] = ["ssehub", "ssehub-lean", "baseline", "floor"];
 
 type Key = (String, usize, usize);
@@ -83,9 +88,145 @@ fn metrics(scenario: &str, hub_rows: bool) -> Vec<Metric> {
     rows
 }
 
+/// A figure from the hub's stats' `extra` (node 0's), `section.key`.
+fn extra2(r: &Record, section: &str, key: &str) -> f64 {
+    r.server_extra
+        .get(section)
+        .and_then(|h| h.get(key))
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(f64::NAN)
+}
+
+/// Calls of Redis command `cmd` per publish; NaN without a Redis.
+fn redis_calls(r: &Record, cmd: &str) -> f64 {
+    r.redis.as_ref().map_or(f64::NAN, |d| {
+        *d.calls.get(cmd).unwrap_or(&0) as f64 / r.publishes.max(1) as f64
+    })
+}
+
+/// A figure that exists only with a Redis behind the nodes.
+fn with_redis(r: &Record, v: f64) -> f64 {
+    if r.redis.is_some() { v } else { f64::NAN }
+}
+
+/// A figure that exists only with several nodes.
+fn with_nodes(r: &Record, v: f64) -> f64 {
+    if r.nodes > 1 { v } else { f64::NAN }
+}
+
+fn scaleout_metrics() -> Vec<Metric> {
+    let m = |name, get, digits| Metric { name, get, digits };
+    vec![
+        m("deliveries/s", |r| r.deliveries_per_s, 0),
+        m("end-to-end p50, ms (all subscribers)", |r| r.lat_p50_ms, 2),
+        m("end-to-end p99, ms (all subscribers)", |r| r.lat_p99_ms, 2),
+        m(
+            "publisher's node p50, ms",
+            |r| with_nodes(r, r.lat_same_p50_ms),
+            2,
+        ),
+        m(
+            "publisher's node p99, ms",
+            |r| with_nodes(r, r.lat_same_p99_ms),
+            2,
+        ),
+        m(
+            "other nodes p50, ms",
+            |r| with_nodes(r, r.lat_other_p50_ms),
+            2,
+        ),
+        m(
+            "other nodes p99, ms",
+            |r| with_nodes(r, r.lat_other_p99_ms),
+            2,
+        ),
+        m(
+            "append (Running::publish) p50, ms",
+            |r| extra2(r, "append_ms", "p50"),
+            3,
+        ),
+        m(
+            "append (Running::publish) p99, ms",
+            |r| extra2(r, "append_ms", "p99"),
+            3,
+        ),
+        m("schedule slip max, ms", |r| r.slip_max_ms, 2),
+        m(
+            "lost + duplicated + reordered",
+            |r| (r.lost + r.duplicated + r.out_of_order) as f64,
+            0,
+        ),
+        m(
+            "hub CPU per delivery, us (all nodes)",
+            |r| r.cpu_us_per_delivery,
+            3,
+        ),
+        m(
+            "hub CPU per publish, us (all nodes)",
+            |r| r.cpu_s * 1e6 / r.publishes.max(1) as f64,
+            1,
+        ),
+        m(
+            "Redis CPU per publish, us",
+            |r| with_redis(r, r.redis_cpu_us_per_publish),
+            1,
+        ),
+        m(
+            "Redis requests read per publish (round trips)",
+            |r| with_redis(r, r.redis_reads_per_publish),
+            2,
+        ),
+        m(
+            "Redis replies written per publish",
+            |r| {
+                with_redis(
+                    r,
+                    r.redis.as_ref().map_or(0, |d| d.writes) as f64 / r.publishes.max(1) as f64,
+                )
+            },
+            2,
+        ),
+        m(
+            "Redis EVALSHA per publish",
+            |r| redis_calls(r, "evalsha"),
+            2,
+        ),
+        m("Redis XREAD per publish", |r| redis_calls(r, "xread"), 2),
+        m(
+            "Redis XADD per publish (in the script)",
+            |r| redis_calls(r, "xadd"),
+            2,
+        ),
+        m(
+            "Redis calls per publish, all (scripts' inner calls included)",
+            |r| with_redis(r, r.redis_calls_per_publish),
+            2,
+        ),
+    ]
+}
+
 fn metrics_common(scenario: &str) -> Vec<Metric> {
     let m = |name, get, digits| Metric { name, get, digits };
     match scenario {
+        "scaleout-idle" => vec![
+            m(
+                "idle memory, bytes/subscriber (RSS of all nodes)",
+                |r| r.idle_bytes_per_conn,
+                0,
+            ),
+            m(
+                "RSS before, KiB (all nodes)",
+                |r| r.rss_before_kib as f64,
+                0,
+            ),
+            m(
+                "RSS with the subscribers, KiB (all nodes)",
+                |r| r.rss_idle_kib as f64,
+                0,
+            ),
+            m("connect time, s", |r| r.connect_s, 1),
+        ],
+        s if s == "scaleout" || s.starts_with("scaleout-rate") => scaleout_metrics(),
         "idle" => vec![
             m(
                 "idle memory, bytes/connection",
@@ -247,6 +388,8 @@ fn tables_for(groups: &BTreeMap<Key, BTreeMap<String, Record>>, servers: &[&str]
         "targeted",
         "churn",
         "isolation",
+        "scaleout-idle",
+        "scaleout",
     ];
     let mut keys: Vec<&Key> = groups
         .iter()
@@ -303,6 +446,67 @@ fn tables_for(groups: &BTreeMap<Key, BTreeMap<String, Record>>, servers: &[&str]
         out,
         "\nLoad average (1 min) at the start of the runs: {min:.2} to {max:.2}."
     );
+    out
+}
+
+/// The scale-out aims, at `n` subscribers (`bench/run.sh scaleout`).
+fn scaleout_aims(groups: &BTreeMap<Key, BTreeMap<String, Record>>, n: usize) -> String {
+    let mut out = format!(
+        "\n### Scale-out aims, {n} subscribers\n\n| aim | measured | verdict |\n|---|---|---|\n"
+    );
+    let mut row = |aim: &str, measured: String, pass: Option<bool>| {
+        let verdict = match pass {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "not measured",
+        };
+        let _ = writeln!(out, "| {aim} | {measured} | {verdict} |");
+    };
+    let mem = get(groups, "scaleout", n, 0, "hub");
+    let r3 = get(groups, "scaleout", n, 0, "hub-redis3");
+    for (q, name) in [("p50", "median"), ("p99", "p99")] {
+        let pick = |r: &Record, other: bool| match (q, other) {
+            ("p50", false) => r.lat_p50_ms,
+            ("p50", true) => r.lat_other_p50_ms,
+            (_, false) => r.lat_p99_ms,
+            (_, true) => r.lat_other_p99_ms,
+        };
+        let x = mem.zip(r3).map(|(m, r)| pick(r, true) / pick(m, false));
+        row(
+            &format!("other-node {name} <= 1.5x the single-node memory hub's"),
+            x.map_or("–".into(), |x| {
+                format!(
+                    "{x:.2}x ({:.2} vs {:.2} ms)",
+                    r3.map_or(0.0, |r| pick(r, true)),
+                    mem.map_or(0.0, |r| pick(r, false))
+                )
+            }),
+            x.map(|x| x <= 1.5),
+        );
+    }
+    for server in ["hub-redis", "hub-redis3"] {
+        let r = get(groups, "scaleout", n, 0, server);
+        // One append, and at most one batched read per node per publish:
+        // never one per subscriber or topic. 5% on top for what a reader
+        // sends when nothing arrives (its blocking read timing out) and
+        // connection upkeep.
+        let limit = r.map(|r| (1.0 + r.nodes.max(1) as f64) * 1.05);
+        row(
+            &format!("{server}: Redis round trips per publish <= 1 append + 1 read per node"),
+            r.zip(limit).map_or("–".into(), |(r, l)| {
+                format!(
+                    "{:.2} (limit {l:.2}; EVALSHA {:.2}, XREAD {:.2}; {} subscribers)",
+                    r.redis_reads_per_publish,
+                    redis_calls(r, "evalsha"),
+                    redis_calls(r, "xread"),
+                    r.connected
+                )
+            }),
+            r.zip(limit).map(|(r, l)| {
+                r.redis.is_some() && r.redis_reads_per_publish <= l && r.lost + r.out_of_order == 0
+            }),
+        );
+    }
     out
 }
 
@@ -512,6 +716,16 @@ fn main() {
         .opt("columns")
         .map(|c| c.split(',').filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
+    if args.flag("scaleout") {
+        let servers: &[&str] = if columns.is_empty() {
+            &SCALEOUT
+        } else {
+            &columns
+        };
+        print!("{}", scaleout_aims(&groups, args.get("aim-clients", 1000)));
+        print!("{}", tables_for(&groups, servers));
+        return;
+    }
     let servers: &[&str] = if columns.is_empty() {
         print!("{}", bars(&groups, n, "ssehub"));
         print!("{}", bars(&groups, n, "ssehub-lean"));

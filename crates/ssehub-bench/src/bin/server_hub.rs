@@ -13,6 +13,12 @@
 //! The schedule publishes each payload with `Running::publish(topic,
 //! payload)`, the hub's in-process publish path.
 //!
+//! `--transport URL` and `--transport-stream KEY` are handed to the hub as
+//! they are (its `--transport`, `--transport-stream`): with a Redis URL,
+//! several `server-hub` processes on one stream act as one hub, which is
+//! how `bench/run.sh` runs `hub-redis` and `hub-redis3`. Left out, the hub
+//! keeps its default (its log in memory).
+//!
 //! The hub owns its listener, so this server cannot time its writes: it
 //! reports no publish-to-last-write latency of its own; the hub's
 //! `ssehub_publish_to_write_seconds` histogram is in the stats' `extra`.
@@ -28,7 +34,7 @@ use ssehub_bench::hub_fanout::HubFanout;
 use ssehub_bench::procfs;
 use tokio::net::TcpListener;
 
-const USAGE: &str = "server-hub [--addr 127.0.0.1:7405] [--control-addr ADDR (default: port + 10)] [--write-timeout-s 10] [--keep-alive-s 15]";
+const USAGE: &str = "server-hub [--addr 127.0.0.1:7405] [--control-addr ADDR (default: port + 10)] [--write-timeout-s 10] [--keep-alive-s 15] [--transport memory|redis://HOST:PORT] [--transport-stream KEY]";
 
 /// 32 random bytes, hex: the hub's HS256 key, which nothing here uses.
 fn random_key() -> io::Result<String> {
@@ -47,7 +53,7 @@ fn main() -> io::Result<()> {
     let write_timeout_s: u64 = args.get("write-timeout-s", 10);
     let keep_alive_s: u64 = args.get("keep-alive-s", 15);
     let _ = procfs::raise_nofile();
-    let config = ssehub_server::Config::parse_from([
+    let mut hub_args = vec![
         "ssehub".to_owned(),
         "--listen".to_owned(),
         addr.to_string(),
@@ -61,7 +67,15 @@ fn main() -> io::Result<()> {
         format!("{keep_alive_s}s"),
         "--write-timeout".to_owned(),
         format!("{write_timeout_s}s"),
-    ]);
+    ];
+    for flag in ["transport", "transport-stream"] {
+        if let Some(value) = args.opt(flag) {
+            hub_args.extend([format!("--{flag}"), value.to_owned()]);
+        }
+    }
+    // An unknown flag (a hub built before it had one) ends here with
+    // clap's message.
+    let config = ssehub_server::Config::parse_from(hub_args);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

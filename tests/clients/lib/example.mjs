@@ -11,9 +11,9 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const EXAMPLES = join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'debug', 'examples');
 
-/** `cargo build -p ssehub --features axum --example <name>`; a no-op when up to date. */
-export function buildExample(name) {
-  const build = spawnSync('cargo', ['build', '-p', 'ssehub', '--features', 'axum', '--example', name], {
+/** `cargo build -p ssehub --features <features> --example <name>`; a no-op when up to date. */
+export function buildExample(name, features = ['axum']) {
+  const build = spawnSync('cargo', ['build', '-p', 'ssehub', '--features', features.join(','), '--example', name], {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: 600000,
@@ -24,10 +24,11 @@ export function buildExample(name) {
 /**
  * Starts example `name` on 127.0.0.1 with an ephemeral port. Resolves once
  * its first line is "listening on http://ADDR", with `{base, output, stop}`:
- * `output()` is everything it printed so far (stdout and stderr).
+ * `output()` is everything it printed so far (stdout and stderr). `args`
+ * follow the address.
  */
-export async function startExample(name, env = {}) {
-  const child = spawn(join(EXAMPLES, name), ['127.0.0.1:0'], {
+export async function startExample(name, env = {}, args = []) {
+  const child = spawn(join(EXAMPLES, name), ['127.0.0.1:0', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

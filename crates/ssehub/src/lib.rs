@@ -44,7 +44,7 @@ pub mod stream;
 mod sync;
 
 /// The README's examples are compiled and run as doctests.
-#[cfg(all(doctest, feature = "axum"))]
+#[cfg(all(doctest, feature = "axum", feature = "redis"))]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 

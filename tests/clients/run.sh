@@ -3,9 +3,13 @@
 # `conformance` example: builds it, starts it on 127.0.0.1 with an
 # ephemeral port, exports SSE_BASE_URL, runs the node suites (npm
 # eventsource, headless Chromium) and the pytest suite (httpx-sse), stops
-# the server. Exits non-zero if anything failed.
+# the server. Exits non-zero if anything failed. Suites that need an
+# example of their own (resume, examples, replicas, …) build and start it
+# themselves; replicas.test.mjs runs two `replicas` examples on the shared
+# Redis (SSEHUB_TEST_REDIS_URL, default redis://127.0.0.1:6379).
 #
-# Prerequisites: tests/clients/install.sh (once per machine).
+# Prerequisites: tests/clients/install.sh (once per machine), redis-cli and
+# a running Redis.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -16,6 +20,11 @@ for need in "$here/node_modules/eventsource" "$here/node_modules/playwright-core
     exit 2
   fi
 done
+redis_url="${SSEHUB_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+if [ "$(redis-cli -u "$redis_url" ping 2>/dev/null)" != "PONG" ]; then
+  echo "no Redis answering at $redis_url (needed by replicas.test.mjs); is redis-cli installed and redis-server running?" >&2
+  exit 2
+fi
 
 cd "$root"
 cargo build -p ssehub --features axum --example conformance || exit 1

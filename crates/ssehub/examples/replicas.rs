@@ -57,13 +57,15 @@ struct Args {
 }
 
 impl Args {
-    /// Positional arguments first, then the environment, then defaults.
+    /// Positional arguments first, then the environment, then defaults; an
+    /// empty value counts as none (`'' '' demo` sets only the stream key).
     fn parse() -> Self {
+        let given = |value: &String| !value.is_empty();
         let mut args = std::env::args().skip(1);
         let mut next = |env: Option<&str>, default: &str| {
             args.next()
-                .or_else(|| env.and_then(|name| std::env::var(name).ok()))
-                .filter(|value| !value.is_empty())
+                .filter(given)
+                .or_else(|| env.and_then(|name| std::env::var(name).ok()).filter(given))
                 .unwrap_or_else(|| default.to_owned())
         };
         Self {

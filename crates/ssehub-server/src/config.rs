@@ -157,8 +157,9 @@ pub struct Config {
     #[arg(long, env = "SSEHUB_HISTORY_EVENTS", default_value_t = 10_000)]
     pub history_events: usize,
 
-    /// Bytes of encoded updates kept for reconnecting subscribers.
-    #[arg(long, env = "SSEHUB_HISTORY_BYTES", default_value_t = 16 << 20)]
+    /// Bytes of encoded updates kept for reconnecting subscribers
+    /// (`16MiB`, `512KiB`, or a number of bytes).
+    #[arg(long, env = "SSEHUB_HISTORY_BYTES", default_value = "16MiB", value_parser = parse_size)]
     pub history_bytes: usize,
 
     /// How long an update stays replayable.
@@ -205,8 +206,9 @@ pub struct Config {
     #[arg(long, env = "SSEHUB_LIFETIME_JITTER", default_value_t = 0.1, value_parser = parse_fraction)]
     pub lifetime_jitter: f64,
 
-    /// Largest publish or QUERY request body, in bytes (413 beyond).
-    #[arg(long, env = "SSEHUB_MAX_BODY", default_value_t = 1 << 20)]
+    /// Largest publish or QUERY request body (`1MiB`, `64KiB`, or a
+    /// number of bytes; 413 beyond).
+    #[arg(long, env = "SSEHUB_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
     pub max_body: usize,
 
     /// Most topic matchers in one subscription, and in one token.
@@ -371,6 +373,29 @@ fn redact(url: &str) -> String {
 
 fn parse_transport(value: &str) -> Result<Transport, String> {
     value.parse()
+}
+
+/// A size in bytes: a number, or a number and a unit (`8MiB`, `1.5 GiB`,
+/// `512KiB`; `KB`, `MB`, `GB` are powers of 1000).
+///
+/// ```
+/// use ssehub_server::config::parse_size;
+///
+/// assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+/// assert_eq!(parse_size("1048576"), Ok(1 << 20));
+/// assert_eq!(parse_size("2 KB"), Ok(2000));
+/// assert!(parse_size("lots").is_err());
+/// ```
+///
+/// # Errors
+/// A message naming the value, for a text that is not a size or one too
+/// large for this machine.
+pub fn parse_size(value: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{value:?} is not a size (bytes, or with a unit: 8MiB, 512KiB)"))?;
+    usize::try_from(size.as_u64()).map_err(|_| format!("{value:?} is too large"))
 }
 
 fn parse_fraction(value: &str) -> Result<f64, String> {

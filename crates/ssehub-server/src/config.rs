@@ -46,6 +46,16 @@ pub const DEV_ISSUER: &str = "https://localhost";
     about = "A Server-Sent Events hub that speaks the Mercure protocol."
 )]
 pub struct Config {
+    /// A TOML file of settings, one per flag (`max-body = "8MiB"`); flags
+    /// and environment variables win over it.
+    #[arg(long = "config", env = "SSEHUB_CONFIG")]
+    pub config_file: Option<PathBuf>,
+
+    /// Check the configuration (flags, environment, file, keys, URLs),
+    /// print the settings in effect with where each came from, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+
     /// Address to listen on.
     #[arg(long, env = "SSEHUB_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
@@ -577,6 +587,14 @@ pub enum ConfigError {
     /// The log's transport cannot work as configured.
     #[error("{0}")]
     Transport(String),
+    /// A value out of its range, or options that contradict each other.
+    #[error("--{flag}: {reason}")]
+    Invalid {
+        /// The flag at fault.
+        flag: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 /// What the hub runs with, derived from [`Config`] once the listener's
@@ -631,6 +649,7 @@ impl Config {
                 return Err(ConfigError::ZeroLimit(flag));
             }
         }
+        self.check_ranges()?;
         let scheme = if self.tls_cert.is_some() {
             "https"
         } else {
@@ -660,6 +679,36 @@ impl Config {
                 max_topics: self.max_topics,
             },
         })
+    }
+
+    /// Values clap's parsers accept that the hub cannot run with, and
+    /// options that contradict each other (a file's defaults do not
+    /// trigger clap's `requires`).
+    fn check_ranges(&self) -> Result<(), ConfigError> {
+        let invalid = |flag, reason| Err(ConfigError::Invalid { flag, reason });
+        if self.history_events == 0 {
+            return invalid("history-events", "must be at least 1");
+        }
+        if self.keep_alive < Duration::from_millis(100) {
+            return invalid("keep-alive", "must be at least 100ms");
+        }
+        if self.write_timeout.is_zero() {
+            return invalid("write-timeout", "must be more than 0s");
+        }
+        if self.max_lifetime.is_some_and(|d| d.is_zero()) {
+            return invalid(
+                "max-lifetime",
+                "must be more than 0s (leave it unset for none)",
+            );
+        }
+        if self.history_age.is_zero() {
+            return invalid("history-age", "must be more than 0s");
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => invalid("tls-cert", "needs --tls-key"),
+            (None, Some(_)) => invalid("tls-key", "needs --tls-cert"),
+            _ => Ok(()),
+        }
     }
 
     /// The base of relative topics and patterns: the pinned resource

@@ -21,6 +21,7 @@
 pub mod auth;
 mod body;
 pub mod config;
+pub mod config_file;
 mod demo;
 mod groups;
 mod hub;
@@ -127,6 +128,33 @@ pub struct Running {
     dev_key: Option<DevKey>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+}
+
+/// Checks everything [`start`] would check before binding: the settings,
+/// every key, the log's transport and the TLS files. Nothing is bound and
+/// no server is contacted.
+///
+/// # Errors
+/// [`StartError`] naming what is wrong.
+///
+/// ```
+/// use clap::Parser;
+/// let config = ssehub_server::Config::parse_from(["ssehub", "--listen", "127.0.0.1:0", "--transport", "redis://127.0.0.1:1"]);
+/// assert!(ssehub_server::check(&config).is_ok(), "Redis is not contacted");
+/// let config = ssehub_server::Config::parse_from(["ssehub", "--listen", "127.0.0.1:0", "--keep-alive", "0s"]);
+/// assert_eq!(ssehub_server::check(&config).unwrap_err().to_string(), "--keep-alive: must be at least 100ms");
+/// ```
+pub fn check(config: &Config) -> Result<Settings, StartError> {
+    let settings = config.settings(config.listen)?;
+    settings.auth()?;
+    journal(config)?;
+    if settings.subscriptions {
+        active_subscriptions(config)?;
+    }
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        tls::acceptor(cert, key)?;
+    }
+    Ok(settings)
 }
 
 /// Binds the configured address and serves the hub in the background.

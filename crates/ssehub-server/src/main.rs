@@ -2,14 +2,34 @@
 
 use std::io::Write as _;
 
-use clap::Parser;
 use ssehub_server::Config;
 use ssehub_server::config::LogFormat;
+use ssehub_server::config_file::LoadError;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = Config::parse();
+    let (config, effective) = match Config::load_with_sources(std::env::args_os()) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Cli(err)) => err.exit(),
+        Err(err) => {
+            eprintln!("ssehub: {err}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if config.check_config {
+        return match ssehub_server::check(&config) {
+            Ok(_) => {
+                // Written, not printed: a closed pipe (`| head`) is no panic.
+                let _ = writeln!(std::io::stdout().lock(), "{effective}# configuration OK");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("ssehub: {err}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     let filter = EnvFilter::try_from_env("SSEHUB_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -23,7 +43,12 @@ async fn main() -> std::process::ExitCode {
         Ok(hub) => hub,
         Err(err) => {
             tracing::error!("{err}");
-            return std::process::ExitCode::FAILURE;
+            // 2, as for a bad flag: the configuration is at fault, not the run.
+            let configuration = matches!(
+                err,
+                ssehub_server::StartError::Config(_) | ssehub_server::StartError::Tls(_)
+            );
+            return std::process::ExitCode::from(if configuration { 2 } else { 1 });
         }
     };
     // Scripts and tests wait for this exact first line.

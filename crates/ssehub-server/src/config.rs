@@ -225,8 +225,9 @@ pub struct Config {
     #[arg(long, env = "SSEHUB_MAX_MATCHERS", default_value_t = 100)]
     pub max_matchers: usize,
 
-    /// Longest topic, matcher, id, type or Last-Event-ID, in bytes.
-    #[arg(long, env = "SSEHUB_MAX_FIELD", default_value_t = 4096)]
+    /// Longest topic, matcher, id, type or Last-Event-ID (`4KiB`, or a
+    /// number of bytes).
+    #[arg(long, env = "SSEHUB_MAX_FIELD", default_value = "4KiB", value_parser = parse_size)]
     pub max_field: usize,
 
     /// Most topics (canonical and alternate) of one update (413 beyond).
@@ -649,7 +650,7 @@ impl Config {
                 return Err(ConfigError::ZeroLimit(flag));
             }
         }
-        self.check_ranges()?;
+        self.check_values()?;
         let scheme = if self.tls_cert.is_some() {
             "https"
         } else {
@@ -684,7 +685,7 @@ impl Config {
     /// Values clap's parsers accept that the hub cannot run with, and
     /// options that contradict each other (a file's defaults do not
     /// trigger clap's `requires`).
-    fn check_ranges(&self) -> Result<(), ConfigError> {
+    fn check_values(&self) -> Result<(), ConfigError> {
         let invalid = |flag, reason| Err(ConfigError::Invalid { flag, reason });
         if self.history_events == 0 {
             return invalid("history-events", "must be at least 1");
@@ -705,10 +706,56 @@ impl Config {
             return invalid("history-age", "must be more than 0s");
         }
         match (&self.tls_cert, &self.tls_key) {
-            (Some(_), None) => invalid("tls-cert", "needs --tls-key"),
-            (None, Some(_)) => invalid("tls-key", "needs --tls-cert"),
-            _ => Ok(()),
+            (Some(_), None) => return invalid("tls-cert", "needs --tls-key"),
+            (None, Some(_)) => return invalid("tls-key", "needs --tls-cert"),
+            _ => {}
         }
+        let redis = matches!(self.transport, Transport::Redis(_));
+        if self.transport_tls_ca.is_some() && !redis {
+            return invalid(
+                "transport-tls-ca",
+                "applies to a rediss:// --transport only",
+            );
+        }
+        if redis && self.transport_stream.trim().is_empty() {
+            return invalid("transport-stream", "must name a Redis key");
+        }
+        if let Some(name) = &self.cookie_name
+            && !is_cookie_name(name)
+        {
+            return invalid(
+                "cookie-name",
+                "must be a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
+            );
+        }
+        for (flag, origins) in [
+            ("cors-origin", &self.cors_origins),
+            ("publish-origin", &self.publish_origins),
+        ] {
+            if origins.iter().any(|origin| !is_origin(origin)) {
+                return invalid(
+                    flag,
+                    "must be `*` or an origin: scheme://host[:port], no path, query or credentials",
+                );
+            }
+        }
+        for (flag, alg, key) in [
+            (
+                "publisher-jwt-alg",
+                self.publisher_jwt_alg,
+                &self.publisher_jwt_key,
+            ),
+            (
+                "subscriber-jwt-alg",
+                self.subscriber_jwt_alg,
+                &self.subscriber_jwt_key,
+            ),
+        ] {
+            if alg.is_some() && key.is_none() {
+                return invalid(flag, "names the algorithm of a key that is not set");
+            }
+        }
+        Ok(())
     }
 
     /// The base of relative topics and patterns: the pinned resource
@@ -813,6 +860,32 @@ impl Config {
         }
         Ok((issuers, dev))
     }
+}
+
+/// An RFC 6265 cookie name: an RFC 9110 token.
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// `*`, or what a browser sends as `Origin` (a trailing `/` tolerated).
+fn is_origin(value: &str) -> bool {
+    if value == "*" {
+        return true;
+    }
+    let Ok(url) = Url::parse(value) else {
+        return false;
+    };
+    matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some_and(|host| !host.is_empty())
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && !value.ends_with("//")
 }
 
 fn random_secret() -> String {

@@ -117,6 +117,31 @@ fn the_hub_never_starts_half_configured() {
             &[],
             "cannot read key file /nonexistent/key.pem",
         ),
+        (
+            "cors-origin = [\"https://app.example/path\"]\n",
+            &[],
+            "--cors-origin: must be",
+        ),
+        (
+            "publish-origin = [\"app.example\"]\n",
+            &[],
+            "--publish-origin: must be",
+        ),
+        (
+            "cookie-name = \"my cookie\"\n",
+            &[],
+            "--cookie-name: must be a cookie name",
+        ),
+        (
+            "transport-tls-ca = \"/tmp/ca.pem\"\n",
+            &[],
+            "--transport-tls-ca: applies to a rediss://",
+        ),
+        (
+            "",
+            &["--publisher-jwt-alg", "RS256"],
+            "--publisher-jwt-alg: names the algorithm",
+        ),
         ("", &["--lifetime-jitter", "NaN"], "--lifetime-jitter"),
         ("", &["--max-body", "8 parsecs"], "--max-body"),
         ("", &["--transport", "http://10.0.0.1"], "--transport"),

@@ -26,6 +26,10 @@
       $('fact-anonymous').textContent = yesNo(config.anonymous);
       $('fact-subscriptions').textContent = yesNo(config.subscriptions);
       $('facts').dataset.state = 'ok';
+      if (!config.anonymous) {
+        $('watch-hint').textContent = 'Anonymous subscribers are off on this hub: watching gets only what a token '
+          + 'cookie the browser already holds for the hub grants. This page holds no token.';
+      }
     } catch (err) {
       $('facts').dataset.state = 'error';
       console.warn('debugger: no configuration', err);

@@ -47,7 +47,7 @@ after(async () => {
   await stopAllHubs();
 });
 
-// ------------------------------------------------------------ helpers
+// ------------------------------------------------------------ reading the page
 
 /**
  * `url` in a fresh browser context, closed when `t` ends. `responses`

@@ -136,6 +136,21 @@ pub struct Config {
     #[arg(long, env = "SSEHUB_SUBSCRIPTIONS")]
     pub subscriptions: bool,
 
+    /// Serve the debugger, a read-only page with the hub's live figures
+    /// and a viewer of public updates, at /.well-known/mercure/debug/. It
+    /// shows and mints no token. Default: on in development mode, off
+    /// otherwise; `--debugger=false` turns it off in development mode.
+    #[arg(
+        long,
+        env = "SSEHUB_DEBUGGER",
+        alias = "ui",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub debugger: Option<bool>,
+
     /// An origin allowed to call the hub from a browser, with credentials
     /// (exact, e.g. `https://app.example`; `*` allows any, without
     /// credentials). Repeat, or comma-separate in the environment variable.
@@ -610,6 +625,8 @@ pub struct Settings {
     pub anonymous: bool,
     /// Active subscriptions on.
     pub subscriptions: bool,
+    /// The debugger at `/.well-known/mercure/debug/` is served.
+    pub debugger: bool,
     /// The hub's URL: the base of relative topics and URL patterns.
     pub base: Url,
     /// How the hub's identity is derived per request.
@@ -670,6 +687,7 @@ impl Config {
             dev,
             anonymous: self.anonymous || dev,
             subscriptions: self.subscriptions || dev,
+            debugger: self.debugger.unwrap_or(dev),
             base,
             identities,
             issuers,

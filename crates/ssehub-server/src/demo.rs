@@ -1,10 +1,11 @@
-//! The demo page at `/`: subscribe, publish, watch updates arrive.
+//! The demo page at `/`: subscribe, publish, watch updates arrive, and
+//! the hub's live figures (the debugger's live view, inlined).
 //!
 //! In development mode `/demo/config.json` hands the page a publisher and
 //! a subscriber token minted for the identity the page was loaded from
 //! (their `aud` is that origin's hub URL); otherwise the page asks for one.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -16,6 +17,20 @@ use crate::auth::{self, Algorithm};
 use crate::routes::{App, HUB_PATH};
 
 const PAGE: &str = include_str!("../assets/index.html");
+
+/// The page with the live view's style and script put in place of their
+/// markers: one self-contained document, as before, sharing the
+/// debugger's live view.
+static ASSEMBLED: LazyLock<String> = LazyLock::new(|| {
+    PAGE.replace(
+        "<!-- live-view:style -->",
+        &format!("<style>\n{}</style>", crate::debugger::LIVE_STYLE),
+    )
+    .replace(
+        "<!-- live-view:script -->",
+        &format!("<script>\n{}</script>", crate::debugger::LIVE_SCRIPT),
+    )
+});
 
 /// How long development tokens stay valid.
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -65,7 +80,7 @@ impl DevKey {
 
 /// `GET /`.
 pub(crate) async fn page() -> Html<&'static str> {
-    Html(PAGE)
+    Html(ASSEMBLED.as_str())
 }
 
 /// What the page reads at start.

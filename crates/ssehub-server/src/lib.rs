@@ -22,6 +22,7 @@ pub mod auth;
 mod body;
 pub mod config;
 pub mod config_file;
+mod debugger;
 mod demo;
 mod groups;
 mod hub;
@@ -34,6 +35,7 @@ mod presence;
 mod recent;
 mod request;
 mod routes;
+mod stats;
 mod subscriptions;
 mod sync;
 mod template;
@@ -193,6 +195,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         dev = settings.dev,
         anonymous = settings.anonymous,
         subscriptions = settings.subscriptions,
+        debugger = settings.debugger,
         compat = config.compat,
         transport = ?config.transport,
         "hub started"
@@ -204,6 +207,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         auth,
         settings: settings.clone(),
         dev_key: dev_key.clone(),
+        stats: stats::Sampler::new(&core.metrics),
     });
     let router = routes::router(app.clone());
     let lean = config.stream_server == StreamServer::Lean;

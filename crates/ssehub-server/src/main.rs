@@ -77,6 +77,13 @@ async fn main() -> std::process::ExitCode {
             hub = hub.hub_url(),
         );
     }
+    if settings.debugger {
+        let _ = writeln!(
+            out,
+            "debugger (no tokens) at {scheme}://{}/.well-known/mercure/debug/",
+            hub.local_addr()
+        );
+    }
     let _ = out.flush();
     drop(out);
     tokio::select! {

@@ -1,6 +1,6 @@
 //! The HTTP surface: the Mercure endpoints ([`subscribe`], [`publish`],
-//! the [`subscriptions`] API), [`discovery`] metadata, health, metrics and
-//! the demo page.
+//! the [`subscriptions`] API), [`discovery`] metadata, health, metrics,
+//! the live figures (`/stats`), the demo page and the debugger.
 //!
 //! Every Mercure endpoint first derives the hub's [`Identity`] for the
 //! request (`421` for a host outside the public URLs); tokens are checked
@@ -47,6 +47,8 @@ pub(crate) struct App {
     pub settings: Settings,
     /// The development key the demo page's tokens are minted with.
     pub dev_key: Option<DevKey>,
+    /// Reads the metrics for `/stats`.
+    pub stats: crate::stats::Sampler,
 }
 
 /// The `QUERY` method (draft-ietf-httpbis-safe-method-w-body), which
@@ -74,7 +76,12 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/", get(crate::demo::page))
-        .route("/demo/config.json", get(crate::demo::config));
+        .route("/demo/config.json", get(crate::demo::config))
+        .route(crate::stats::STATS_PATH, get(crate::stats::snapshot))
+        .route(crate::stats::LIVE_PATH, get(crate::stats::live));
+    if settings.debugger {
+        router = crate::debugger::routes(router);
+    }
     if !settings.config.cors_origins.is_empty() {
         router = router.layer(cors(&settings.config.cors_origins, settings.config.compat));
     }

@@ -619,3 +619,42 @@ async fn a_request_the_lean_server_hands_on_is_charged_once() {
     drop((first, second));
     hub.shutdown().await.unwrap();
 }
+
+#[test]
+fn limit_flags_that_cannot_work_are_refused_by_name() {
+    let settings = |args: &[&str]| {
+        let mut all = vec!["ssehub", "--listen", "127.0.0.1:3000"];
+        all.extend_from_slice(args);
+        Config::parse_from(all)
+            .settings("127.0.0.1:3000".parse().unwrap())
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+    };
+    assert_eq!(
+        settings(&["--publish-rate", "5", "--publish-burst", "0"]),
+        Err("--publish-burst must be at least 1".to_owned())
+    );
+    assert_eq!(
+        settings(&["--subscribe-burst", "0"]),
+        Err("--subscribe-burst must be at least 1".to_owned())
+    );
+    // No rate, no burst needed.
+    assert_eq!(
+        settings(&["--subscribe-rate", "0", "--subscribe-burst", "0"]),
+        Ok(())
+    );
+    assert_eq!(
+        settings(&["--admin-listen", "127.0.0.1:3000"]),
+        Err(
+            "--admin-listen 127.0.0.1:3000 is the --listen address: give it another port"
+                .to_owned()
+        )
+    );
+    let err = Config::try_parse_from(["ssehub", "--metrics-on-main"]).unwrap_err();
+    assert!(err.to_string().contains("--admin-listen"), "{err}");
+    let err = Config::try_parse_from(["ssehub", "--max-connections-per-ip", "lots"]).unwrap_err();
+    assert!(
+        err.to_string().contains("--max-connections-per-ip"),
+        "{err}"
+    );
+}

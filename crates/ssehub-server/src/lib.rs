@@ -168,22 +168,26 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let ceiling = config
         .max_connections
         .unwrap_or_else(|| open_files.connections());
+    let files =
+        |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
     tracing::info!(
-        open_files = ?open_files.now,
-        raised_from = ?open_files.before,
+        open_files = %files(open_files.now),
+        raised_from = %files(open_files.before),
         max_connections = ceiling,
-        "open-file limit {}: room for {} subscriber connections{}",
-        open_files.now.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
-        open_files.connections(),
-        if ceiling == open_files.connections() {
+        "open-file limit {}{}: room for {} subscriber connections",
+        files(open_files.now),
+        if open_files.before == open_files.now {
             String::new()
-        } else if ceiling == 0 {
-            " (no ceiling set)".to_owned()
         } else {
-            format!(" (ceiling set to {ceiling})")
-        }
+            format!(" (raised from {})", files(open_files.before))
+        },
+        open_files.connections(),
     );
-    if ceiling > open_files.connections() || (ceiling == 0 && open_files.now.is_some()) {
+    if ceiling == 0 {
+        tracing::warn!(
+            "--max-connections 0: no ceiling; connections beyond the open-file limit fail at accept"
+        );
+    } else if ceiling > open_files.connections() {
         tracing::warn!(
             max_connections = ceiling,
             "--max-connections is above what the open-file limit can hold: connections beyond it fail at accept"

@@ -153,7 +153,16 @@ async fn assert_limited(response: reqwest::Response, status: u16, retry_after: &
 #[tokio::test]
 async fn subscriptions_per_address_are_limited_and_freed_by_a_disconnect() {
     for server in SERVERS {
-        let hub = hub(server, &["--max-connections-per-ip", "2"]).await;
+        let hub = hub(
+            server,
+            &[
+                "--max-connections-per-ip",
+                "2",
+                "--cors-origin",
+                "http://app.test",
+            ],
+        )
+        .await;
         let first = subscribe(&hub, None).await;
         let second = subscribe(&hub, None).await;
         assert_eq!(
@@ -161,8 +170,21 @@ async fn subscriptions_per_address_are_limited_and_freed_by_a_disconnect() {
             (200, 200),
             "{server}"
         );
+        // A page on another origin may read when to come back.
+        let refused = client()
+            .get(hub.hub_url().as_str())
+            .query(&[("match", "t")])
+            .header("origin", "http://app.test")
+            .send()
+            .await
+            .unwrap();
+        let exposed = refused.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(exposed.contains("retry-after"), "{server}: {exposed}");
         assert_limited(
-            subscribe(&hub, None).await,
+            refused,
             429,
             "5",
             "too many subscriptions from this address",

@@ -142,18 +142,25 @@ async fn hub_endpoint(
 }
 
 /// Response headers a cross-origin page may read: discovery, the resume
-/// point, and the RFC 6750 challenge (so an app on another origin can tell
-/// an expired token from a missing grant and find the metadata).
+/// point, the RFC 6750 challenge (so an app on another origin can tell
+/// an expired token from a missing grant and find the metadata), and when
+/// a limit lets it try again.
 fn exposed(compat: bool) -> &'static [&'static str] {
     if compat {
         &[
             "link",
             "mercure-last-event-id",
             "www-authenticate",
+            "retry-after",
             "last-event-id",
         ]
     } else {
-        &["link", "mercure-last-event-id", "www-authenticate"]
+        &[
+            "link",
+            "mercure-last-event-id",
+            "www-authenticate",
+            "retry-after",
+        ]
     }
 }
 

@@ -291,6 +291,20 @@ pub fn authenticate(
         })
 }
 
+/// The token a request presents, wherever it is (as [`authenticate`]
+/// finds it), unchecked: a key for the publish rate of tokens without a
+/// subject.
+pub(crate) fn presented_token(
+    config: &AuthConfig,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Option<String> {
+    presentation::find_token(config, headers, query)
+        .ok()
+        .flatten()
+        .map(|(token, _)| token)
+}
+
 /// Why a request was refused; [`AuthError::response`] renders it.
 ///
 /// ```

@@ -9,23 +9,30 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use ssehub::SseBody;
 
+use crate::admission::Slots;
 use crate::hub::Membership;
 use crate::metrics::ring_key;
 use crate::update::parse_generated;
 
 pin_project_lite::pin_project! {
     /// Streams the broker's body and, when dropped (the client left or
-    /// was closed), leaves the subscriber's group.
+    /// was closed), leaves the subscriber's group and gives its limits'
+    /// slots back.
     pub(crate) struct HubBody {
         #[pin]
         inner: SseBody,
         membership: Membership,
+        slots: Slots,
     }
 }
 
 impl HubBody {
-    pub fn new(inner: SseBody, membership: Membership) -> Self {
-        Self { inner, membership }
+    pub fn new(inner: SseBody, membership: Membership, slots: Slots) -> Self {
+        Self {
+            inner,
+            membership,
+            slots,
+        }
     }
 }
 

@@ -269,6 +269,59 @@ pub struct Config {
     /// TLS private key (PEM).
     #[arg(long, env = "SSEHUB_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// Concurrent subscriptions one client address (the TCP peer) may
+    /// hold; more are refused with 429. 0: no limit.
+    #[arg(long, env = "SSEHUB_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
+    pub max_connections_per_ip: u32,
+
+    /// Concurrent subscriptions one token subject (`sub`) may hold; more
+    /// are refused with 429. Anonymous subscribers count per address
+    /// only. 0: no limit.
+    #[arg(
+        long,
+        env = "SSEHUB_MAX_CONNECTIONS_PER_SUBJECT",
+        default_value_t = 100
+    )]
+    pub max_connections_per_subject: u32,
+
+    /// Open subscriber streams the hub holds at most; more are refused
+    /// with 503. Default: what the open-file limit (raised to its hard
+    /// limit at start) leaves after a reserve. 0: no limit.
+    #[arg(long, env = "SSEHUB_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Publications per second per token subject (per token for a token
+    /// without `sub`), beyond the burst; more are refused with 429. 0: no
+    /// limit.
+    #[arg(long, env = "SSEHUB_PUBLISH_RATE", default_value_t = 200)]
+    pub publish_rate: u32,
+
+    /// Publications a subject may make at once before --publish-rate
+    /// applies.
+    #[arg(long, env = "SSEHUB_PUBLISH_BURST", default_value_t = 1000)]
+    pub publish_burst: u32,
+
+    /// Subscribe requests per second per client address, beyond the
+    /// burst; more are refused with 429. 0: no limit.
+    #[arg(long, env = "SSEHUB_SUBSCRIBE_RATE", default_value_t = 50)]
+    pub subscribe_rate: u32,
+
+    /// Subscribe requests an address may make at once before
+    /// --subscribe-rate applies.
+    #[arg(long, env = "SSEHUB_SUBSCRIBE_BURST", default_value_t = 500)]
+    pub subscribe_burst: u32,
+
+    /// A second address serving only /healthz, /readyz and /metrics, for
+    /// probes and scrapers; /metrics then leaves the main address unless
+    /// --metrics-on-main.
+    #[arg(long, env = "SSEHUB_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Keep /metrics on the main address as well when --admin-listen is
+    /// set.
+    #[arg(long, env = "SSEHUB_METRICS_ON_MAIN", requires = "admin_listen")]
+    pub metrics_on_main: bool,
 }
 
 /// What writes event streams on plain HTTP.
@@ -611,6 +664,9 @@ pub enum ConfigError {
         /// Why.
         reason: &'static str,
     },
+    /// The admin listener on the main address.
+    #[error("--admin-listen {0} is the --listen address: give it another port")]
+    AdminListen(SocketAddr),
 }
 
 /// What the hub runs with, derived from [`Config`] once the listener's
@@ -668,6 +724,20 @@ impl Config {
             }
         }
         self.check_values()?;
+        for (flag, rate, burst) in [
+            ("publish-burst", self.publish_rate, self.publish_burst),
+            ("subscribe-burst", self.subscribe_rate, self.subscribe_burst),
+        ] {
+            if rate > 0 && burst == 0 {
+                return Err(ConfigError::ZeroLimit(flag));
+            }
+        }
+        if let Some(admin) = self.admin_listen
+            && admin == self.listen
+            && admin.port() != 0
+        {
+            return Err(ConfigError::AdminListen(admin));
+        }
         let scheme = if self.tls_cert.is_some() {
             "https"
         } else {

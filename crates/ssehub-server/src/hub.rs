@@ -419,6 +419,7 @@ impl Core {
             }
         };
         self.metrics.connections.inc();
+        self.metrics.subscribers_total.inc();
         self.metrics.subscriptions.inc_by(count);
         let membership = Membership {
             core: self.clone(),

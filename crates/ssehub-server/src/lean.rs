@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -15,7 +16,7 @@ use ssehub::server::{Rewind, ServerConfig, serve_connection_with};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::listen::{accept_until, serve_hyper};
-use crate::routes::{App, HUB_PATH, add_cors_headers, subscribe_response};
+use crate::routes::{App, HUB_PATH, Peer, add_cors_headers, subscribe_response};
 
 /// The output of `future` if it completes without waiting. Dropping it
 /// otherwise is harmless: a subscription does nothing that lasts before
@@ -43,31 +44,52 @@ pub(crate) async fn serve(
     // Every connection task holds a clone; one left means all are done.
     let open = Arc::new(());
     let mut shutdown = std::pin::pin!(shutdown);
-    while let Some(socket) = accept_until(&listener, &mut shutdown).await {
+    while let Some((socket, peer)) = accept_until(&listener, &mut shutdown).await {
         let (app, router, open) = (app.clone(), router.clone(), open.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _open = open;
+            // Set when the handler passed the request's subscribe rate and
+            // handed it on: hyper's turn must not charge it again.
+            let rate_paid = AtomicBool::new(false);
             let handler = |request: &http::request::Parts| {
                 if request.method != http::Method::GET || request.uri.path() != HUB_PATH {
                     return None;
                 }
                 // Answered here when it needs no waiting (always, unless a
                 // replay must be read from a remote log); otherwise hyper
-                // serves the request, which may wait.
-                let mut response = ready_now(subscribe_response(
+                // serves the request, which may wait. Only the join waits,
+                // after every limit was passed.
+                let from = Peer {
+                    ip: Some(peer.ip()),
+                    rate_paid: false,
+                };
+                let Some(mut response) = ready_now(subscribe_response(
                     &app,
                     &request.uri,
                     &request.headers,
                     None,
-                ))?;
+                    from,
+                )) else {
+                    rate_paid.store(true, Ordering::Relaxed);
+                    return None;
+                };
                 add_cors_headers(&app, &request.headers, response.headers_mut());
                 Some(response)
             };
-            let fallback = |io: Rewind<TcpStream>| async move {
-                serve_hyper(WriteTimeout::new(io, write_timeout), router, watcher)
+            let fallback = |io: Rewind<TcpStream>| {
+                let paid = rate_paid.load(Ordering::Relaxed);
+                async move {
+                    serve_hyper(
+                        WriteTimeout::new(io, write_timeout),
+                        router,
+                        watcher,
+                        peer,
+                        paid,
+                    )
                     .await
                     .map_err(std::io::Error::other)
+                }
             };
             if let Err(err) = serve_connection_with(socket, config, &handler, fallback).await {
                 tracing::debug!(%err, "connection ended with an error");

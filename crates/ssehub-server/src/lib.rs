@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 pub mod auth;
 mod body;
 pub mod config;
@@ -31,6 +32,7 @@ mod lean;
 mod listen;
 pub mod matcher;
 mod metrics;
+mod open_files;
 mod presence;
 mod recent;
 mod request;
@@ -45,6 +47,7 @@ mod update;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -56,6 +59,7 @@ pub use routes::HUB_PATH;
 
 use ssehub::journal::{Journal, MemoryJournal, RedisJournal, RedisJournalConfig, Retention};
 
+use crate::admission::{Admission, LimitsConfig};
 use crate::config::{StreamServer, Transport};
 use crate::demo::DevKey;
 use crate::hub::{Core, CoreConfig};
@@ -85,6 +89,14 @@ pub enum StartError {
     /// The TLS certificate or key is unusable.
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
+    /// The admin listener's address cannot be bound.
+    #[error("--admin-listen {addr}: {source}")]
+    AdminListen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Why an in-process publication was refused.
@@ -125,6 +137,7 @@ pub enum PublishError {
 #[derive(Debug)]
 pub struct Running {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     core: Arc<Core>,
     settings: Settings,
     dev_key: Option<DevKey>,
@@ -169,6 +182,47 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let addr = listener.local_addr()?;
     let settings = config.settings(addr)?;
     let auth = settings.auth()?;
+    let admin = match config.admin_listen {
+        Some(admin) => Some(
+            tokio::net::TcpListener::bind(admin)
+                .await
+                .map_err(|source| StartError::AdminListen {
+                    addr: admin,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
+    let open_files = open_files::raise();
+    let ceiling = config
+        .max_connections
+        .unwrap_or_else(|| open_files.connections());
+    let files =
+        |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    tracing::info!(
+        open_files = %files(open_files.now),
+        raised_from = %files(open_files.before),
+        max_connections = ceiling,
+        "open-file limit {}{}: room for {} subscriber connections",
+        files(open_files.now),
+        if open_files.before == open_files.now {
+            String::new()
+        } else {
+            format!(" (raised from {})", files(open_files.before))
+        },
+        open_files.connections(),
+    );
+    if ceiling == 0 {
+        tracing::warn!(
+            "--max-connections 0: no ceiling; connections beyond the open-file limit fail at accept"
+        );
+    } else if ceiling > open_files.connections() {
+        tracing::warn!(
+            max_connections = ceiling,
+            "--max-connections is above what the open-file limit can hold: connections beyond it fail at accept"
+        );
+    }
     let journal = journal(&config)?;
     let core = Core::new(
         CoreConfig {
@@ -202,14 +256,40 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
     let dev_key = settings.dev.then(|| dev_key(&settings)).flatten();
     let handle = core.clone();
+    core.metrics.max_connections.set(ceiling as i64);
+    let admission = Admission::new(
+        LimitsConfig {
+            per_ip: config.max_connections_per_ip,
+            per_subject: config.max_connections_per_subject,
+            ceiling,
+            publish_rate: config.publish_rate,
+            publish_burst: config.publish_burst,
+            subscribe_rate: config.subscribe_rate,
+            subscribe_burst: config.subscribe_burst,
+        },
+        core.metrics.limited.clone(),
+    );
     let app = Arc::new(App {
         core: core.clone(),
         auth,
         settings: settings.clone(),
         dev_key: dev_key.clone(),
         stats: stats::Sampler::new(&core.metrics),
+        admission,
+        draining: AtomicBool::new(false),
     });
     let router = routes::router(app.clone());
+    let admin = admin.map(|listener| {
+        let router = routes::admin_router(app.clone());
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, router).await {
+                tracing::error!(%err, "the admin listener failed");
+            }
+        })
+    });
+    if let Some(admin_addr) = admin_addr {
+        tracing::info!(%admin_addr, "admin listener: /healthz, /readyz, /metrics");
+    }
     let lean = config.stream_server == StreamServer::Lean;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
@@ -217,9 +297,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let (draining_tx, draining) = oneshot::channel::<()>();
-    // Stop accepting first; the drain then ends the open streams.
+    // Not ready from the first moment; stop accepting; the drain then
+    // ends the open streams.
+    let not_ready = app.clone();
     let shutdown = async move {
         let _ = stopped.await;
+        not_ready.draining.store(true, Ordering::Release);
         tracing::info!("shutting down: no new connections");
         let _ = draining_tx.send(());
     };
@@ -233,9 +316,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 // One service for all connections: serving the router
                 // itself would rebuild its routes per connection and keep
                 // them (~6 KB) for the life of every stream.
-                axum::serve(listener, router.into_make_service())
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<listen::PeerAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
             }
         }
     };
@@ -251,13 +337,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     };
     let task = tokio::spawn(async move {
-        tokio::select! {
+        let result = tokio::select! {
             result = server => result,
             () = drainer => Ok(()),
+        };
+        // Probes and scrapes are answered until the very end.
+        if let Some(admin) = admin {
+            admin.abort();
         }
+        result
     });
     Ok(Running {
         addr,
+        admin_addr,
         core: handle,
         settings,
         dev_key,
@@ -362,6 +454,21 @@ impl Running {
         self.addr
     }
 
+    /// The admin listener's bound address, with `--admin-listen`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use clap::Parser;
+    /// let config = ssehub_server::Config::parse_from(["ssehub", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    /// let hub = ssehub_server::start(config).await.unwrap();
+    /// assert_ne!(hub.admin_addr().unwrap().port(), hub.local_addr().port());
+    /// hub.shutdown().await.unwrap();
+    /// # }
+    /// ```
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     /// The hub's URL (`.../.well-known/mercure`).
     pub fn hub_url(&self) -> &Url {
         &self.settings.base
@@ -397,7 +504,10 @@ impl Running {
             ..hub::NewUpdate::default()
         };
         match self.core.publish(update).await {
-            Ok(id) => Ok(id.to_string()),
+            Ok(id) => {
+                self.core.metrics.updates_total.inc();
+                Ok(id.to_string())
+            }
             Err(hub::PublishError::Log(err)) => Err(PublishError::Log(err)),
             Err(_) => Err(PublishError::Closed),
         }

@@ -4,6 +4,11 @@
 //! Hub-owned figures are `prometheus-client` metrics; the broker's own
 //! counters (delivered, dropped, ...) are read at scrape time by a
 //! collector, so the hot path never counts anything twice.
+//!
+//! Beside the `ssehub_*` metrics, the reference hub's own names
+//! (`mercure_subscribers_connected`, `mercure_subscribers_total`,
+//! `mercure_updates_total`), with its types and meanings, so that a
+//! dashboard made for it reads this hub too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +23,7 @@ use prometheus_client::registry::Registry;
 use ssehub::broker::Broker;
 use ssehub::journal::{JournalId, Offset};
 
+use crate::admission::LimitLabels;
 use crate::update::age;
 
 /// Publication times remembered for the latency histogram, by a hash of
@@ -75,6 +81,16 @@ pub(crate) struct Metrics {
     /// unreachable.
     pub log_up: Gauge,
     pub log_events: Family<LogLabels, Counter>,
+    /// Requests refused by a limit, by limit.
+    pub limited: Family<LimitLabels, Counter>,
+    /// The connection ceiling in effect (0: none).
+    pub max_connections: Gauge,
+    /// `mercure_subscribers_total`: subscribers ever connected to this
+    /// node.
+    pub subscribers_total: Counter,
+    /// `mercure_updates_total`: updates published through this node
+    /// (`POST`s and in-process publications; not subscription events).
+    pub updates_total: Counter,
     /// (ring key, publication time in µs since the Unix epoch) of recent
     /// updates.
     ring: Box<[(AtomicU64, AtomicU64)]>,
@@ -130,7 +146,8 @@ impl Collector for BrokerCollector {
 
 impl Metrics {
     pub fn new(broker: Broker, groups: Arc<std::sync::atomic::AtomicUsize>) -> Self {
-        let mut registry = Registry::with_prefix("ssehub");
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("ssehub");
         let connections = Gauge::default();
         let subscriptions = Gauge::default();
         let published = Counter::default();
@@ -188,9 +205,39 @@ impl Metrics {
             "Changes of this node's following of the log, by kind",
             log_events.clone(),
         );
+        let limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "limited",
+            "Requests refused by a limit (with 429 or 503 and Retry-After), by limit",
+            limited.clone(),
+        );
+        let max_connections = Gauge::default();
+        registry.register(
+            "max_connections",
+            "Open subscriber streams this node holds at most (0: no ceiling)",
+            max_connections.clone(),
+        );
         registry.register_collector(Box::new(BrokerCollector(broker, groups)));
+        // The reference hub's metrics: same names, types, help and meaning.
+        root.register(
+            "mercure_subscribers_connected",
+            "The current number of running subscribers",
+            connections.clone(),
+        );
+        let subscribers_total = Counter::default();
+        root.register(
+            "mercure_subscribers",
+            "Total number of handled subscribers",
+            subscribers_total.clone(),
+        );
+        let updates_total = Counter::default();
+        root.register(
+            "mercure_updates",
+            "Total number of handled updates",
+            updates_total.clone(),
+        );
         Self {
-            registry,
+            registry: root,
             connections,
             subscriptions,
             published,
@@ -201,6 +248,10 @@ impl Metrics {
             followed,
             log_up,
             log_events,
+            limited,
+            max_connections,
+            subscribers_total,
+            updates_total,
             ring: (0..RING)
                 .map(|_| (AtomicU64::new(u64::MAX), AtomicU64::new(0)))
                 .collect(),

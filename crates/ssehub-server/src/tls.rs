@@ -80,10 +80,7 @@ pub(crate) async fn serve(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    while let Some(tcp) = accept_until(&listener, &mut shutdown).await {
-        let peer = tcp
-            .peer_addr()
-            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    while let Some((tcp, peer)) = accept_until(&listener, &mut shutdown).await {
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
@@ -102,7 +99,7 @@ pub(crate) async fn serve(
                 }
                 Err(_) => return,
             };
-            if let Err(err) = serve_hyper(tls, router, watcher).await {
+            if let Err(err) = serve_hyper(tls, router, watcher, peer, false).await {
                 tracing::debug!(%peer, %err, "connection ended with an error");
             }
         });

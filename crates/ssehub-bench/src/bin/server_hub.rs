@@ -67,6 +67,12 @@ fn main() -> io::Result<()> {
         format!("{keep_alive_s}s"),
         "--write-timeout".to_owned(),
         format!("{write_timeout_s}s"),
+        // Every simulated client comes from loopback: the per-address
+        // limits would measure themselves, not the hub.
+        "--max-connections-per-ip".to_owned(),
+        "0".to_owned(),
+        "--subscribe-rate".to_owned(),
+        "0".to_owned(),
     ];
     for flag in ["transport", "transport-stream"] {
         if let Some(value) = args.opt(flag) {

@@ -12,22 +12,26 @@ mod publish;
 mod subscribe;
 mod subscriptions;
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use axum::{Extension, Router};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::admission::{Admission, Refusal};
 use crate::auth::{AuthConfig, AuthError};
 use crate::config::Settings;
 use crate::demo::DevKey;
 use crate::hub::Core;
 use crate::identity::{Identity, METADATA_PATH};
+use crate::listen::{PeerAddr, RatePaid};
 use crate::request::RequestError;
 use crate::subscriptions::SUBSCRIPTIONS_PATH;
 
@@ -49,6 +53,19 @@ pub(crate) struct App {
     pub dev_key: Option<DevKey>,
     /// Reads the metrics for `/stats`.
     pub stats: crate::stats::Sampler,
+    /// The limits subscribers and publishers must pass.
+    pub admission: Arc<Admission>,
+    /// Set as soon as a shutdown starts: `/readyz` answers `503` from then.
+    pub draining: AtomicBool,
+}
+
+/// Where a request came from, for the per-address limits.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Peer {
+    /// The TCP peer's address (forwarded headers are not trusted).
+    pub ip: Option<IpAddr>,
+    /// The request's subscribe rate was already charged.
+    pub rate_paid: bool,
 }
 
 /// The `QUERY` method (draft-ietf-httpbis-safe-method-w-body), which
@@ -72,9 +89,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             get(subscriptions::handle),
         )
         .route(METADATA_PATH, get(discovery::metadata))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/", get(crate::demo::page))
         .route("/demo/config.json", get(crate::demo::config))
         .route(crate::stats::STATS_PATH, get(crate::stats::snapshot))
@@ -82,25 +98,47 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     if settings.debugger {
         router = crate::debugger::routes(router);
     }
+    // With an admin listener, metrics stay off the public address unless
+    // asked for.
+    if settings.config.admin_listen.is_none() || settings.config.metrics_on_main {
+        router = router.route("/metrics", get(metrics));
+    }
     if !settings.config.cors_origins.is_empty() {
         router = router.layer(cors(&settings.config.cors_origins, settings.config.compat));
     }
     router.with_state(app)
 }
 
+/// The admin listener's router: probes and metrics only.
+pub(crate) fn admin_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(app)
+}
+
 /// `/.well-known/mercure`: subscriptions by `GET`, `HEAD` and `QUERY`,
 /// publications by `POST`.
 async fn hub_endpoint(
     axum::extract::State(app): axum::extract::State<Arc<App>>,
+    connected: Option<Extension<ConnectInfo<PeerAddr>>>,
+    rate_paid: Option<Extension<RatePaid>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    let peer = Peer {
+        ip: connected.map(|Extension(ConnectInfo(PeerAddr(addr)))| addr.ip()),
+        rate_paid: rate_paid.is_some(),
+    };
     match method {
-        Method::GET | Method::HEAD => subscribe_response(&app, &uri, &headers, None).await,
+        Method::GET | Method::HEAD => subscribe_response(&app, &uri, &headers, None, peer).await,
         Method::POST => publish::handle(&app, &uri, &headers, &body).await,
-        m if m == query_method() => subscribe_response(&app, &uri, &headers, Some(&body)).await,
+        m if m == query_method() => {
+            subscribe_response(&app, &uri, &headers, Some(&body), peer).await
+        }
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "GET, HEAD, POST, QUERY")],
@@ -111,18 +149,25 @@ async fn hub_endpoint(
 }
 
 /// Response headers a cross-origin page may read: discovery, the resume
-/// point, and the RFC 6750 challenge (so an app on another origin can tell
-/// an expired token from a missing grant and find the metadata).
+/// point, the RFC 6750 challenge (so an app on another origin can tell
+/// an expired token from a missing grant and find the metadata), and when
+/// a limit lets it try again.
 fn exposed(compat: bool) -> &'static [&'static str] {
     if compat {
         &[
             "link",
             "mercure-last-event-id",
             "www-authenticate",
+            "retry-after",
             "last-event-id",
         ]
     } else {
-        &["link", "mercure-last-event-id", "www-authenticate"]
+        &[
+            "link",
+            "mercure-last-event-id",
+            "www-authenticate",
+            "retry-after",
+        ]
     }
 }
 
@@ -250,6 +295,13 @@ fn refuse_auth(
     response
 }
 
+/// A refusal by a limit: `429` or `503`, with `Retry-After`.
+fn limited(app: &App, endpoint: &'static str, refusal: &Refusal) -> Response {
+    app.core.metrics.refused(endpoint, refusal.status());
+    tracing::debug!(endpoint, status = %refusal.status(), reason = %refusal, "request limited");
+    refusal.response()
+}
+
 /// `503` while the hub shuts down: clients retry, perhaps on another node.
 fn shutting_down() -> Response {
     unavailable("shutting down")
@@ -270,13 +322,18 @@ fn unavailable(reason: &str) -> Response {
 /// `503` with the reason otherwise (a load balancer then sends traffic to
 /// the other nodes).
 async fn readyz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
-    if app.core.broker.is_closed() {
+    if app.draining.load(Ordering::Acquire) || app.core.broker.is_closed() {
         return unavailable("draining");
     }
     match app.core.ready().await {
         Ok(()) => "ready\n".into_response(),
         Err(err) => unavailable(&err.to_string()),
     }
+}
+
+/// `/healthz`: the process answers.
+async fn healthz() -> &'static str {
+    "ok"
 }
 
 async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {

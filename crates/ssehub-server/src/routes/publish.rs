@@ -6,7 +6,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, StatusCode, Uri};
 use ssehub::journal::JournalError;
 
-use super::{App, identity, link, refuse, refuse_auth, shutting_down, unavailable};
+use super::{App, identity, limited, link, refuse, refuse_auth, shutting_down, unavailable};
 use crate::auth::{self, AuthError, Role, TokenSource};
 use crate::hub::PublishError;
 use crate::request::{RequestError, publish};
@@ -38,6 +38,16 @@ pub(super) async fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: &[u8
     {
         return refuse_auth(app, ENDPOINT, &identity, &err);
     }
+    // The rate once the token is known good (a forged one costs nobody
+    // else's budget), before the form is read.
+    let token = match grants.subject() {
+        Some(_) => None,
+        None => auth::presented_token(&app.auth, headers, uri.query()),
+    };
+    let publisher = app.admission.publisher(grants.subject(), token.as_deref());
+    if let Err(refusal) = app.admission.publish(&publisher) {
+        return limited(app, ENDPOINT, &refusal);
+    }
     if !is_form(headers) {
         return refuse(app, ENDPOINT, &identity, &RequestError::NotForm);
     }
@@ -50,6 +60,7 @@ pub(super) async fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: &[u8
     }
     match app.core.publish(update).await {
         Ok(id) => {
+            app.core.metrics.updates_total.inc();
             tracing::debug!(%id, "published");
             (
                 [

@@ -10,7 +10,8 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Uri};
 
 use super::{
-    App, MERCURE_LAST_EVENT_ID, identity, link, refuse, refuse_auth, shutting_down, unavailable,
+    App, MERCURE_LAST_EVENT_ID, Peer, identity, limited, link, refuse, refuse_auth, shutting_down,
+    unavailable,
 };
 use crate::auth::{self, AuthError, Grants, Role, TokenSource};
 use crate::body::HubBody;
@@ -19,18 +20,27 @@ use crate::hub::JoinError;
 use crate::request::subscribe::{self, Rules};
 
 /// The subscription response, for axum and for the lean stream server.
-/// `body` is the form body of a `QUERY` request.
+/// `body` is the form body of a `QUERY` request; `peer` says where it came
+/// from. Nothing in it waits before the join: every refusal, limits
+/// included, is answered on the first poll.
 pub(crate) async fn subscribe_response(
     app: &Arc<App>,
     uri: &Uri,
     headers: &HeaderMap,
     body: Option<&[u8]>,
+    peer: Peer,
 ) -> Response {
     const ENDPOINT: &str = "subscribe";
     let settings = &app.settings;
     let identity = match identity(app, ENDPOINT, uri, headers) {
         Ok(identity) => identity,
         Err(response) => return *response,
+    };
+    // The limits by address before anything costs: the slots are given
+    // back when `slots` drops, with the stream or with a refusal below.
+    let mut slots = match app.admission.subscriber(peer.ip, peer.rate_paid) {
+        Ok(slots) => slots,
+        Err(refusal) => return limited(app, ENDPOINT, &refusal),
     };
     // The token first, as the reference hub does: a request that may not
     // subscribe learns nothing of how its parameters would be read.
@@ -46,6 +56,11 @@ pub(crate) async fn subscribe_response(
         Ok(None) => return refuse_auth(app, ENDPOINT, &identity, &AuthError::Missing),
         Err(err) => return refuse_auth(app, ENDPOINT, &identity, &err),
     };
+    if let Some(subject) = grants.as_ref().and_then(Grants::subject)
+        && let Err(refusal) = slots.for_subject(subject)
+    {
+        return limited(app, ENDPOINT, &refusal);
+    }
     let rules = Rules {
         base: &settings.base,
         limits: &settings.limits,
@@ -92,7 +107,7 @@ pub(crate) async fn subscribe_response(
     let mut response = joined
         .body
         .into_response()
-        .map(|body| Body::new(HubBody::new(body, joined.membership)));
+        .map(|body| Body::new(HubBody::new(body, joined.membership, slots)));
     let out = response.headers_mut();
     out.insert(header::LINK, link(&identity));
     if query_token {

@@ -1,0 +1,687 @@
+//! Keys published as a JSON Web Key Set ([RFC 7517]) by an identity
+//! provider, at an `https://` URL or in a local `file://`.
+//!
+//! Verification never waits on the network: it reads the set held in
+//! memory. A background task per set ([`refresh_loop`]) fetches it again
+//! when its HTTP cache headers say it expires (within a floor and a
+//! ceiling); a token naming an unknown `kid` asks for an early fetch, at
+//! most once per [`JwksOptions::refetch_interval`], and its request waits
+//! for that fetch at most [`JwksOptions::timeout`]. A failed fetch keeps
+//! the last good set.
+//!
+//! [RFC 7517]: https://www.rfc-editor.org/rfc/rfc7517
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::HeaderMap;
+use http::header::{CACHE_CONTROL, DATE, EXPIRES};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Header};
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+use url::Url;
+
+use super::keys::{KeyConfig, KeyError};
+
+/// The algorithms a JWKS key may verify when `algs=` does not narrow them:
+/// every asymmetric one the hub supports. Symmetric (`oct`) keys are never
+/// taken from a key set.
+///
+/// ```
+/// use ssehub_server::auth::{Algorithm, JWKS_ALGORITHMS};
+/// assert!(JWKS_ALGORITHMS.contains(&Algorithm::EdDSA));
+/// assert!(!JWKS_ALGORITHMS.contains(&Algorithm::HS256));
+/// ```
+pub const JWKS_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Largest key set accepted (a real one is a few KiB).
+const MAX_BYTES: usize = 1 << 20;
+
+/// Refresh interval of a set whose response has no cache headers (and of
+/// a `file://` set), before the floor and ceiling apply.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Where a key set comes from.
+///
+/// ```
+/// use ssehub_server::auth::JwksSource;
+/// let url: JwksSource = "https://idp.example/realms/app/protocol/openid-connect/certs".parse().unwrap();
+/// assert!(matches!(url, JwksSource::Url(_)));
+/// let file: JwksSource = "file:///etc/ssehub/jwks.json".parse().unwrap();
+/// assert!(matches!(file, JwksSource::File(ref path) if path.to_str() == Some("/etc/ssehub/jwks.json")));
+/// assert!("ftp://idp.example/jwks".parse::<JwksSource>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// An `https://` (or `http://`) URL, fetched with `GET`.
+    Url(Url),
+    /// A local file holding the set.
+    File(PathBuf),
+}
+
+impl FromStr for JwksSource {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let url = Url::parse(value).map_err(|err| format!("{value:?} is not a URL: {err}"))?;
+        match url.scheme() {
+            "https" | "http" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(Self::Url(url)),
+            "file" => url
+                .to_file_path()
+                .map(Self::File)
+                .map_err(|()| format!("{value:?} names no local file (file:///absolute/path)")),
+            _ => Err(format!(
+                "{value:?}: a JWKS source is an https://, http:// or file:// URL"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for JwksSource {
+    /// The source without user information, query or fragment (which may
+    /// hold credentials): what logs and metrics show.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Url(url) => {
+                let mut shown = url.clone();
+                let _ = shown.set_username("");
+                let _ = shown.set_password(None);
+                shown.set_query(None);
+                shown.set_fragment(None);
+                f.write_str(shown.as_str())
+            }
+            Self::File(path) => write!(f, "file://{}", path.display()),
+        }
+    }
+}
+
+impl fmt::Debug for JwksSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JwksSource({self})")
+    }
+}
+
+/// How key sets are fetched and refreshed.
+///
+/// ```
+/// use ssehub_server::auth::JwksOptions;
+/// let options = JwksOptions::default();
+/// assert!(options.refresh_min <= options.refresh_max);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksOptions {
+    /// Floor of the refresh interval, whatever the cache headers say.
+    pub refresh_min: Duration,
+    /// Ceiling of the refresh interval.
+    pub refresh_max: Duration,
+    /// At most one early fetch per this interval for unknown `kid`s.
+    pub refetch_interval: Duration,
+    /// Timeout of one fetch; also the longest a request waits for an early
+    /// fetch.
+    pub timeout: Duration,
+}
+
+impl Default for JwksOptions {
+    fn default() -> Self {
+        Self {
+            refresh_min: Duration::from_secs(60),
+            refresh_max: Duration::from_secs(3600),
+            refetch_interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a key set could not be fetched or used.
+///
+/// ```
+/// use ssehub_server::auth::JwksError;
+/// assert_eq!(JwksError::NoUsableKey.to_string(), "no usable signing key in the set");
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The request failed (connection, timeout, TLS).
+    #[error("fetch failed: {0}")]
+    Fetch(String),
+    /// The server answered with an error status.
+    #[error("HTTP status {0}")]
+    Status(u16),
+    /// Larger than any real key set.
+    #[error("larger than {MAX_BYTES} bytes")]
+    TooLarge,
+    /// Not a JSON object with a `keys` array.
+    #[error("not a JWK set: {0}")]
+    Parse(String),
+    /// No key of the set can verify an allowed algorithm.
+    #[error("no usable signing key in the set")]
+    NoUsableKey,
+}
+
+/// One verification key of a set.
+#[derive(Debug)]
+struct SetKey {
+    kid: Option<String>,
+    key: KeyConfig,
+}
+
+/// The keys held, as last fetched.
+#[derive(Debug, Default)]
+struct KeySet {
+    keys: Vec<SetKey>,
+}
+
+impl KeySet {
+    fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    /// Distinct keys (a JWK without `alg` counts once however many
+    /// algorithms it serves).
+    fn distinct(&self) -> usize {
+        let mut kids: Vec<Option<&str>> = self.keys.iter().map(|k| k.kid.as_deref()).collect();
+        kids.dedup();
+        kids.len()
+    }
+}
+
+/// Why a key set did not verify a token (logged, never told the client).
+///
+/// ```
+/// use ssehub_server::auth::KeySetRejection;
+/// assert!(KeySetRejection::UnknownKid("k2".into()).retryable());
+/// assert_eq!(KeySetRejection::NotLoaded.to_string(), "no key set fetched yet");
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum KeySetRejection {
+    /// The header's `alg` is not in the issuer's allowlist.
+    #[error("alg {0:?} is not allowed")]
+    AlgNotAllowed(Algorithm),
+    /// No set was fetched yet.
+    #[error("no key set fetched yet")]
+    NotLoaded,
+    /// The `kid` is not in the set.
+    #[error("unknown kid {0:?}")]
+    UnknownKid(String),
+    /// No key of the set suits the token's `alg` (and `kid`).
+    #[error("no key for alg {0:?}")]
+    NoMatchingKey(Algorithm),
+    /// Every candidate key refused it.
+    #[error("{0}")]
+    Verification(jsonwebtoken::errors::Error),
+}
+
+impl KeySetRejection {
+    /// Whether a fresh set might verify the token.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::NotLoaded | Self::UnknownKid(_))
+    }
+}
+
+/// The state of an early fetch.
+#[derive(Debug, Default)]
+struct OnDemand {
+    /// When the last early fetch was asked for.
+    last: Option<Instant>,
+    /// A fetch is asked for or running; waiters wait for it.
+    pending: bool,
+}
+
+/// One issuer's key set: the keys held, how to fetch them again, and the
+/// figures `/metrics` shows.
+pub struct Jwks {
+    issuer: String,
+    source: JwksSource,
+    algs: Vec<Algorithm>,
+    options: JwksOptions,
+    client: Option<reqwest::Client>,
+    set: RwLock<Arc<KeySet>>,
+    wake: Notify,
+    on_demand: Mutex<OnDemand>,
+    fetched: watch::Sender<u64>,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    /// Unix seconds of the last good fetch; 0: never.
+    last_success: AtomicU64,
+    held: AtomicU64,
+}
+
+impl fmt::Debug for Jwks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jwks")
+            .field("issuer", &self.issuer)
+            .field("source", &self.source)
+            .field("algs", &self.algs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Jwks {
+    /// The key set of `issuer` at `source`, verifying the algorithms `algs`
+    /// (empty: [`JWKS_ALGORITHMS`]). A `file://` set is read now; a URL is
+    /// first fetched by [`refresh_loop`].
+    ///
+    /// # Errors
+    /// [`JwksError`] for a file that cannot be read or holds no usable key.
+    ///
+    /// ```
+    /// use ssehub_server::auth::{Algorithm, Jwks, JwksOptions, JwksSource};
+    /// let url: JwksSource = "https://idp.example/certs".parse().unwrap();
+    /// let jwks = Jwks::new("https://idp.example", url, &[Algorithm::RS256], JwksOptions::default()).unwrap();
+    /// assert_eq!(jwks.keys_held(), 0, "nothing fetched yet");
+    /// ```
+    pub fn new(
+        issuer: &str,
+        source: JwksSource,
+        algs: &[Algorithm],
+        options: JwksOptions,
+    ) -> Result<Arc<Self>, JwksError> {
+        let mut algs: Vec<Algorithm> = if algs.is_empty() {
+            JWKS_ALGORITHMS.to_vec()
+        } else {
+            algs.to_vec()
+        };
+        algs.sort_by_key(|alg| format!("{alg:?}"));
+        algs.dedup();
+        let client = match &source {
+            JwksSource::Url(_) => Some(
+                reqwest::Client::builder()
+                    .timeout(options.timeout)
+                    .user_agent(concat!("ssehub/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|err| JwksError::Fetch(err.to_string()))?,
+            ),
+            JwksSource::File(_) => None,
+        };
+        let jwks = Arc::new(Self {
+            issuer: issuer.to_owned(),
+            source,
+            algs,
+            options,
+            client,
+            set: RwLock::new(Arc::default()),
+            wake: Notify::new(),
+            on_demand: Mutex::new(OnDemand::default()),
+            fetched: watch::Sender::new(0),
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            last_success: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+        });
+        match &jwks.source {
+            JwksSource::File(path) => {
+                let bytes = std::fs::read(path).map_err(|source| JwksError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let set = parse_set(&bytes, &jwks.algs, &jwks.issuer)?;
+                jwks.install(set);
+            }
+            // Requests that come before the first fetch wait for it.
+            JwksSource::Url(_) => jwks.lock_on_demand().pending = true,
+        }
+        Ok(jwks)
+    }
+
+    /// The issuer whose tokens this set verifies.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Where the set comes from.
+    pub fn source(&self) -> &JwksSource {
+        &self.source
+    }
+
+    /// Keys held now (a key serving several algorithms counts once).
+    pub fn keys_held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Fetches that succeeded and that failed, and the Unix time of the
+    /// last success (0: never).
+    pub fn stats(&self) -> (u64, u64, u64) {
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            self.last_success.load(Ordering::Relaxed),
+        )
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        self.set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn lock_on_demand(&self) -> std::sync::MutexGuard<'_, OnDemand> {
+        self.on_demand
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn install(&self, set: KeySet) {
+        self.held.store(set.distinct() as u64, Ordering::Relaxed);
+        *self
+            .set
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        self.last_success.store(now, Ordering::Relaxed);
+        self.ok.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the set holds a key with this `kid`.
+    pub(super) fn has_kid(&self, kid: &str) -> bool {
+        self.current().has_kid(kid)
+    }
+
+    /// Verifies `token` (whose header is `header`) with the set: the key
+    /// named by `kid`, or without `kid` each key that suits `alg`.
+    pub(super) fn decode<C: serde::de::DeserializeOwned>(
+        &self,
+        header: &Header,
+        token: &str,
+    ) -> Result<C, KeySetRejection> {
+        if !self.algs.contains(&header.alg) {
+            return Err(KeySetRejection::AlgNotAllowed(header.alg));
+        }
+        let set = self.current();
+        if set.keys.is_empty() {
+            return Err(KeySetRejection::NotLoaded);
+        }
+        if let Some(kid) = header.kid.as_deref()
+            && !set.has_kid(kid)
+        {
+            return Err(KeySetRejection::UnknownKid(kid.to_owned()));
+        }
+        let mut last = None;
+        for candidate in set.keys.iter().filter(|k| {
+            k.key.algorithm() == header.alg
+                && header
+                    .kid
+                    .as_ref()
+                    .is_none_or(|kid| k.kid.as_ref() == Some(kid))
+        }) {
+            match jsonwebtoken::decode::<C>(
+                token,
+                candidate.key.decoding_key(),
+                candidate.key.validation(),
+            ) {
+                Ok(data) => return Ok(data.claims),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.map_or(
+            KeySetRejection::NoMatchingKey(header.alg),
+            KeySetRejection::Verification,
+        ))
+    }
+
+    /// Asks for an early fetch (for a token naming an unknown `kid`) and
+    /// waits for it at most [`JwksOptions::timeout`]. `false`: no fetch
+    /// completed (rate-limited, or too slow).
+    pub(super) async fn refetch(&self) -> bool {
+        let mut fetched = self.fetched.subscribe();
+        {
+            let mut on_demand = self.lock_on_demand();
+            if !on_demand.pending {
+                let limited = on_demand
+                    .last
+                    .is_some_and(|last| last.elapsed() < self.options.refetch_interval);
+                if limited {
+                    return false;
+                }
+                on_demand.last = Some(Instant::now());
+                on_demand.pending = true;
+                self.wake.notify_one();
+            }
+        }
+        // One second past the fetch's own timeout, for parsing and for
+        // the task to be scheduled on a busy machine.
+        let bound = self.options.timeout + Duration::from_secs(1);
+        tokio::time::timeout(bound, fetched.changed())
+            .await
+            .is_ok_and(|changed| changed.is_ok())
+    }
+
+    /// Fetches the set once; installs it when good. Returns how long it
+    /// may be kept (from its cache headers), or why it failed.
+    async fn refresh(&self) -> Result<Option<Duration>, JwksError> {
+        let (bytes, lifetime) = match &self.source {
+            JwksSource::File(path) => {
+                let bytes = tokio::fs::read(path)
+                    .await
+                    .map_err(|source| JwksError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                (bytes, None)
+            }
+            JwksSource::Url(url) => self.download(url).await?,
+        };
+        let set = parse_set(&bytes, &self.algs, &self.issuer)?;
+        let (before, after) = (self.keys_held(), set.distinct());
+        self.install(set);
+        if before as usize != after {
+            tracing::info!(issuer = %self.issuer, source = %self.source, keys = after, "JWKS loaded");
+        }
+        Ok(lifetime)
+    }
+
+    async fn download(&self, url: &Url) -> Result<(Vec<u8>, Option<Duration>), JwksError> {
+        let client = self
+            .client
+            .as_ref()
+            .ok_or_else(|| JwksError::Fetch("no HTTP client".into()))?;
+        let fetch = |err: reqwest::Error| JwksError::Fetch(err.without_url().to_string());
+        let mut response = client
+            .get(url.clone())
+            .header(
+                http::header::ACCEPT,
+                "application/jwk-set+json, application/json",
+            )
+            .send()
+            .await
+            .map_err(fetch)?;
+        if !response.status().is_success() {
+            return Err(JwksError::Status(response.status().as_u16()));
+        }
+        let lifetime = cache_lifetime(response.headers());
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(fetch)? {
+            if body.len() + chunk.len() > MAX_BYTES {
+                return Err(JwksError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, lifetime))
+    }
+
+    /// How long to wait before the next scheduled fetch.
+    fn next_refresh(&self, lifetime: Option<Duration>) -> Duration {
+        lifetime
+            .unwrap_or(DEFAULT_LIFETIME)
+            .clamp(self.options.refresh_min, self.options.refresh_max)
+    }
+}
+
+/// Keeps `jwks` fresh: fetches it (a URL at once, a file after its first
+/// interval), then again when its cache lifetime ends, or early when a
+/// token names an unknown `kid`. Runs until aborted.
+pub async fn refresh_loop(jwks: Arc<Jwks>) {
+    let mut failures: u32 = 0;
+    let mut wait = match jwks.source {
+        JwksSource::Url(_) => Duration::ZERO,
+        JwksSource::File(_) => jwks.next_refresh(None),
+    };
+    loop {
+        if !wait.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = jwks.wake.notified() => {}
+            }
+        }
+        wait = match jwks.refresh().await {
+            Ok(lifetime) => {
+                failures = 0;
+                jwks.next_refresh(lifetime)
+            }
+            Err(err) => {
+                jwks.failed.fetch_add(1, Ordering::Relaxed);
+                failures = failures.saturating_add(1);
+                tracing::warn!(
+                    issuer = %jwks.issuer,
+                    source = %jwks.source,
+                    keys = jwks.keys_held(),
+                    error = %err,
+                    "JWKS refresh failed; keeping the last good set"
+                );
+                // 1 s, 2 s, 4 s … up to the floor: a provider that is back
+                // is noticed soon, one that stays down is not hammered.
+                let backoff = Duration::from_secs(1u64 << failures.min(16).saturating_sub(1));
+                backoff.min(jwks.options.refresh_min)
+            }
+        };
+        jwks.lock_on_demand().pending = false;
+        jwks.fetched.send_modify(|generation| *generation += 1);
+    }
+}
+
+/// How long a response may be cached: `Cache-Control: max-age` (`no-cache`
+/// and `no-store` count as zero), else `Expires` relative to `Date`.
+///
+/// ```
+/// use ssehub_server::auth::cache_lifetime;
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("cache-control", "public, max-age=600".parse().unwrap());
+/// assert_eq!(cache_lifetime(&headers), Some(std::time::Duration::from_secs(600)));
+/// assert_eq!(cache_lifetime(&http::HeaderMap::new()), None);
+/// ```
+pub fn cache_lifetime(headers: &HeaderMap) -> Option<Duration> {
+    for value in headers.get_all(CACHE_CONTROL) {
+        let Ok(value) = value.to_str() else { continue };
+        for directive in value.split(',') {
+            let directive = directive.trim().to_ascii_lowercase();
+            if directive == "no-cache" || directive == "no-store" {
+                return Some(Duration::ZERO);
+            }
+            if let Some(secs) = directive.strip_prefix("max-age=") {
+                if let Ok(secs) = secs.trim_matches('"').parse::<u64>() {
+                    return Some(Duration::from_secs(secs));
+                }
+            }
+        }
+    }
+    let date = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+    };
+    let expires = headers.get(EXPIRES)?;
+    // RFC 9111 §5.3: an invalid Expires (such as "0") means already expired.
+    let Some(expires) = date(EXPIRES) else {
+        return (!expires.is_empty()).then_some(Duration::ZERO);
+    };
+    let now = date(DATE).unwrap_or_else(SystemTime::now);
+    Some(expires.duration_since(now).unwrap_or_default())
+}
+
+/// Parses a JWK set, keeping each signing key that suits an allowed
+/// algorithm. Keys that do not (encryption keys, other curves, weak RSA,
+/// algorithms outside `algs`) are skipped and logged: providers publish
+/// those beside their signing keys.
+fn parse_set(bytes: &[u8], algs: &[Algorithm], issuer: &str) -> Result<KeySet, JwksError> {
+    #[derive(serde::Deserialize)]
+    struct RawSet {
+        keys: Vec<Value>,
+    }
+    let raw: RawSet =
+        serde_json::from_slice(bytes).map_err(|err| JwksError::Parse(err.to_string()))?;
+    let mut keys = Vec::new();
+    for value in raw.keys {
+        let kid = value.get("kid").and_then(Value::as_str).map(str::to_owned);
+        match keys_of(value, algs) {
+            Ok(found) => keys.extend(found.into_iter().map(|key| SetKey {
+                kid: kid.clone(),
+                key,
+            })),
+            Err(reason) => tracing::debug!(issuer, ?kid, %reason, "JWK skipped"),
+        }
+    }
+    if keys.is_empty() {
+        return Err(JwksError::NoUsableKey);
+    }
+    Ok(KeySet { keys })
+}
+
+/// The verification keys one JWK gives: one per allowed algorithm it
+/// suits (its `alg`, or without one every algorithm of its type).
+fn keys_of(value: Value, allowed: &[Algorithm]) -> Result<Vec<KeyConfig>, String> {
+    let jwk: Jwk = serde_json::from_value(value).map_err(|err| err.to_string())?;
+    if let Some(key_use) = &jwk.common.public_key_use
+        && *key_use != PublicKeyUse::Signature
+    {
+        return Err("not a signing key (use)".into());
+    }
+    let algs: Vec<Algorithm> = match jwk.common.key_algorithm {
+        Some(alg) => vec![
+            alg.to_string()
+                .parse()
+                .map_err(|_| format!("alg {alg} is not a signature algorithm"))?,
+        ],
+        None => match &jwk.algorithm {
+            // RS* and PS*: the first six.
+            AlgorithmParameters::RSA(_) => JWKS_ALGORITHMS[..6].to_vec(),
+            AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+                EllipticCurve::P256 => vec![Algorithm::ES256],
+                EllipticCurve::P384 => vec![Algorithm::ES384],
+                _ => return Err("unsupported curve".into()),
+            },
+            AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+                vec![Algorithm::EdDSA]
+            }
+            _ => return Err("unsupported key type".into()),
+        },
+    };
+    let algs: Vec<Algorithm> = algs.into_iter().filter(|a| allowed.contains(a)).collect();
+    if algs.is_empty() {
+        return Err("no allowed algorithm".into());
+    }
+    if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
+        return Err("a symmetric key".into());
+    }
+    let key = DecodingKey::from_jwk(&jwk).map_err(|err| err.to_string())?;
+    algs.into_iter()
+        .map(|alg| KeyConfig::from_decoding_key(alg, key.clone()))
+        .collect::<Result<_, KeyError>>()
+        .map_err(|err| err.to_string())
+}

@@ -995,3 +995,130 @@ impl Settings {
         })
     }
 }
+
+#[cfg(test)]
+mod issuer_words_tests {
+    use super::*;
+
+    fn parse(value: &str) -> Result<IssuerSpec, String> {
+        value.parse()
+    }
+
+    #[test]
+    fn jwks_verifies_both_roles() {
+        let spec = parse("https://idp.example jwks=https://idp.example/certs").unwrap();
+        let url = JwksSource::Url(Url::parse("https://idp.example/certs").unwrap());
+        assert_eq!(spec.publisher_jwks.as_ref(), Some(&url));
+        assert_eq!(spec.subscriber_jwks.as_ref(), Some(&url));
+        assert!(spec.publisher.is_none() && spec.subscriber.is_none());
+        assert!(spec.algs.is_empty() && spec.has_keys());
+    }
+
+    #[test]
+    fn per_role_sets_and_static_keys_combine() {
+        let spec = parse(
+            "https://idp.example publisher-jwks=file:///etc/pub.json subscriber-jwks=https://idp.example/sub key=HS256:secret",
+        )
+        .unwrap();
+        assert_eq!(
+            spec.publisher_jwks,
+            Some(JwksSource::File("/etc/pub.json".into()))
+        );
+        assert!(matches!(spec.subscriber_jwks, Some(JwksSource::Url(_))));
+        assert!(spec.publisher.is_some() && spec.subscriber.is_some());
+    }
+
+    #[test]
+    fn algs_are_an_allowlist_of_asymmetric_algorithms() {
+        let spec =
+            parse("https://idp.example jwks=https://idp.example/certs algs=RS256,ES384,EdDSA")
+                .unwrap();
+        assert_eq!(
+            spec.algs,
+            [Algorithm::RS256, Algorithm::ES384, Algorithm::EdDSA]
+        );
+        let err = parse("https://idp.example jwks=https://idp.example/certs algs=RS256,HS256")
+            .unwrap_err();
+        assert!(
+            err.contains("algs=RS256,HS256") && err.contains("HS256 cannot verify"),
+            "{err}"
+        );
+        let err =
+            parse("https://idp.example jwks=https://idp.example/certs algs=RS999").unwrap_err();
+        assert!(err.contains("unknown JWT algorithm \"RS999\""), "{err}");
+        let err = parse("https://idp.example jwks=https://idp.example/certs algs=").unwrap_err();
+        assert!(err.contains("algs= is empty"), "{err}");
+        let err = parse("https://idp.example key=RS256:/k.pem algs=RS256").unwrap_err();
+        assert!(err.contains("algs= applies to key sets"), "{err}");
+    }
+
+    #[test]
+    fn bad_sources_are_named() {
+        for (value, expected) in [
+            (
+                "jwks=ftp://idp.example/certs",
+                "a JWKS source is an https://",
+            ),
+            ("jwks=not a url", "is not a URL"),
+            (
+                "publisher-jwks=relative/path.json",
+                "publisher-jwks=relative/path.json",
+            ),
+            (
+                "subscriber-jwks=mailto:keys@idp.example",
+                "a JWKS source is an https://",
+            ),
+        ] {
+            let err = parse(&format!("https://idp.example {value}")).unwrap_err();
+            assert!(err.contains(expected), "{value}: {err}");
+        }
+        let err = parse("https://idp.example jwk=https://idp.example/certs").unwrap_err();
+        assert!(
+            err.contains("\"jwk=https://idp.example/certs\"") && err.contains("jwks=URL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_issuer_with_only_a_key_set_needs_no_jwt_key() {
+        let config = Config::parse_from([
+            "ssehub",
+            "--listen",
+            "10.0.0.1:3000",
+            "--issuer",
+            "https://idp.example jwks=https://idp.example/certs",
+        ]);
+        let settings = config.settings("10.0.0.1:3000".parse().unwrap()).unwrap();
+        assert!(!settings.dev);
+        let auth = settings.auth().unwrap();
+        let sets = auth.key_sets();
+        assert_eq!(sets.len(), 1, "one set for both roles");
+        assert_eq!(sets[0].issuer(), "https://idp.example");
+    }
+
+    #[test]
+    fn jwks_flags_are_checked() {
+        for (args, expected) in [
+            (
+                vec!["--jwks-refresh-min", "0s"],
+                "--jwks-refresh-min must be more than 0",
+            ),
+            (
+                vec!["--jwks-timeout", "0s"],
+                "--jwks-timeout must be more than 0",
+            ),
+            (
+                vec!["--jwks-refresh-min", "2h", "--jwks-refresh-max", "1h"],
+                "--jwks-refresh-max (1h) is less than --jwks-refresh-min (2h)",
+            ),
+        ] {
+            let mut all = vec!["ssehub", "--dev"];
+            all.extend(args);
+            let config = Config::parse_from(all);
+            let err = config
+                .settings("127.0.0.1:3000".parse().unwrap())
+                .unwrap_err();
+            assert_eq!(err.to_string(), expected);
+        }
+    }
+}

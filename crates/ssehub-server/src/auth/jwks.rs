@@ -685,3 +685,105 @@ fn keys_of(value: Value, allowed: &[Algorithm]) -> Result<Vec<KeyConfig>, String
         .collect::<Result<_, KeyError>>()
         .map_err(|err| err.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| (http::HeaderName::from_static(name), value.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn cache_lifetime_reads_max_age_then_expires() {
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(
+            cache_lifetime(&headers(&[("cache-control", "max-age=90")])),
+            secs(90)
+        );
+        assert_eq!(
+            cache_lifetime(&headers(&[("cache-control", "no-cache, max-age=90")])),
+            secs(0)
+        );
+        // max-age wins over Expires.
+        assert_eq!(
+            cache_lifetime(&headers(&[
+                ("cache-control", "public, max-age=30"),
+                ("expires", "Thu, 01 Jan 2026 00:10:00 GMT"),
+            ])),
+            secs(30)
+        );
+        assert_eq!(
+            cache_lifetime(&headers(&[
+                ("date", "Thu, 01 Jan 2026 00:00:00 GMT"),
+                ("expires", "Thu, 01 Jan 2026 00:10:00 GMT"),
+            ])),
+            secs(600)
+        );
+        // Already expired, or an invalid date: now.
+        assert_eq!(
+            cache_lifetime(&headers(&[
+                ("date", "Thu, 01 Jan 2026 00:10:00 GMT"),
+                ("expires", "Thu, 01 Jan 2026 00:00:00 GMT"),
+            ])),
+            secs(0)
+        );
+        assert_eq!(cache_lifetime(&headers(&[("expires", "0")])), secs(0));
+        assert_eq!(
+            cache_lifetime(&headers(&[("cache-control", "public")])),
+            None
+        );
+    }
+
+    #[test]
+    fn the_refresh_interval_stays_within_floor_and_ceiling() {
+        let options = JwksOptions {
+            refresh_min: Duration::from_secs(60),
+            refresh_max: Duration::from_secs(3600),
+            ..JwksOptions::default()
+        };
+        let source = "https://idp.example/certs".parse().unwrap();
+        let jwks = Jwks::new("https://idp.example", source, &[], options).unwrap();
+        let secs = Duration::from_secs;
+        assert_eq!(jwks.next_refresh(Some(secs(0))), secs(60));
+        assert_eq!(jwks.next_refresh(Some(secs(600))), secs(600));
+        assert_eq!(jwks.next_refresh(Some(secs(86_400))), secs(3600));
+        assert_eq!(jwks.next_refresh(None), DEFAULT_LIFETIME);
+    }
+
+    #[test]
+    fn sets_keep_signing_keys_of_allowed_algorithms() {
+        let rsa = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/keys/rsa-public.pem"
+        ));
+        let rsa = DecodingKey::from_rsa_pem(rsa.as_bytes()).unwrap();
+        let mut jwk = serde_json::to_value(Jwk::from_decoding_key(&rsa, None).unwrap()).unwrap();
+        jwk["kid"] = "r".into();
+        let mut enc = jwk.clone();
+        enc["kid"] = "enc".into();
+        enc["use"] = "enc".into();
+        let oct = serde_json::json!({"kty": "oct", "k": "c2VjcmV0", "kid": "oct", "alg": "HS256"});
+        let unknown = serde_json::json!({"kty": "XYZ", "kid": "x"});
+        let body = serde_json::json!({ "keys": [jwk, enc, oct, unknown] }).to_string();
+
+        let set = parse_set(body.as_bytes(), &JWKS_ALGORITHMS, "i").unwrap();
+        assert_eq!(set.distinct(), 1, "only the RSA signing key");
+        assert!(set.has_kid("r") && !set.has_kid("enc") && !set.has_kid("oct"));
+        // Without `alg`, an RSA key serves RS* and PS*.
+        assert_eq!(set.keys.len(), 6);
+        let set = parse_set(body.as_bytes(), &[Algorithm::PS256], "i").unwrap();
+        assert_eq!(set.keys.len(), 1);
+        assert!(matches!(
+            parse_set(body.as_bytes(), &[Algorithm::ES256], "i"),
+            Err(JwksError::NoUsableKey)
+        ));
+        assert!(matches!(
+            parse_set(b"[]", &JWKS_ALGORITHMS, "i"),
+            Err(JwksError::Parse(_))
+        ));
+    }
+}

@@ -356,7 +356,7 @@ pub fn authenticate(
 
 /// [`authenticate`], and when a key set does not know the token's `kid`
 /// (or was not fetched yet), an early fetch of that set (rate-limited,
-/// waited for at most [`JwksOptions::timeout`]) and a second try.
+/// waited for at most twice [`JwksOptions::timeout`]) and a second try.
 ///
 /// # Errors
 /// As [`authenticate`].

@@ -265,8 +265,8 @@ pub struct Config {
     #[arg(long, env = "SSEHUB_JWKS_REFETCH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub jwks_refetch_interval: Duration,
 
-    /// Timeout of one JWKS fetch, and the longest a request waits for an
-    /// early fetch.
+    /// Timeout of one JWKS fetch; a request waits at most twice this for
+    /// an early fetch.
     #[arg(long, env = "SSEHUB_JWKS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub jwks_timeout: Duration,
 }

@@ -6,7 +6,9 @@
 //! when its HTTP cache headers say it expires (within a floor and a
 //! ceiling); a token naming an unknown `kid` asks for an early fetch, at
 //! most once per [`JwksOptions::refetch_interval`], and its request waits
-//! for that fetch at most [`JwksOptions::timeout`]. A failed fetch keeps
+//! for that fetch (at most twice [`JwksOptions::timeout`]: a fetch already
+//! running may predate the rotation, so the next one counts). A failed
+//! fetch keeps
 //! the last good set.
 //!
 //! [RFC 7517]: https://www.rfc-editor.org/rfc/rfc7517
@@ -131,8 +133,8 @@ pub struct JwksOptions {
     pub refresh_max: Duration,
     /// At most one early fetch per this interval for unknown `kid`s.
     pub refetch_interval: Duration,
-    /// Timeout of one fetch; also the longest a request waits for an early
-    /// fetch.
+    /// Timeout of one fetch; a request waits at most twice this for an
+    /// early fetch.
     pub timeout: Duration,
 }
 
@@ -248,6 +250,10 @@ struct OnDemand {
     last: Option<Instant>,
     /// A fetch is asked for or running; waiters wait for it.
     pending: bool,
+    /// The fetch generation waiters wait for: a fetch already running
+    /// when one is asked for may have read the set before the rotation
+    /// that brought the new `kid`, so they wait for the next one.
+    target: u64,
 }
 
 /// One issuer's key set: the keys held, how to fetch them again, and the
@@ -262,6 +268,8 @@ pub struct Jwks {
     wake: Notify,
     on_demand: Mutex<OnDemand>,
     fetched: watch::Sender<u64>,
+    /// A fetch is running now.
+    fetching: std::sync::atomic::AtomicBool,
     ok: AtomicU64,
     failed: AtomicU64,
     /// Unix seconds of the last good fetch; 0: never.
@@ -326,6 +334,7 @@ impl Jwks {
             wake: Notify::new(),
             on_demand: Mutex::new(OnDemand::default()),
             fetched: watch::Sender::new(0),
+            fetching: std::sync::atomic::AtomicBool::new(false),
             ok: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             last_success: AtomicU64::new(0),
@@ -341,7 +350,11 @@ impl Jwks {
                 jwks.install(set);
             }
             // Requests that come before the first fetch wait for it.
-            JwksSource::Url(_) => jwks.lock_on_demand().pending = true,
+            JwksSource::Url(_) => {
+                let mut on_demand = jwks.lock_on_demand();
+                on_demand.pending = true;
+                on_demand.target = 1;
+            }
         }
         Ok(jwks)
     }
@@ -446,11 +459,11 @@ impl Jwks {
     }
 
     /// Asks for an early fetch (for a token naming an unknown `kid`) and
-    /// waits for it at most [`JwksOptions::timeout`]. `false`: no fetch
+    /// waits for it at most twice [`JwksOptions::timeout`]. `false`: no fetch
     /// completed (rate-limited, or too slow).
     pub(super) async fn refetch(&self) -> bool {
         let mut fetched = self.fetched.subscribe();
-        {
+        let target = {
             let mut on_demand = self.lock_on_demand();
             if !on_demand.pending {
                 let limited = on_demand
@@ -461,15 +474,18 @@ impl Jwks {
                 }
                 on_demand.last = Some(Instant::now());
                 on_demand.pending = true;
+                let running = u64::from(self.fetching.load(Ordering::Acquire));
+                on_demand.target = *fetched.borrow() + 1 + running;
                 self.wake.notify_one();
             }
-        }
-        // One second past the fetch's own timeout, for parsing and for
-        // the task to be scheduled on a busy machine.
-        let bound = self.options.timeout + Duration::from_secs(1);
-        tokio::time::timeout(bound, fetched.changed())
+            on_demand.target
+        };
+        // One fetch's timeout, twice when one was already running, and a
+        // second for parsing and for the task to be scheduled.
+        let bound = self.options.timeout * 2 + Duration::from_secs(1);
+        tokio::time::timeout(bound, fetched.wait_for(|generation| *generation >= target))
             .await
-            .is_ok_and(|changed| changed.is_ok())
+            .is_ok_and(|reached| reached.is_ok())
     }
 
     /// Fetches the set once; installs it when good. Returns how long it
@@ -549,7 +565,10 @@ pub async fn refresh_loop(jwks: Arc<Jwks>) {
                 () = jwks.wake.notified() => {}
             }
         }
-        wait = match jwks.refresh().await {
+        jwks.fetching.store(true, Ordering::Release);
+        let result = jwks.refresh().await;
+        jwks.fetching.store(false, Ordering::Release);
+        wait = match result {
             Ok(lifetime) => {
                 failures = 0;
                 jwks.next_refresh(lifetime)
@@ -570,8 +589,14 @@ pub async fn refresh_loop(jwks: Arc<Jwks>) {
                 backoff.min(jwks.options.refresh_min)
             }
         };
-        jwks.lock_on_demand().pending = false;
+        // Under the lock, so that an asker sees either a fetch still
+        // pending or the generation it brought.
+        let mut on_demand = jwks.lock_on_demand();
         jwks.fetched.send_modify(|generation| *generation += 1);
+        if *jwks.fetched.borrow() >= on_demand.target {
+            on_demand.pending = false;
+        }
+        drop(on_demand);
     }
 }
 

@@ -269,6 +269,11 @@ pub struct Config {
     /// an early fetch.
     #[arg(long, env = "SSEHUB_JWKS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub jwks_timeout: Duration,
+
+    /// PEM CA certificates to trust for `https://` JWKS URLs besides the
+    /// built-in (Mozilla) roots: an identity provider behind a private CA.
+    #[arg(long, env = "SSEHUB_JWKS_TLS_CA")]
+    pub jwks_tls_ca: Option<PathBuf>,
 }
 
 /// What writes event streams on plain HTTP.
@@ -818,18 +823,31 @@ impl Config {
 
     /// How key sets are fetched, from the `--jwks-*` flags.
     ///
+    /// # Errors
+    /// [`ConfigError::JwksFlag`] when `--jwks-tls-ca` cannot be read.
+    ///
     /// ```
     /// use clap::Parser;
     /// let config = ssehub_server::Config::parse_from(["ssehub", "--jwks-refetch-interval", "30s"]);
-    /// assert_eq!(config.jwks_options().refetch_interval, std::time::Duration::from_secs(30));
+    /// assert_eq!(config.jwks_options().unwrap().refetch_interval, std::time::Duration::from_secs(30));
     /// ```
-    pub fn jwks_options(&self) -> JwksOptions {
-        JwksOptions {
+    pub fn jwks_options(&self) -> Result<JwksOptions, ConfigError> {
+        let tls_ca = self
+            .jwks_tls_ca
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|err| {
+                    ConfigError::JwksFlag(format!("--jwks-tls-ca {}: {err}", path.display()))
+                })
+            })
+            .transpose()?;
+        Ok(JwksOptions {
             refresh_min: self.jwks_refresh_min,
             refresh_max: self.jwks_refresh_max,
             refetch_interval: self.jwks_refetch_interval,
             timeout: self.jwks_timeout,
-        }
+            tls_ca,
+        })
     }
 
     /// The trusted issuers with their keys, and whether development mode
@@ -948,9 +966,13 @@ impl Settings {
                     source,
                 })
         };
-        let options = self.config.jwks_options();
+        let options = self.config.jwks_options()?;
         let key_set = |source: &JwksSource, spec: &IssuerSpec| {
-            Jwks::new(&spec.id, source.clone(), &spec.algs, options).map_err(|source_err| {
+            Jwks::new(&spec.id, source.clone(), &spec.algs, options.clone()).map_err(|err| {
+                if let JwksError::Ca(reason) = err {
+                    return ConfigError::JwksFlag(format!("--jwks-tls-ca: {reason}"));
+                }
+                let source_err = err;
                 ConfigError::Jwks {
                     issuer: spec.id.clone(),
                     source_name: source.to_string(),

@@ -113,10 +113,50 @@ struct KeyServer {
 impl KeyServer {
     /// Serves `keys` at `http://127.0.0.1:PORT/certs`; returns that URL.
     async fn start(&self, keys: Vec<Value>, cache_control: &str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = self.router(keys, cache_control);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}/certs")
+    }
+
+    /// Serves `keys` over TLS with a certificate for 127.0.0.1 issued by a
+    /// throwaway CA; returns the URL and the CA's PEM file.
+    async fn start_tls(&self, keys: Vec<Value>, cache_control: &str) -> (String, TempFile) {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert = TempFile::new(&certified.cert.pem());
+        let key = TempFile::new(&certified.signing_key.serialize_pem());
+        let acceptor = ssehub_server::tls::acceptor(&cert.0, &key.0).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = self.router(keys, cache_control);
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+                });
+            }
+        });
+        (format!("https://127.0.0.1:{}/certs", addr.port()), cert)
+    }
+
+    fn router(&self, keys: Vec<Value>, cache_control: &str) -> axum::Router {
         self.set(keys);
         *self.cache_control.lock().unwrap() = cache_control.to_owned();
         let state = self.clone();
-        let app = axum::Router::new().route(
+        axum::Router::new().route(
             "/certs",
             axum::routing::get(move || {
                 let state = state.clone();
@@ -140,11 +180,7 @@ impl KeyServer {
                         .into_response()
                 }
             }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        format!("http://{addr}/certs")
+        )
     }
 
     fn set(&self, keys: Vec<Value>) {
@@ -579,4 +615,78 @@ async fn a_static_key_and_a_key_set_verify_side_by_side() {
         200
     );
     hub.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_removed_key_stops_working_after_the_scheduled_refresh() {
+    let (old, new) = (Signer::rsa(), Signer::rsa2());
+    let server = KeyServer::default();
+    // Expires at once: refreshed every --jwks-refresh-min.
+    let jwks = server
+        .start(vec![old.jwk(true), new.jwk(true)], "max-age=0")
+        .await;
+    let hub = hub(&jwks, "", &["--jwks-refresh-min", "1s"]).await;
+    let mut subscriber = Stream::open(&hub, &old.token()).await;
+    assert_eq!(publish(&hub, &old.token(), "old").await, 200);
+    assert_eq!(subscriber.next().await.unwrap().data, "old");
+
+    // The old key is withdrawn; no token names an unknown kid, so only the
+    // schedule can notice.
+    server.set(vec![new.jwk(true)]);
+    let ok = format!(
+        "ssehub_jwks_refresh_total{{{},result=\"ok\"}}",
+        labels(&jwks)
+    );
+    let keys = format!("ssehub_jwks_keys{{{}}}", labels(&jwks));
+    wait_metric(&hub, &keys, |n| n == 1.0).await;
+    let oks = metric(&metrics(&hub).await, &ok).unwrap();
+    assert!(oks >= 2.0, "refreshed on schedule");
+    assert_eq!(publish(&hub, &old.token(), "withdrawn").await, 401);
+    assert_eq!(subscribe_status(&hub, &old.token()).await, 401);
+    // Its subscriber stays connected; the remaining key still works.
+    assert_eq!(publish(&hub, &new.token(), "new").await, 200);
+    assert_eq!(subscriber.next().await.unwrap().data, "new");
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_https_key_set_behind_a_private_ca() {
+    let signer = Signer::new("es", Algorithm::ES256, "ec256-private.pem");
+    let server = KeyServer::default();
+    let (jwks, ca) = server
+        .start_tls(vec![signer.jwk(true)], "max-age=3600")
+        .await;
+    let ca_path = ca.0.to_str().unwrap().to_owned();
+    let hub_with_ca = hub(&jwks, "", &["--jwks-tls-ca", &ca_path]).await;
+    assert_eq!(publish(&hub_with_ca, &signer.token(), "tls").await, 200);
+    hub_with_ca.shutdown().await.unwrap();
+
+    // Without the CA the certificate is not trusted: the fetch fails and
+    // the issuer's tokens are refused.
+    let hub_without = hub(&jwks, "", &["--jwks-timeout", "2s"]).await;
+    assert_eq!(
+        publish(&hub_without, &signer.token(), "untrusted").await,
+        401
+    );
+    let error = format!(
+        "ssehub_jwks_refresh_total{{{},result=\"error\"}}",
+        labels(&jwks)
+    );
+    wait_metric(&hub_without, &error, |n| n >= 1.0).await;
+    hub_without.shutdown().await.unwrap();
+
+    let config = Config::parse_from([
+        "ssehub",
+        "--listen",
+        "127.0.0.1:0",
+        "--issuer",
+        &format!("{ISSUER} jwks={jwks}"),
+        "--jwks-tls-ca",
+        "/nonexistent/ca.pem",
+    ]);
+    let err = ssehub_server::start(config).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("--jwks-tls-ca /nonexistent/ca.pem"),
+        "{err}"
+    );
 }

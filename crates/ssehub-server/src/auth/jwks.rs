@@ -125,7 +125,7 @@ impl fmt::Debug for JwksSource {
 /// let options = JwksOptions::default();
 /// assert!(options.refresh_min <= options.refresh_max);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksOptions {
     /// Floor of the refresh interval, whatever the cache headers say.
     pub refresh_min: Duration,
@@ -136,6 +136,9 @@ pub struct JwksOptions {
     /// Timeout of one fetch; a request waits at most twice this for an
     /// early fetch.
     pub timeout: Duration,
+    /// PEM CA certificates trusted for `https://` sets besides the built-in
+    /// (Mozilla) roots: for a provider behind a private CA.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl Default for JwksOptions {
@@ -145,6 +148,7 @@ impl Default for JwksOptions {
             refresh_max: Duration::from_secs(3600),
             refetch_interval: Duration::from_secs(10),
             timeout: Duration::from_secs(5),
+            tls_ca: None,
         }
     }
 }
@@ -172,6 +176,9 @@ pub enum JwksError {
     /// The server answered with an error status.
     #[error("HTTP status {0}")]
     Status(u16),
+    /// `tls_ca` holds no usable PEM certificate.
+    #[error("CA certificates: {0}")]
+    Ca(String),
     /// Larger than any real key set.
     #[error("larger than {MAX_BYTES} bytes")]
     TooLarge,
@@ -315,13 +322,7 @@ impl Jwks {
         algs.sort_by_key(|alg| format!("{alg:?}"));
         algs.dedup();
         let client = match &source {
-            JwksSource::Url(_) => Some(
-                reqwest::Client::builder()
-                    .timeout(options.timeout)
-                    .user_agent(concat!("ssehub/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|err| JwksError::Fetch(err.to_string()))?,
-            ),
+            JwksSource::Url(_) => Some(client(&options)?),
             JwksSource::File(_) => None,
         };
         let jwks = Arc::new(Self {
@@ -547,6 +548,25 @@ impl Jwks {
             .unwrap_or(DEFAULT_LIFETIME)
             .clamp(self.options.refresh_min, self.options.refresh_max)
     }
+}
+
+fn client(options: &JwksOptions) -> Result<reqwest::Client, JwksError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(options.timeout)
+        .user_agent(concat!("ssehub/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = &options.tls_ca {
+        let certificates = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|err| JwksError::Ca(err.to_string()))?;
+        if certificates.is_empty() {
+            return Err(JwksError::Ca("no PEM certificate".into()));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder
+        .build()
+        .map_err(|err| JwksError::Fetch(err.to_string()))
 }
 
 /// Keeps `jwks` fresh: fetches it (a URL at once, a file after its first

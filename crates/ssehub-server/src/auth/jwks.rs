@@ -200,7 +200,10 @@ struct SetKey {
 /// The keys held, as last fetched.
 #[derive(Debug, Default)]
 struct KeySet {
+    /// One per (JWK, algorithm it may verify).
     keys: Vec<SetKey>,
+    /// The JWKs they come from.
+    jwks: usize,
 }
 
 impl KeySet {
@@ -208,12 +211,10 @@ impl KeySet {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
 
-    /// Distinct keys (a JWK without `alg` counts once however many
+    /// Keys held (a JWK without `alg` counts once however many
     /// algorithms it serves).
     fn distinct(&self) -> usize {
-        let mut kids: Vec<Option<&str>> = self.keys.iter().map(|k| k.kid.as_deref()).collect();
-        kids.dedup();
-        kids.len()
+        self.jwks
     }
 }
 
@@ -322,7 +323,18 @@ impl Jwks {
         algs.sort_by_key(|alg| format!("{alg:?}"));
         algs.dedup();
         let client = match &source {
-            JwksSource::Url(_) => Some(client(&options)?),
+            JwksSource::Url(url) => {
+                let loopback = match url.host() {
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    Some(url::Host::Domain(name)) => name == "localhost",
+                    None => false,
+                };
+                if url.scheme() == "http" && !loopback {
+                    tracing::warn!(issuer, %source, "JWKS over plain HTTP: anyone on the path can swap the keys");
+                }
+                Some(client(&options)?)
+            }
             JwksSource::File(_) => None,
         };
         let jwks = Arc::new(Self {
@@ -672,20 +684,24 @@ fn parse_set(bytes: &[u8], algs: &[Algorithm], issuer: &str) -> Result<KeySet, J
     let raw: RawSet =
         serde_json::from_slice(bytes).map_err(|err| JwksError::Parse(err.to_string()))?;
     let mut keys = Vec::new();
+    let mut jwks = 0;
     for value in raw.keys {
         let kid = value.get("kid").and_then(Value::as_str).map(str::to_owned);
         match keys_of(value, algs) {
-            Ok(found) => keys.extend(found.into_iter().map(|key| SetKey {
-                kid: kid.clone(),
-                key,
-            })),
+            Ok(found) => {
+                jwks += 1;
+                keys.extend(found.into_iter().map(|key| SetKey {
+                    kid: kid.clone(),
+                    key,
+                }));
+            }
             Err(reason) => tracing::debug!(issuer, ?kid, %reason, "JWK skipped"),
         }
     }
     if keys.is_empty() {
         return Err(JwksError::NoUsableKey);
     }
-    Ok(KeySet { keys })
+    Ok(KeySet { keys, jwks })
 }
 
 /// The verification keys one JWK gives: one per allowed algorithm it
@@ -830,5 +846,23 @@ mod tests {
             parse_set(b"[]", &JWKS_ALGORITHMS, "i"),
             Err(JwksError::Parse(_))
         ));
+
+        // Keys without `kid` count one each.
+        let ec = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/keys/ec256-public.pem"
+        ));
+        let ec = DecodingKey::from_ec_pem(ec.as_bytes()).unwrap();
+        let ec = Jwk::from_decoding_key(&ec, Some(Algorithm::ES256)).unwrap();
+        let ed = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/keys/ed25519-public.pem"
+        ));
+        let ed = DecodingKey::from_ed_pem(ed.as_bytes()).unwrap();
+        let ed = Jwk::from_decoding_key(&ed, None).unwrap();
+        let body = serde_json::json!({ "keys": [ec, ed] }).to_string();
+        let set = parse_set(body.as_bytes(), &JWKS_ALGORITHMS, "i").unwrap();
+        assert_eq!((set.distinct(), set.keys.len()), (2, 2));
+        assert_eq!(set.keys[1].key.algorithm(), Algorithm::EdDSA);
     }
 }

@@ -530,7 +530,19 @@ impl Jwks {
             .client
             .as_ref()
             .ok_or_else(|| JwksError::Fetch("no HTTP client".into()))?;
-        let fetch = |err: reqwest::Error| JwksError::Fetch(err.without_url().to_string());
+        // The URL is left out (it may hold credentials); the causes are
+        // what an operator needs ("connection refused", a certificate
+        // error), and reqwest keeps them in the source chain.
+        let fetch = |err: reqwest::Error| {
+            let err = err.without_url();
+            let mut reason = err.to_string();
+            let mut cause = std::error::Error::source(&err);
+            while let Some(inner) = cause {
+                reason = format!("{reason}: {inner}");
+                cause = inner.source();
+            }
+            JwksError::Fetch(reason)
+        };
         let mut response = client
             .get(url.clone())
             .header(
@@ -613,7 +625,7 @@ pub async fn refresh_loop(jwks: Arc<Jwks>) {
                     source = %jwks.source,
                     keys = jwks.keys_held(),
                     error = %err,
-                    "JWKS refresh failed; keeping the last good set"
+                    "JWKS refresh failed; the keys held (from the last good fetch) stay in use"
                 );
                 // 1 s, 2 s, 4 s … up to the floor: a provider that is back
                 // is noticed soon, one that stays down is not hammered.

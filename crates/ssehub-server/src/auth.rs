@@ -44,6 +44,7 @@
 
 mod details;
 mod grants;
+mod jwks;
 mod keys;
 mod legacy;
 mod mint;
@@ -51,6 +52,8 @@ mod presentation;
 #[cfg(test)]
 mod tests;
 mod token;
+
+use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -61,6 +64,10 @@ use crate::topic::Limits;
 pub use details::DetailError;
 pub use grants::Grants;
 pub use jsonwebtoken::Algorithm;
+pub use jwks::{
+    JWKS_ALGORITHMS, Jwks, JwksError, JwksOptions, JwksSource, KeySetRejection, cache_lifetime,
+    refresh_loop,
+};
 pub use keys::{KeyConfig, KeyError};
 pub use mint::{mint, token_claims};
 pub use presentation::check_csrf;
@@ -104,6 +111,12 @@ pub struct Issuer {
     pub publisher: Option<KeyConfig>,
     /// Verifies subscribers' tokens; `None`: this issuer cannot subscribe.
     pub subscriber: Option<KeyConfig>,
+    /// The key set verifying publishers' tokens, beside or instead of
+    /// [`Issuer::publisher`]: a token whose `kid` the set holds, or any
+    /// token when there is no static key, is verified by the set.
+    pub publisher_jwks: Option<Arc<Jwks>>,
+    /// The key set verifying subscribers' tokens, as for publishers.
+    pub subscriber_jwks: Option<Arc<Jwks>>,
     /// Advertised in the protected resource metadata's
     /// `authorization_servers`.
     pub authorization_server: bool,
@@ -116,7 +129,32 @@ impl Issuer {
             id: id.into(),
             publisher: None,
             subscriber: None,
+            publisher_jwks: None,
+            subscriber_jwks: None,
             authorization_server: false,
+        }
+    }
+
+    /// With the key set `jwks` verifying both roles' tokens.
+    ///
+    /// ```
+    /// use ssehub_server::auth::{Issuer, Jwks, JwksOptions, Role};
+    /// let source = "https://idp.example/certs".parse().unwrap();
+    /// let jwks = Jwks::new("https://idp.example", source, &[], JwksOptions::default()).unwrap();
+    /// let issuer = Issuer::new("https://idp.example").jwks(jwks);
+    /// assert!(issuer.key_set(Role::Publisher).is_some() && issuer.key(Role::Publisher).is_none());
+    /// ```
+    pub fn jwks(mut self, jwks: Arc<Jwks>) -> Self {
+        self.publisher_jwks = Some(jwks.clone());
+        self.subscriber_jwks = Some(jwks);
+        self
+    }
+
+    /// The key set that verifies this issuer's tokens for `role`.
+    pub fn key_set(&self, role: Role) -> Option<&Arc<Jwks>> {
+        match role {
+            Role::Publisher => self.publisher_jwks.as_ref(),
+            Role::Subscriber => self.subscriber_jwks.as_ref(),
         }
     }
 
@@ -185,7 +223,32 @@ impl AuthConfig {
     /// assert!(!config.verifies(Role::Publisher));
     /// ```
     pub fn verifies(&self, role: Role) -> bool {
-        self.issuers.iter().any(|issuer| issuer.key(role).is_some())
+        self.issuers
+            .iter()
+            .any(|issuer| issuer.key(role).is_some() || issuer.key_set(role).is_some())
+    }
+
+    /// Every key set of every issuer, each once: what [`refresh_loop`]
+    /// keeps fresh and `/metrics` reports.
+    ///
+    /// ```
+    /// use ssehub_server::auth::AuthConfig;
+    /// let config = AuthConfig::new(url::Url::parse("https://hub.example/").unwrap());
+    /// assert!(config.key_sets().is_empty());
+    /// ```
+    pub fn key_sets(&self) -> Vec<Arc<Jwks>> {
+        let mut sets: Vec<Arc<Jwks>> = Vec::new();
+        for issuer in &self.issuers {
+            for set in [&issuer.publisher_jwks, &issuer.subscriber_jwks]
+                .into_iter()
+                .flatten()
+            {
+                if !sets.iter().any(|known| Arc::ptr_eq(known, set)) {
+                    sets.push(set.clone());
+                }
+            }
+        }
+        sets
     }
 
     /// The issuer a token naming `iss` is verified by: the one with that
@@ -303,6 +366,49 @@ pub(crate) fn presented_token(
         .ok()
         .flatten()
         .map(|(token, _)| token)
+}
+
+/// [`authenticate`], and when a key set does not know the token's `kid`
+/// (or was not fetched yet), an early fetch of that set (rate-limited,
+/// waited for at most twice [`JwksOptions::timeout`]) and a second try.
+///
+/// # Errors
+/// As [`authenticate`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use ssehub_server::auth::{authenticate_fetching, AuthConfig, Role};
+/// let config = AuthConfig::new(url::Url::parse("https://hub.example/.well-known/mercure").unwrap());
+/// let none = authenticate_fetching(&config, Role::Subscriber, &http::HeaderMap::new(), None, "urn:hub").await;
+/// assert!(none.unwrap().is_none());
+/// # }
+/// ```
+pub async fn authenticate_fetching(
+    config: &AuthConfig,
+    role: Role,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    audience: &str,
+) -> Result<Option<Grants>, AuthError> {
+    let Some((token, source)) = presentation::find_token(config, headers, query)? else {
+        return Ok(None);
+    };
+    let mut result = token::validate(config, role, &token, source, audience);
+    if let Err(Rejection::KeySet { issuer, reason }) = &result
+        && reason.retryable()
+        && let Some(set) = config
+            .issuers
+            .iter()
+            .find(|candidate| &candidate.id == issuer)
+            .and_then(|issuer| issuer.key_set(role))
+        && set.refetch().await
+    {
+        result = token::validate(config, role, &token, source, audience);
+    }
+    result.map(Some).map_err(|rejection| {
+        tracing::info!(?role, ?source, reason = %rejection, "access token refused");
+        AuthError::InvalidToken
+    })
 }
 
 /// Why a request was refused; [`AuthError::response`] renders it.

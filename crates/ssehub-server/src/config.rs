@@ -9,6 +9,7 @@
 //! ```text
 //! --issuer https://app.example --jwt-key "$SECRET"
 //! --issuer 'https://idp.example publisher=RS256:@/keys/idp.pem subscriber=RS256:@/keys/idp.pem authorization_server'
+//! --issuer 'https://sso.example/realms/app jwks=https://sso.example/realms/app/protocol/openid-connect/certs algs=RS256,ES256'
 //! ```
 //!
 //! ```
@@ -27,7 +28,8 @@ use clap::{Parser, ValueEnum};
 use url::Url;
 
 use crate::auth::{
-    Algorithm, AuthConfig, DEFAULT_COOKIE_NAME, DEV_COOKIE_NAME, Issuer, KeyConfig, KeyError,
+    Algorithm, AuthConfig, DEFAULT_COOKIE_NAME, DEV_COOKIE_NAME, Issuer, JWKS_ALGORITHMS, Jwks,
+    JwksError, JwksOptions, JwksSource, KeyConfig, KeyError,
 };
 use crate::identity::{Identities, IdentityConfigError};
 use crate::topic::{Limits, RESERVED_PATH};
@@ -67,7 +69,11 @@ pub struct Config {
     /// to advertise it in the protected resource metadata. KEY is
     /// `[ALG:]MATERIAL` (ALG defaults to HS256); MATERIAL is a secret, a
     /// PEM public key's path, `@PATH` (a file's content) or `env:NAME`.
-    /// Repeat for several issuers.
+    /// A JSON Web Key Set verifies tokens too: `jwks=URL` (both roles),
+    /// `publisher-jwks=URL`, `subscriber-jwks=URL`, where URL is
+    /// `https://…` or `file:///path`; `algs=RS256,ES256` narrows the
+    /// algorithms its keys may verify (default: RS*, PS*, ES256, ES384,
+    /// EdDSA). Repeat for several issuers.
     #[arg(long = "issuer", env = "SSEHUB_ISSUER", alias = "jwt-issuer")]
     pub issuers: Vec<IssuerSpec>,
 
@@ -322,6 +328,31 @@ pub struct Config {
     /// set.
     #[arg(long, env = "SSEHUB_METRICS_ON_MAIN", requires = "admin_listen")]
     pub metrics_on_main: bool,
+
+    /// Shortest time between two scheduled fetches of an issuer's JWKS,
+    /// whatever its cache headers (`Cache-Control: max-age`, `Expires`)
+    /// say. Without them a set is fetched every 5 minutes.
+    #[arg(long, env = "SSEHUB_JWKS_REFRESH_MIN", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub jwks_refresh_min: Duration,
+
+    /// Longest time between two scheduled fetches of an issuer's JWKS.
+    #[arg(long, env = "SSEHUB_JWKS_REFRESH_MAX", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub jwks_refresh_max: Duration,
+
+    /// A token naming a `kid` its issuer's JWKS lacks fetches the set
+    /// early, at most once per this interval and set.
+    #[arg(long, env = "SSEHUB_JWKS_REFETCH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub jwks_refetch_interval: Duration,
+
+    /// Timeout of one JWKS fetch; a request waits at most twice this for
+    /// an early fetch.
+    #[arg(long, env = "SSEHUB_JWKS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub jwks_timeout: Duration,
+
+    /// PEM CA certificates to trust for `https://` JWKS URLs besides the
+    /// built-in (Mozilla) roots: an identity provider behind a private CA.
+    #[arg(long, env = "SSEHUB_JWKS_TLS_CA")]
+    pub jwks_tls_ca: Option<PathBuf>,
 }
 
 /// What writes event streams on plain HTTP.
@@ -550,7 +581,8 @@ impl FromStr for KeySpec {
     }
 }
 
-/// One `--issuer` value: an issuer identifier and, optionally, its keys.
+/// One `--issuer` value: an issuer identifier and, optionally, its keys
+/// and key sets.
 ///
 /// ```
 /// use ssehub_server::config::IssuerSpec;
@@ -558,6 +590,10 @@ impl FromStr for KeySpec {
 /// assert_eq!(spec.id, "https://idp.example");
 /// assert!(spec.publisher.is_some() && spec.subscriber.is_some() && spec.authorization_server);
 /// assert!("https://idp.example colour=blue".parse::<IssuerSpec>().is_err());
+///
+/// let spec: IssuerSpec = "https://idp.example jwks=https://idp.example/certs algs=RS256".parse().unwrap();
+/// assert!(spec.publisher_jwks.is_some() && spec.subscriber_jwks.is_some() && spec.publisher.is_none());
+/// assert_eq!(spec.algs, [ssehub_server::auth::Algorithm::RS256]);
 /// ```
 #[derive(Debug, Clone)]
 pub struct IssuerSpec {
@@ -567,8 +603,66 @@ pub struct IssuerSpec {
     pub publisher: Option<KeySpec>,
     /// Its subscriber key, when given with it.
     pub subscriber: Option<KeySpec>,
+    /// The key set verifying its publishers' tokens.
+    pub publisher_jwks: Option<JwksSource>,
+    /// The key set verifying its subscribers' tokens.
+    pub subscriber_jwks: Option<JwksSource>,
+    /// The algorithms its key sets may verify (empty: every one
+    /// [`JWKS_ALGORITHMS`] lists).
+    pub algs: Vec<Algorithm>,
     /// Advertised as an authorization server.
     pub authorization_server: bool,
+}
+
+impl IssuerSpec {
+    /// An issuer with neither keys nor key sets.
+    ///
+    /// ```
+    /// let spec = ssehub_server::config::IssuerSpec::new("https://app.example");
+    /// assert!(!spec.has_keys());
+    /// ```
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            publisher: None,
+            subscriber: None,
+            publisher_jwks: None,
+            subscriber_jwks: None,
+            algs: Vec::new(),
+            authorization_server: false,
+        }
+    }
+
+    /// Whether it carries keys or key sets of its own.
+    pub fn has_keys(&self) -> bool {
+        self.publisher.is_some()
+            || self.subscriber.is_some()
+            || self.publisher_jwks.is_some()
+            || self.subscriber_jwks.is_some()
+    }
+}
+
+/// `algs=` of `--issuer`: algorithms a key set may verify.
+fn parse_algs(list: &str) -> Result<Vec<Algorithm>, String> {
+    if list.is_empty() {
+        return Err("algs= is empty: name algorithms, e.g. algs=RS256,ES256".into());
+    }
+    list.split(',')
+        .map(|name| {
+            let alg = parse_alg(name).map_err(|err| format!("algs={list}: {err}"))?;
+            if JWKS_ALGORITHMS.contains(&alg) {
+                Ok(alg)
+            } else {
+                Err(format!(
+                    "algs={list}: {name} cannot verify with a key set (RS*, PS*, ES256, ES384, EdDSA)"
+                ))
+            }
+        })
+        .collect()
+}
+
+fn parse_jwks(word: &str, value: &str) -> Result<JwksSource, String> {
+    value.parse().map_err(|err| format!("{word}: {err}"))
 }
 
 impl FromStr for IssuerSpec {
@@ -577,14 +671,19 @@ impl FromStr for IssuerSpec {
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         let mut words = value.split_ascii_whitespace();
         let id = words.next().ok_or("an issuer needs an identifier")?;
-        let mut spec = Self {
-            id: id.to_owned(),
-            publisher: None,
-            subscriber: None,
-            authorization_server: false,
-        };
+        let mut spec = Self::new(id);
         for word in words {
             match word.split_once('=') {
+                Some(("jwks", url)) => {
+                    let source = parse_jwks(word, url)?;
+                    spec.publisher_jwks = Some(source.clone());
+                    spec.subscriber_jwks = Some(source);
+                }
+                Some(("publisher-jwks", url)) => spec.publisher_jwks = Some(parse_jwks(word, url)?),
+                Some(("subscriber-jwks", url)) => {
+                    spec.subscriber_jwks = Some(parse_jwks(word, url)?);
+                }
+                Some(("algs", list)) => spec.algs = parse_algs(list)?,
                 Some(("publisher", key)) => spec.publisher = Some(key.parse()?),
                 Some(("subscriber", key)) => spec.subscriber = Some(key.parse()?),
                 Some(("key", key)) => {
@@ -595,10 +694,16 @@ impl FromStr for IssuerSpec {
                 None if word == "authorization_server" => spec.authorization_server = true,
                 _ => {
                     return Err(format!(
-                        "{word:?}: expected publisher=KEY, subscriber=KEY, key=KEY or authorization_server"
+                        "{word:?}: expected publisher=KEY, subscriber=KEY, key=KEY, jwks=URL, publisher-jwks=URL, subscriber-jwks=URL, algs=ALG,… or authorization_server"
                     ));
                 }
             }
+        }
+        if !spec.algs.is_empty() && spec.publisher_jwks.is_none() && spec.subscriber_jwks.is_none()
+        {
+            return Err(format!(
+                "{id}: algs= applies to key sets: add jwks=URL (a static key has its own ALG:)"
+            ));
         }
         Ok(spec)
     }
@@ -667,6 +772,19 @@ pub enum ConfigError {
     /// The admin listener on the main address.
     #[error("--admin-listen {0} is the --listen address: give it another port")]
     AdminListen(SocketAddr),
+    /// A `file://` key set that cannot be used.
+    #[error("--issuer {issuer:?}: key set {source_name}: {source}")]
+    Jwks {
+        /// Whose key set.
+        issuer: String,
+        /// Where it comes from.
+        source_name: String,
+        /// Why.
+        source: JwksError,
+    },
+    /// A `--jwks-*` flag out of range.
+    #[error("{0}")]
+    JwksFlag(String),
 }
 
 /// What the hub runs with, derived from [`Config`] once the listener's
@@ -738,6 +856,7 @@ impl Config {
         {
             return Err(ConfigError::AdminListen(admin));
         }
+        self.check_jwks_flags()?;
         let scheme = if self.tls_cert.is_some() {
             "https"
         } else {
@@ -867,6 +986,54 @@ impl Config {
         })
     }
 
+    fn check_jwks_flags(&self) -> Result<(), ConfigError> {
+        for (flag, value) in [
+            ("--jwks-refresh-min", self.jwks_refresh_min),
+            ("--jwks-timeout", self.jwks_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::JwksFlag(format!("{flag} must be more than 0")));
+            }
+        }
+        if self.jwks_refresh_max < self.jwks_refresh_min {
+            return Err(ConfigError::JwksFlag(format!(
+                "--jwks-refresh-max ({}) is less than --jwks-refresh-min ({})",
+                humantime::format_duration(self.jwks_refresh_max),
+                humantime::format_duration(self.jwks_refresh_min)
+            )));
+        }
+        Ok(())
+    }
+
+    /// How key sets are fetched, from the `--jwks-*` flags.
+    ///
+    /// # Errors
+    /// [`ConfigError::JwksFlag`] when `--jwks-tls-ca` cannot be read.
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// let config = ssehub_server::Config::parse_from(["ssehub", "--jwks-refetch-interval", "30s"]);
+    /// assert_eq!(config.jwks_options().unwrap().refetch_interval, std::time::Duration::from_secs(30));
+    /// ```
+    pub fn jwks_options(&self) -> Result<JwksOptions, ConfigError> {
+        let tls_ca = self
+            .jwks_tls_ca
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|err| {
+                    ConfigError::JwksFlag(format!("--jwks-tls-ca {}: {err}", path.display()))
+                })
+            })
+            .transpose()?;
+        Ok(JwksOptions {
+            refresh_min: self.jwks_refresh_min,
+            refresh_max: self.jwks_refresh_max,
+            refetch_interval: self.jwks_refetch_interval,
+            timeout: self.jwks_timeout,
+            tls_ca,
+        })
+    }
+
     /// The trusted issuers with their keys, and whether development mode
     /// is in effect.
     fn issuers(&self, bound: SocketAddr) -> Result<(Vec<IssuerSpec>, bool), ConfigError> {
@@ -902,7 +1069,7 @@ impl Config {
                 return Err(ConfigError::DuplicateIssuer(spec.id.clone()));
             }
             let mut spec = spec.clone();
-            if spec.publisher.is_none() && spec.subscriber.is_none() {
+            if !spec.has_keys() {
                 if !top_level {
                     return Err(ConfigError::IssuerWithoutKey(spec.id));
                 }
@@ -923,10 +1090,9 @@ impl Config {
                 (false, false) => return Err(ConfigError::NoIssuer),
             };
             issuers.push(IssuerSpec {
-                id,
                 publisher,
                 subscriber,
-                authorization_server: false,
+                ..IssuerSpec::new(id)
             });
         }
         let no_key = issuers.is_empty();
@@ -940,10 +1106,9 @@ impl Config {
                 material: random_secret(),
             };
             issuers.push(IssuerSpec {
-                id: DEV_ISSUER.to_owned(),
                 publisher: Some(key.clone()),
                 subscriber: Some(key),
-                authorization_server: false,
+                ..IssuerSpec::new(DEV_ISSUER)
             });
         }
         Ok((issuers, dev))
@@ -983,10 +1148,13 @@ fn random_secret() -> String {
 }
 
 impl Settings {
-    /// The authorization settings, with every key loaded.
+    /// The authorization settings, with every key loaded and every
+    /// `file://` key set read (a URL's set is fetched later, by
+    /// [`crate::auth::refresh_loop`]).
     ///
     /// # Errors
-    /// [`ConfigError::Key`] when a key cannot be loaded.
+    /// [`ConfigError::Key`] when a key cannot be loaded,
+    /// [`ConfigError::Jwks`] when a `file://` key set cannot be used.
     ///
     /// ```
     /// use clap::Parser;
@@ -1008,14 +1176,44 @@ impl Settings {
                     source,
                 })
         };
+        let options = self.config.jwks_options()?;
+        let key_set = |source: &JwksSource, spec: &IssuerSpec| {
+            Jwks::new(&spec.id, source.clone(), &spec.algs, options.clone()).map_err(|err| {
+                if let JwksError::Ca(reason) = err {
+                    return ConfigError::JwksFlag(format!("--jwks-tls-ca: {reason}"));
+                }
+                let source_err = err;
+                ConfigError::Jwks {
+                    issuer: spec.id.clone(),
+                    source_name: source.to_string(),
+                    source: source_err,
+                }
+            })
+        };
         let issuers = self
             .issuers
             .iter()
             .map(|spec| {
+                let publisher_jwks = spec
+                    .publisher_jwks
+                    .as_ref()
+                    .map(|source| key_set(source, spec))
+                    .transpose()?;
+                // One set (one fetch, one series of metrics) when both
+                // roles name the same source.
+                let subscriber_jwks = match (&spec.subscriber_jwks, &publisher_jwks) {
+                    (Some(source), Some(set)) if set.source() == source => Some(set.clone()),
+                    (source, _) => source
+                        .as_ref()
+                        .map(|source| key_set(source, spec))
+                        .transpose()?,
+                };
                 Ok(Issuer {
                     id: spec.id.clone(),
                     publisher: load(&spec.publisher, &spec.id, "publisher")?,
                     subscriber: load(&spec.subscriber, &spec.id, "subscriber")?,
+                    publisher_jwks,
+                    subscriber_jwks,
                     authorization_server: spec.authorization_server,
                 })
             })
@@ -1027,5 +1225,132 @@ impl Settings {
             limits: self.limits,
             base: self.base.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod issuer_words_tests {
+    use super::*;
+
+    fn parse(value: &str) -> Result<IssuerSpec, String> {
+        value.parse()
+    }
+
+    #[test]
+    fn jwks_verifies_both_roles() {
+        let spec = parse("https://idp.example jwks=https://idp.example/certs").unwrap();
+        let url = JwksSource::Url(Url::parse("https://idp.example/certs").unwrap());
+        assert_eq!(spec.publisher_jwks.as_ref(), Some(&url));
+        assert_eq!(spec.subscriber_jwks.as_ref(), Some(&url));
+        assert!(spec.publisher.is_none() && spec.subscriber.is_none());
+        assert!(spec.algs.is_empty() && spec.has_keys());
+    }
+
+    #[test]
+    fn per_role_sets_and_static_keys_combine() {
+        let spec = parse(
+            "https://idp.example publisher-jwks=file:///etc/pub.json subscriber-jwks=https://idp.example/sub key=HS256:secret",
+        )
+        .unwrap();
+        assert_eq!(
+            spec.publisher_jwks,
+            Some(JwksSource::File("/etc/pub.json".into()))
+        );
+        assert!(matches!(spec.subscriber_jwks, Some(JwksSource::Url(_))));
+        assert!(spec.publisher.is_some() && spec.subscriber.is_some());
+    }
+
+    #[test]
+    fn algs_are_an_allowlist_of_asymmetric_algorithms() {
+        let spec =
+            parse("https://idp.example jwks=https://idp.example/certs algs=RS256,ES384,EdDSA")
+                .unwrap();
+        assert_eq!(
+            spec.algs,
+            [Algorithm::RS256, Algorithm::ES384, Algorithm::EdDSA]
+        );
+        let err = parse("https://idp.example jwks=https://idp.example/certs algs=RS256,HS256")
+            .unwrap_err();
+        assert!(
+            err.contains("algs=RS256,HS256") && err.contains("HS256 cannot verify"),
+            "{err}"
+        );
+        let err =
+            parse("https://idp.example jwks=https://idp.example/certs algs=RS999").unwrap_err();
+        assert!(err.contains("unknown JWT algorithm \"RS999\""), "{err}");
+        let err = parse("https://idp.example jwks=https://idp.example/certs algs=").unwrap_err();
+        assert!(err.contains("algs= is empty"), "{err}");
+        let err = parse("https://idp.example key=RS256:/k.pem algs=RS256").unwrap_err();
+        assert!(err.contains("algs= applies to key sets"), "{err}");
+    }
+
+    #[test]
+    fn bad_sources_are_named() {
+        for (value, expected) in [
+            (
+                "jwks=ftp://idp.example/certs",
+                "a JWKS source is an https://",
+            ),
+            ("jwks=not a url", "is not a URL"),
+            (
+                "publisher-jwks=relative/path.json",
+                "publisher-jwks=relative/path.json",
+            ),
+            (
+                "subscriber-jwks=mailto:keys@idp.example",
+                "a JWKS source is an https://",
+            ),
+        ] {
+            let err = parse(&format!("https://idp.example {value}")).unwrap_err();
+            assert!(err.contains(expected), "{value}: {err}");
+        }
+        let err = parse("https://idp.example jwk=https://idp.example/certs").unwrap_err();
+        assert!(
+            err.contains("\"jwk=https://idp.example/certs\"") && err.contains("jwks=URL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_issuer_with_only_a_key_set_needs_no_jwt_key() {
+        let config = Config::parse_from([
+            "ssehub",
+            "--listen",
+            "10.0.0.1:3000",
+            "--issuer",
+            "https://idp.example jwks=https://idp.example/certs",
+        ]);
+        let settings = config.settings("10.0.0.1:3000".parse().unwrap()).unwrap();
+        assert!(!settings.dev);
+        let auth = settings.auth().unwrap();
+        let sets = auth.key_sets();
+        assert_eq!(sets.len(), 1, "one set for both roles");
+        assert_eq!(sets[0].issuer(), "https://idp.example");
+    }
+
+    #[test]
+    fn jwks_flags_are_checked() {
+        for (args, expected) in [
+            (
+                vec!["--jwks-refresh-min", "0s"],
+                "--jwks-refresh-min must be more than 0",
+            ),
+            (
+                vec!["--jwks-timeout", "0s"],
+                "--jwks-timeout must be more than 0",
+            ),
+            (
+                vec!["--jwks-refresh-min", "2h", "--jwks-refresh-max", "1h"],
+                "--jwks-refresh-max (1h) is less than --jwks-refresh-min (2h)",
+            ),
+        ] {
+            let mut all = vec!["ssehub", "--dev"];
+            all.extend(args);
+            let config = Config::parse_from(all);
+            let err = config
+                .settings("127.0.0.1:3000".parse().unwrap())
+                .unwrap_err();
+            assert_eq!(err.to_string(), expected);
+        }
     }
 }

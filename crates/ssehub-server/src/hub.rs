@@ -40,7 +40,7 @@ use ssehub::{BrokerError, Event, EventError, SseBody};
 use tokio::sync::{Notify, mpsc};
 use url::Url;
 
-use crate::auth::Grants;
+use crate::auth::{Grants, Jwks};
 use crate::body::first_generated_key;
 use crate::groups::{Group, GroupKey, Groups, Selector, key_of};
 use crate::matcher::Matcher;
@@ -85,6 +85,8 @@ pub(crate) struct CoreConfig {
     /// Publisher-chosen ids whose positions are remembered.
     pub caller_ids: usize,
     pub subscriptions: Option<ActiveSubscriptions>,
+    /// The issuers' key sets, reported in `/metrics`.
+    pub key_sets: Vec<Arc<Jwks>>,
 }
 
 /// Why a publish was not acknowledged.
@@ -239,7 +241,7 @@ impl Core {
         );
         let groups = Arc::new(AtomicUsize::new(0));
         Self {
-            metrics: Metrics::new(broker.clone(), groups.clone()),
+            metrics: Metrics::new(broker.clone(), groups.clone(), config.key_sets),
             broker,
             base: config.base,
             active: config.subscriptions,

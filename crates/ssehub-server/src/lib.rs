@@ -143,6 +143,25 @@ pub struct Running {
     dev_key: Option<DevKey>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    refreshers: KeySetRefreshers,
+}
+
+/// The tasks keeping the issuers' key sets fresh; they end with the hub.
+#[derive(Debug)]
+struct KeySetRefreshers(Vec<JoinHandle<()>>);
+
+impl KeySetRefreshers {
+    fn stop(&self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for KeySetRefreshers {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Checks everything [`start`] would check before binding: the settings,
@@ -223,6 +242,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             "--max-connections is above what the open-file limit can hold: connections beyond it fail at accept"
         );
     }
+    let key_sets = auth.key_sets();
     let journal = journal(&config)?;
     let core = Core::new(
         CoreConfig {
@@ -239,10 +259,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             } else {
                 None
             },
+            key_sets: key_sets.clone(),
         },
         journal,
     );
     core.start().await;
+    // Fetching never blocks the start: tokens of an issuer whose set is
+    // not fetched yet wait for the first fetch (bounded), then get 401.
+    let refreshers = KeySetRefreshers(
+        key_sets
+            .into_iter()
+            .map(|set| tokio::spawn(auth::refresh_loop(set)))
+            .collect(),
+    );
     tracing::info!(
         %addr,
         hub = %settings.base,
@@ -355,6 +384,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         dev_key,
         stop: Some(stop),
         task,
+        refreshers,
     })
 }
 
@@ -558,6 +588,7 @@ impl Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.refreshers.stop();
         self.wait().await
     }
 

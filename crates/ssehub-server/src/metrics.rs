@@ -24,6 +24,7 @@ use ssehub::broker::Broker;
 use ssehub::journal::{JournalId, Offset};
 
 use crate::admission::LimitLabels;
+use crate::auth::Jwks;
 use crate::update::age;
 
 /// Publication times remembered for the latency histogram, by a hash of
@@ -144,8 +145,83 @@ impl Collector for BrokerCollector {
     }
 }
 
+/// Labels of the key-set metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct JwksLabels {
+    issuer: String,
+    /// The set's URL or file, without credentials or query.
+    source: String,
+}
+
+/// Labels of the key-set refresh counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct JwksResultLabels {
+    issuer: String,
+    source: String,
+    /// `ok` or `error`.
+    result: &'static str,
+}
+
+/// The issuers' key sets, read at scrape time from the sets themselves.
+#[derive(Debug)]
+struct JwksCollector(Vec<Arc<Jwks>>);
+
+impl Collector for JwksCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let labels = |set: &Jwks| JwksLabels {
+            issuer: set.issuer().to_owned(),
+            source: set.source().to_string(),
+        };
+        {
+            let mut family = encoder.encode_descriptor(
+                "jwks_refresh",
+                "Fetches of issuers' key sets (JWKS), by result",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for set in &self.0 {
+                let (ok, failed, _) = set.stats();
+                for (result, value) in [("ok", ok), ("error", failed)] {
+                    let labels = JwksResultLabels {
+                        issuer: set.issuer().to_owned(),
+                        source: set.source().to_string(),
+                        result,
+                    };
+                    ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "jwks_last_success_timestamp_seconds",
+                "Unix time of the last good fetch of an issuer's key set (0: never)",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for set in &self.0 {
+                let (_, _, last) = set.stats();
+                ConstGauge::new(last as i64).encode(family.encode_family(&labels(set))?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "jwks_keys",
+            "Keys held from an issuer's key set",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for set in &self.0 {
+            ConstGauge::new(set.keys_held() as i64).encode(family.encode_family(&labels(set))?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
-    pub fn new(broker: Broker, groups: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+    pub fn new(
+        broker: Broker,
+        groups: Arc<std::sync::atomic::AtomicUsize>,
+        key_sets: Vec<Arc<Jwks>>,
+    ) -> Self {
         let mut root = Registry::default();
         let registry = root.sub_registry_with_prefix("ssehub");
         let connections = Gauge::default();
@@ -218,6 +294,9 @@ impl Metrics {
             max_connections.clone(),
         );
         registry.register_collector(Box::new(BrokerCollector(broker, groups)));
+        if !key_sets.is_empty() {
+            registry.register_collector(Box::new(JwksCollector(key_sets)));
+        }
         // The reference hub's metrics: same names, types, help and meaning.
         root.register(
             "mercure_subscribers_connected",

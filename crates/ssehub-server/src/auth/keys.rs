@@ -108,6 +108,23 @@ impl KeyConfig {
         })
     }
 
+    /// A key from a JWK set, for `alg`: checked as a PEM key is (a key that
+    /// suits the algorithm, RSA of at least 2048 bits).
+    pub(super) fn from_decoding_key(alg: Algorithm, key: DecodingKey) -> Result<Self, KeyError> {
+        if key.family() != alg.family() {
+            return Err(KeyError::Mismatch {
+                alg,
+                reason: format!("a {:?} key", key.family()),
+            });
+        }
+        check_fits(alg, &key)?;
+        Ok(Self {
+            alg,
+            key,
+            validation: validation(alg),
+        })
+    }
+
     /// The one algorithm this key accepts.
     ///
     /// ```
@@ -181,6 +198,14 @@ fn public_key(
 /// algorithm cannot use (wrong curve, wrong size).
 fn check_fits(alg: Algorithm, key: &DecodingKey) -> Result<(), KeyError> {
     let mismatch = |reason: String| KeyError::Mismatch { alg, reason };
+    // A JWK's RSA key comes as its modulus and exponent, not DER.
+    if let jsonwebtoken::DecodingKeyKind::RsaModulusExponent { n, .. } = key.kind() {
+        let bits = modulus_bits(n);
+        if bits < MIN_RSA_BITS {
+            return Err(KeyError::WeakKey { bits });
+        }
+        return Ok(());
+    }
     let bytes = key
         .try_get_as_bytes()
         .map_err(|err| mismatch(err.to_string()))?;

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::details::{self, DetailError};
 use super::grants::Grants;
-use super::{AuthConfig, Role, TokenSource, legacy};
+use super::jwks::KeySetRejection;
+use super::{AuthConfig, Issuer, Role, TokenSource, legacy};
 
 /// Why a presented token was refused. Only logged: the client is told
 /// `invalid_token`, whatever the reason.
@@ -38,6 +39,14 @@ pub enum Rejection {
         issuer: String,
         /// The role the token was presented for.
         role: Role,
+    },
+    /// The issuer's key set did not verify it.
+    #[error("key set of issuer {issuer:?}: {reason}")]
+    KeySet {
+        /// The issuer.
+        issuer: String,
+        /// Why.
+        reason: KeySetRejection,
     },
     /// The signature, the algorithm (not the key's), `exp` or `nbf`.
     #[error("{0}")]
@@ -101,15 +110,7 @@ pub(super) fn validate(
     let issuer = config
         .issuer(iss)
         .ok_or_else(|| Rejection::UntrustedIssuer(iss.map(str::to_owned)))?;
-    let key = issuer.key(role).ok_or_else(|| Rejection::NoKey {
-        issuer: issuer.id.clone(),
-        role,
-    })?;
-    // Checks the algorithm allowlist before anything else, then the
-    // signature, `exp` and `nbf`.
-    let claims = jsonwebtoken::decode::<Claims>(token, key.decoding_key(), key.validation())
-        .map_err(Rejection::Verification)?
-        .claims;
+    let claims = verify(issuer, role, &header, token)?;
     let expires_at = check_registered(&claims, config.compat, audience)?;
     let (details, legacy_payload) = grants_of(&claims, config)?;
     let subject = claims
@@ -125,6 +126,45 @@ pub(super) fn validate(
         expires_at,
         source,
     ))
+}
+
+/// Verifies the signature, `alg`, `exp` and `nbf` with the issuer's key
+/// set or static key for `role`. The set verifies a token whose `kid` it
+/// holds, and any token when there is no static key; the static key
+/// verifies the rest. A token the static key refuses whose `kid` the set
+/// lacks is reported as an unknown `kid`, so that the set is fetched again.
+fn verify(issuer: &Issuer, role: Role, header: &Header, token: &str) -> Result<Claims, Rejection> {
+    let set = issuer.key_set(role);
+    let key = issuer.key(role);
+    let by_set = |set: &super::Jwks| {
+        set.decode::<Claims>(header, token)
+            .map_err(|reason| Rejection::KeySet {
+                issuer: issuer.id.clone(),
+                reason,
+            })
+    };
+    if let Some(set) = set {
+        let known = header.kid.as_deref().is_some_and(|kid| set.has_kid(kid));
+        if known || key.is_none() {
+            return by_set(set);
+        }
+    }
+    let key = key.ok_or_else(|| Rejection::NoKey {
+        issuer: issuer.id.clone(),
+        role,
+    })?;
+    // Checks the algorithm allowlist before anything else, then the
+    // signature, `exp` and `nbf`.
+    match jsonwebtoken::decode::<Claims>(token, key.decoding_key(), key.validation()) {
+        Ok(data) => Ok(data.claims),
+        Err(err) => match (set, header.kid.as_deref()) {
+            (Some(_), Some(kid)) => Err(Rejection::KeySet {
+                issuer: issuer.id.clone(),
+                reason: KeySetRejection::UnknownKid(kid.to_owned()),
+            }),
+            _ => Err(Rejection::Verification(err)),
+        },
+    }
 }
 
 fn check_header(header: &Header, compat: bool) -> Result<(), Rejection> {

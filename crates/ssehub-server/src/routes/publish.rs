@@ -21,13 +21,15 @@ pub(super) async fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: &[u8
         Ok(identity) => identity,
         Err(response) => return *response,
     };
-    let grants = match auth::authenticate(
+    let grants = match auth::authenticate_fetching(
         &app.auth,
         Role::Publisher,
         headers,
         uri.query(),
         &identity.resource,
-    ) {
+    )
+    .await
+    {
         Ok(Some(grants)) => grants,
         Ok(None) => return refuse_auth(app, ENDPOINT, &identity, &AuthError::Missing),
         Err(err) => return refuse_auth(app, ENDPOINT, &identity, &err),

@@ -44,13 +44,15 @@ pub(crate) async fn subscribe_response(
     };
     // The token first, as the reference hub does: a request that may not
     // subscribe learns nothing of how its parameters would be read.
-    let grants = match auth::authenticate(
+    let grants = match auth::authenticate_fetching(
         &app.auth,
         Role::Subscriber,
         headers,
         uri.query(),
         &identity.resource,
-    ) {
+    )
+    .await
+    {
         Ok(Some(grants)) => Some(grants),
         Ok(None) if settings.anonymous => None,
         Ok(None) => return refuse_auth(app, ENDPOINT, &identity, &AuthError::Missing),

@@ -35,13 +35,15 @@ pub(super) async fn handle(State(app): State<Arc<App>>, uri: Uri, headers: Heade
         )
             .into_response();
     };
-    let grants = match auth::authenticate(
+    let grants = match auth::authenticate_fetching(
         &app.auth,
         Role::Subscriber,
         &headers,
         uri.query(),
         &identity.resource,
-    ) {
+    )
+    .await
+    {
         Ok(Some(grants)) => grants,
         Ok(None) => return refuse_auth(&app, ENDPOINT, &identity, &AuthError::Missing),
         Err(err) => return refuse_auth(&app, ENDPOINT, &identity, &err),

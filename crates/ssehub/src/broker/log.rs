@@ -31,16 +31,16 @@
 //! the full subscriber keeps.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Waker;
 
 use bytes::Bytes;
 use slab::Slab;
 
-use super::client::ClientInner;
 use super::config::OverflowPolicy;
 use super::outlet::{Claim, Outlet};
-use super::writer::{self, Writers};
+use super::transport::Framing;
+use super::writer::Writers;
+use crate::sync::{Arc, Mutex, MutexGuard};
 
 /// A frame and its broker-wide publish position.
 pub(crate) type Positioned = (u64, Bytes);
@@ -55,8 +55,10 @@ struct Frame {
 }
 
 #[derive(Debug)]
-struct Subscriber {
-    client: Weak<ClientInner>,
+struct Subscriber<C> {
+    /// What the broker knows the subscriber by (a weak handle on its
+    /// client): the log only hands it back.
+    client: C,
     /// The client's socket outlet: a parked one gets frames from the
     /// broker's writer instead of a wake-up (see `outlet.rs`).
     outlet: Arc<Outlet>,
@@ -75,8 +77,8 @@ struct Subscriber {
     paused: bool,
 }
 
-#[derive(Debug, Default)]
-struct State {
+#[derive(Debug)]
+struct State<C> {
     frames: VecDeque<Frame>,
     /// Sequence number of `frames[0]`.
     first_seq: u64,
@@ -88,11 +90,11 @@ struct State {
     end: u64,
     /// Position of the last frame appended (0: none yet).
     last_position: u64,
-    subscribers: Slab<Subscriber>,
+    subscribers: Slab<Subscriber<C>>,
     deleted: bool,
 }
 
-impl State {
+impl<C> State<C> {
     /// Bytes appended before frame `seq`; `first_seq <= seq <= next_seq`.
     fn offset_before(&self, seq: u64) -> u64 {
         match ((seq - self.first_seq) as usize).checked_sub(1) {
@@ -157,9 +159,11 @@ pub(crate) struct Limits {
     pub(crate) policy: OverflowPolicy,
 }
 
+/// A channel's log; `C` is how the broker knows a subscriber (a weak
+/// handle on its client), which the log only stores and hands back.
 #[derive(Debug)]
-pub(crate) struct Log {
-    state: Mutex<State>,
+pub(crate) struct Log<C> {
+    state: Mutex<State<C>>,
     limits: Limits,
 }
 
@@ -169,20 +173,26 @@ thread_local! {
     static WAKE_LIST: std::cell::RefCell<Vec<Waker>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-impl Log {
+impl<C: Clone> Log<C> {
     /// A log for a channel created when every frame below `watermark` had
     /// been published: none of those can be delivered live from this log.
     pub(crate) fn new(limits: Limits, watermark: u64) -> Self {
         Self {
             state: Mutex::new(State {
+                frames: VecDeque::new(),
+                first_seq: 0,
+                next_seq: 0,
+                start: 0,
+                end: 0,
                 last_position: watermark.saturating_sub(1),
-                ..State::default()
+                subscribers: Slab::new(),
+                deleted: false,
             }),
             limits,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State<C>> {
         crate::sync::lock(&self.state)
     }
 
@@ -203,8 +213,9 @@ impl Log {
         let now_ms = writers.now_ms();
         let mut claimed = 0;
         let mut to_visit = Vec::new();
-        // Framed for the writer on the first claim, once for every outlet.
-        let mut chunk: Option<Bytes> = None;
+        // Framed on the first claim, once for every outlet lent by the same
+        // edge (in practice: once).
+        let mut framed: Option<(&'static Framing, Bytes)> = None;
         let skipped = WAKE_LIST.with(|list| {
             // A re-entrant append (from a waker) falls back to a fresh list.
             let mut fresh = Vec::new();
@@ -239,8 +250,12 @@ impl Log {
                         && sub.held.is_none()
                         && !sub.paused;
                     if caught_up {
-                        let framed = || chunk.get_or_insert_with(|| writer::chunk(&bytes)).clone();
-                        match sub.outlet.try_claim(position, now_ms, framed) {
+                        let frame = |framing: &'static Framing| match &framed {
+                            Some((f, b)) if f.same(framing) => b.clone(),
+                            _ => framed.insert((framing, (framing.frame)(&bytes))).1.clone(),
+                        };
+                        let writer = writers.of(&sub.outlet);
+                        match sub.outlet.try_claim(position, now_ms, writer, frame) {
                             Claim::Claimed { schedule } => {
                                 sub.pos = seq + 1;
                                 claimed += 1;
@@ -279,7 +294,7 @@ impl Log {
     /// subscriber it would overflow keeps what it has (copied out of the log
     /// as reference-counted frames, so the log can still be trimmed) and
     /// skips this frame and every later one until its connection takes them.
-    fn hold_full_subscribers(&self, st: &mut State, len: u64) -> u64 {
+    fn hold_full_subscribers(&self, st: &mut State<C>, len: u64) -> u64 {
         let (first_seq, next_seq) = (st.first_seq, st.next_seq);
         let mut full = Vec::new();
         for (key, sub) in &st.subscribers {
@@ -312,7 +327,7 @@ impl Log {
 
     /// Drops frames every subscriber has taken, and frames so old that any
     /// subscriber still needing them has overflowed anyway.
-    fn trim(&self, st: &mut State, keep_from: u64) {
+    fn trim(&self, st: &mut State<C>, keep_from: u64) {
         let keep_from = keep_from.max(st.next_seq.saturating_sub(self.limits.events));
         while st.first_seq < keep_from {
             st.pop_front();
@@ -334,7 +349,7 @@ impl Log {
     /// [`release`](Self::release).
     pub(crate) fn subscribe(
         &self,
-        client: Weak<ClientInner>,
+        client: C,
         outlet: Arc<Outlet>,
         replay: impl FnOnce(u64) -> (Vec<Positioned>, bool),
     ) -> Result<usize, Deleted> {
@@ -383,7 +398,7 @@ impl Log {
     }
 
     /// The subscribers' clients, for iterating without holding the lock.
-    pub(crate) fn clients(&self) -> Vec<Weak<ClientInner>> {
+    pub(crate) fn clients(&self) -> Vec<C> {
         self.lock()
             .subscribers
             .iter()
@@ -392,7 +407,7 @@ impl Log {
     }
 
     /// Marks the log deleted and returns its subscribers' clients.
-    pub(crate) fn delete(&self) -> Vec<Weak<ClientInner>> {
+    pub(crate) fn delete(&self) -> Vec<C> {
         let mut st = self.lock();
         st.deleted = true;
         st.frames.clear();

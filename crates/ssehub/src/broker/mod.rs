@@ -54,11 +54,20 @@ mod client;
 mod config;
 mod history;
 mod ids;
+// The fan-out to lent connections (loan, outlet, transport, writer). Only
+// the lean server (feature `server`) lends connections today: without it
+// the fan-out is compiled, so the publish path is the same, but idle.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+mod loan;
 mod log;
-pub(crate) mod outlet;
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+mod outlet;
 mod record;
 mod replica;
 mod stats;
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+mod transport;
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 mod writer;
 
 use std::collections::HashMap;
@@ -78,10 +87,14 @@ pub use config::{BrokerConfig, GapPolicy, GapReplay, OverflowPolicy};
 pub use history::{HistoryConfig, HistoryEntry, HistoryGap, HistoryStore, MemoryHistory};
 pub use ids::EARLIEST;
 use ids::ResumePoint;
+#[cfg(feature = "server")]
+pub(crate) use loan::Lent;
+pub use loan::SocketLoan;
 use log::Limits;
-pub use outlet::SocketLoan;
 pub use stats::BrokerStats;
 use stats::Counters;
+#[cfg(feature = "server")]
+pub(crate) use transport::{Framing, Transport};
 
 pub use crate::error::BrokerError;
 use crate::event::Event;

@@ -11,6 +11,10 @@
 //! socket to the broker while it is *parked* — asleep with nothing in hand
 //! — and the broker's writer task (`writer.rs`) writes a parked client's
 //! frames straight to its socket, one walk over the subscribers per event.
+//! The socket is whatever the edge lent (a [`Transport`], `transport.rs`);
+//! the outlet frames nothing itself and knows no writer: the log tells it
+//! which writer would visit it when it claims, the writer calls
+//! [`Outlet::visit`].
 //!
 //! # The protocol
 //!
@@ -25,8 +29,9 @@
 //!
 //! A publish that finds a subscriber `PARKED` *claims* the frame: it moves
 //! the subscriber's place in the channel log past it (so the connection
-//! never takes it from there) and appends it, framed as an HTTP/1.1 chunk,
-//! to the outlet's `pending` frames; the first claim since the writer's
+//! never takes it from there) and appends it, framed for the lent
+//! transport (an HTTP/1.1 chunk for the lean server), to the outlet's
+//! `pending` frames; the first claim since the writer's
 //! last visit also puts the outlet on the writer's list. When the writer
 //! visits a still-parked outlet it writes *everything* pending in one
 //! write, so frames published while it was busy elsewhere go out together.
@@ -46,19 +51,23 @@
 //! subscription, a timer, the client closing — makes it `ACTIVE` before
 //! its task runs, so the writer never writes around a frame queued
 //! elsewhere.
+//!
+//! The loom model at the bottom of this file checks that protocol: claims
+//! racing a connection that arms, parks, is woken and ends, and a writer
+//! visiting — no claimed frame left behind a sleeping connection, none
+//! written twice or out of order.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::writer::Writer;
-use crate::sync::lock;
+use super::transport::{Framing, Transport};
+use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use crate::sync::{Arc, Mutex, lock};
 
 const ACTIVE: u8 = 0;
 const ARMING: u8 = 1;
@@ -78,20 +87,66 @@ const MAX_PENDING_BYTES: usize = 1024 * 1024;
 /// (hundreds of events/s per client) the connection's batching.
 const BURST_MS: u64 = 5;
 
-/// Frames the writer writes with one `writev`.
+/// Frames the writer writes with one vectored write.
 const MAX_SLICES: usize = 256;
 
-#[derive(Debug, Default)]
+/// The fan-out's clock: milliseconds since the broker's writers started,
+/// shared by the writers and their outlets so that their times compare.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the epoch (never 0, which means "never written").
+    pub(crate) fn now_ms(&self) -> u64 {
+        (self.epoch.elapsed().as_millis() as u64).max(1)
+    }
+
+    /// `now_ms` as an instant.
+    pub(crate) fn instant(&self, at_ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(at_ms)
+    }
+}
+
+/// What a claim asks of the writer that would visit the outlet
+/// (`writer.rs` implements it; the outlet does not know the writer).
+pub(crate) trait Visitor {
+    /// Whether its task runs, so a claim will be written.
+    fn is_running(&self) -> bool;
+
+    /// Whether it may take one more outlet to visit.
+    fn has_room(&self) -> bool;
+}
+
+#[derive(Default)]
 struct Io {
-    /// The connection's socket, while it streams.
-    socket: Option<Arc<TcpStream>>,
-    /// Claimed frames (HTTP/1.1 chunks), oldest first — the first perhaps
-    /// only the unwritten rest of one. The connection writes them before
-    /// anything else.
+    /// The connection's transport, while it is lent.
+    transport: Option<Arc<dyn Transport>>,
+    /// Claimed frames, oldest first, framed for `transport` — the first
+    /// perhaps only the unwritten rest of one. The connection writes them
+    /// before anything else.
     pending: VecDeque<Bytes>,
     pending_bytes: usize,
     /// On a writer's list, not yet visited.
     scheduled: bool,
+}
+
+impl std::fmt::Debug for Io {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Io")
+            .field("lent", &self.transport.is_some())
+            .field("pending", &self.pending.len())
+            .field("pending_bytes", &self.pending_bytes)
+            .field("scheduled", &self.scheduled)
+            .finish()
+    }
 }
 
 impl Io {
@@ -138,10 +193,12 @@ pub(crate) struct Outlet {
     /// The connection task's own waker.
     task: Mutex<Option<Waker>>,
     /// When the socket was last written, by the writer or the connection
-    /// (`Writer::now_ms`; 0: never); the keep-alive counts the writer's
+    /// (`Clock::now_ms`; 0: never); the keep-alive counts the writer's
     /// writes too.
     wrote_at_ms: AtomicU64,
-    writer: Arc<Writer>,
+    /// Which of the broker's writers visits it.
+    shard: usize,
+    clock: Clock,
 }
 
 /// What a publish may do with a subscriber's place in a channel log.
@@ -157,51 +214,51 @@ pub(crate) enum Claim {
 }
 
 impl Outlet {
-    pub(crate) fn new(writer: Arc<Writer>) -> Self {
+    pub(crate) fn new(shard: usize, clock: Clock) -> Self {
         Self {
             state: AtomicU8::new(ACTIVE),
             last_claimed: AtomicU64::new(0),
             io: Mutex::new(Io::default()),
             task: Mutex::new(None),
             wrote_at_ms: AtomicU64::new(0),
-            writer,
+            shard,
+            clock,
         }
     }
 
     /// Which of the broker's writers serves this outlet.
     pub(crate) fn shard(&self) -> usize {
-        self.writer.shard()
+        self.shard
     }
 
-    /// Lends the connection's socket; the outlet stays `ACTIVE` until the
-    /// connection parks. Returns false when there is no runtime to run the
-    /// writer in (the connection then writes everything itself).
-    pub(crate) fn attach(&self, socket: Arc<TcpStream>) -> bool {
-        if !self.writer.ensure_running() {
-            return false;
-        }
-        lock(&self.io).socket = Some(socket);
-        true
+    /// Lends the connection's transport; the outlet stays `ACTIVE` until
+    /// the connection parks. The caller makes sure a writer runs.
+    pub(crate) fn attach(&self, transport: Arc<dyn Transport>) {
+        lock(&self.io).transport = Some(transport);
     }
 
-    /// The connection ended: give the socket back and drop what is pending.
+    /// The connection ended: give the transport back and drop what is
+    /// pending.
     pub(crate) fn detach(&self) {
         self.state.store(CLOSED, Ordering::Release);
         let mut io = lock(&self.io);
-        io.socket = None;
+        io.transport = None;
         io.take();
         drop(io);
         lock(&self.task).take();
     }
 
     /// Called by a publish under the channel log's lock: claims the frame
-    /// at `position` (`chunk`, framed) if the connection is parked and its
-    /// socket is not in a burst (`now_ms`: the writers' clock).
+    /// at `position` if the connection is parked, its socket is not in a
+    /// burst (`now_ms`: the fan-out's clock) and `writer` will visit.
+    /// `frame` frames the event for the lent transport's framing; the
+    /// caller frames once per framing, for every outlet.
     pub(crate) fn try_claim(
         &self,
         position: u64,
         now_ms: u64,
-        chunk: impl FnOnce() -> Bytes,
+        writer: &impl Visitor,
+        frame: impl FnOnce(&'static Framing) -> Bytes,
     ) -> Claim {
         // First: once this publish claimed the frame through another of
         // the client's channels, every other copy must be skipped too,
@@ -210,7 +267,7 @@ impl Outlet {
             return Claim::AlreadyClaimed;
         }
         if self.state.load(Ordering::Acquire) != PARKED
-            || !self.writer.is_running()
+            || !writer.is_running()
             || now_ms.saturating_sub(self.wrote_at_ms.load(Ordering::Relaxed)) < BURST_MS
         {
             return Claim::No;
@@ -219,35 +276,38 @@ impl Outlet {
         // Checked again under `io`, which parking also holds. An outlet
         // waiting for its visit takes the frame along; another joins a new
         // list only if the writer has room.
+        let Some(framing) = io.transport.as_ref().map(|t| t.framing()) else {
+            return Claim::No;
+        };
         if self.state.load(Ordering::Acquire) != PARKED
-            || !(io.scheduled || self.writer.has_room())
+            || !(io.scheduled || writer.has_room())
             || io.pending.len() >= MAX_PENDING_FRAMES
             || io.pending_bytes >= MAX_PENDING_BYTES
         {
             return Claim::No;
         }
-        io.push(chunk());
+        io.push(frame(framing));
         self.last_claimed.store(position, Ordering::Relaxed);
         let schedule = !std::mem::replace(&mut io.scheduled, true);
         Claim::Claimed { schedule }
     }
 
     /// The writer's visit: writes everything pending, in one write, if the
-    /// connection is still parked; `whole` sees each frame written entirely.
-    /// Whatever it cannot write (full socket), or finds the connection
-    /// awake for, is the connection's to write.
-    pub(crate) fn visit(&self, now_ms: u64, whole: impl FnMut(&Bytes)) {
+    /// connection is still parked; `whole` sees each frame written entirely
+    /// (with its framing). Whatever it cannot write (full socket), or finds
+    /// the connection awake for, is the connection's to write.
+    pub(crate) fn visit(&self, now_ms: u64, mut whole: impl FnMut(&Bytes, &'static Framing)) {
         let mut io = lock(&self.io);
         io.scheduled = false;
         if io.pending.is_empty() || self.state.load(Ordering::Acquire) != PARKED {
             // Awake: it writes what is pending before anything else.
             return;
         }
-        let Some(socket) = io.socket.clone() else {
+        let Some(transport) = io.transport.clone() else {
             return;
         };
         let written = if io.pending.len() == 1 {
-            socket.try_write(&io.pending[0])
+            transport.try_write(&[IoSlice::new(&io.pending[0])])
         } else {
             let slices: Vec<IoSlice<'_>> = io
                 .pending
@@ -255,12 +315,13 @@ impl Outlet {
                 .take(MAX_SLICES)
                 .map(|b| IoSlice::new(b))
                 .collect();
-            socket.try_write_vectored(&slices)
+            transport.try_write(&slices)
         };
         // A full socket or an error leaves the rest to the connection
         // (which meets the error itself).
         if let Ok(n) = written {
-            io.consume(n, whole);
+            let framing = transport.framing();
+            io.consume(n, |frame| whole(frame, framing));
             self.wrote_at_ms.store(now_ms, Ordering::Relaxed);
         }
         let rest = !io.pending.is_empty();
@@ -297,7 +358,7 @@ impl Outlet {
         }
     }
 
-    // ---- the connection's part ----
+    // ---- the connection's part (through `loan::Lent`) ----
 
     /// Starts a poll of the connection's sources; `task` is the waker of
     /// the connection's own task.
@@ -337,7 +398,7 @@ impl Outlet {
     /// The connection wrote to its socket.
     pub(crate) fn wrote(&self) {
         self.wrote_at_ms
-            .store(self.writer.now_ms(), Ordering::Relaxed);
+            .store(self.clock.now_ms(), Ordering::Relaxed);
     }
 
     /// Whether frames are pending for the connection to write first.
@@ -351,11 +412,12 @@ impl Outlet {
         lock(&self.io).take()
     }
 
-    /// When the writer last wrote to this socket, if it did.
+    /// When the socket was last written (by the writer or the
+    /// connection), if it was.
     pub(crate) fn last_write(&self) -> Option<Instant> {
         match self.wrote_at_ms.load(Ordering::Relaxed) {
             0 => None,
-            ms => Some(self.writer.instant(ms)),
+            ms => Some(self.clock.instant(ms)),
         }
     }
 }
@@ -370,30 +432,7 @@ impl Wake for Outlet {
     }
 }
 
-/// The response extension through which the lean server
-/// ([`ssehub::server`](crate)) finds a broker client's socket outlet: with
-/// it, the server lends the connection's socket to the broker's fan-out
-/// writer while the connection sleeps, and the broker writes events
-/// straight to it, bypassing the response body.
-///
-/// [`SseBody::into_response`](crate::SseBody::into_response) sets it for a
-/// broker client's body. If you wrap that body in something that changes
-/// its bytes (rather than only observing them), remove the extension so
-/// every byte goes through your wrapper:
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let broker = ssehub::broker::Broker::new();
-/// let (parts, ()) = http::Request::get("/events").body(()).unwrap().into_parts();
-/// let mut response = broker.handle_request(&parts, |_| {});
-/// assert!(response.extensions().get::<ssehub::broker::SocketLoan>().is_some());
-/// response.extensions_mut().remove::<ssehub::broker::SocketLoan>();
-/// # }
-/// ```
-#[derive(Debug, Clone)]
-pub struct SocketLoan(pub(crate) Arc<Outlet>);
-
-#[cfg(test)]
+#[cfg(all(test, not(ssehub_loom)))]
 mod tests {
     use super::*;
 

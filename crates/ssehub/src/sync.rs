@@ -14,7 +14,8 @@
 //! ```
 //!
 //! (a target directory of their own, so the cfg does not rebuild the usual
-//! one). The cfg is ssehub's own, not the customary `loom`: tokio compiled
+//! one). Only the crate's own tests switch (`cfg(all(test, ssehub_loom))`:
+//! loom is a dev-dependency). The cfg is ssehub's own, not the customary `loom`: tokio compiled
 //! under `cfg(loom)` leaves out `tokio::net`, which the library and its
 //! test dependencies need. Only the models run under that cfg: everything
 //! else in the crate still takes `std`'s types, and loom's refuse to work
@@ -25,9 +26,9 @@
 //! `Weak`, which loom's `Arc` does not have; reference counts are not what
 //! the models check.
 
-#[cfg(ssehub_loom)]
+#[cfg(all(test, ssehub_loom))]
 pub(crate) use loom::sync::{Mutex, MutexGuard, atomic};
-#[cfg(not(ssehub_loom))]
+#[cfg(not(all(test, ssehub_loom)))]
 pub(crate) use std::sync::{Mutex, MutexGuard, atomic};
 
 pub(crate) use std::sync::{Arc, PoisonError};
@@ -66,7 +67,7 @@ impl<L: Lock + ?Sized> Lock for Arc<L> {
     }
 }
 
-#[cfg(ssehub_loom)]
+#[cfg(all(test, ssehub_loom))]
 impl<T: ?Sized> Lock for loom::sync::Mutex<T> {
     type Guard<'a>
         = loom::sync::MutexGuard<'a, T>

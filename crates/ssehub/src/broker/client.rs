@@ -3,10 +3,10 @@
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::sync::lock;
+use crate::sync::{self, lock};
 use std::task::Waker;
 
 use bytes::Bytes;
@@ -151,7 +151,7 @@ pub(crate) struct ClientInner {
     counters: Arc<Counters>,
     policy: OverflowPolicy,
     /// The broker's publish watermark (see `log.rs`).
-    watermark: Arc<AtomicU64>,
+    watermark: Arc<sync::atomic::AtomicU64>,
     /// Lock order: after a channel's log (it is locked inside `Log::subscribe`).
     resume: Mutex<Resume>,
     /// Set on the connection's first poll, which ends the resume window.

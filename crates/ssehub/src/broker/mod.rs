@@ -75,7 +75,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::sync::lock;
+use crate::sync::{self, lock};
 
 use bytes::Bytes;
 use http::Response;
@@ -167,8 +167,9 @@ pub(crate) struct BrokerInner {
     /// The next publish position, held for the whole of each publish so
     /// positions rise along every log and history records in order.
     publishing: Mutex<u64>,
-    /// Every frame below this position is in its log (see `log.rs`).
-    pub(crate) watermark: Arc<AtomicU64>,
+    /// Every frame below this position is in its log (see `log.rs`; a
+    /// `crate::sync` atomic: it is part of the model of the log).
+    pub(crate) watermark: Arc<sync::atomic::AtomicU64>,
     epoch: u32,
     pub(crate) history: Arc<dyn HistoryStore>,
     /// False for the built-in history with zero bounds: nothing to record,
@@ -245,7 +246,7 @@ impl Broker {
             channels: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             publishing: Mutex::new(FIRST_POSITION),
-            watermark: Arc::new(AtomicU64::new(FIRST_POSITION)),
+            watermark: Arc::new(sync::atomic::AtomicU64::new(FIRST_POSITION)),
             epoch: ids::new_epoch(),
             history,
             records_history,

@@ -434,7 +434,274 @@ impl Wake for Outlet {
 
 #[cfg(all(test, not(ssehub_loom)))]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+
     use super::*;
+    use crate::broker::transport::testing::Recorder;
+
+    /// A writer whose answers the test sets.
+    struct Stub {
+        running: bool,
+        room: bool,
+    }
+
+    impl Visitor for Stub {
+        fn is_running(&self) -> bool {
+            self.running
+        }
+
+        fn has_room(&self) -> bool {
+            self.room
+        }
+    }
+
+    const WRITER: Stub = Stub {
+        running: true,
+        room: true,
+    };
+
+    /// Long after any write: never in a burst.
+    const LATER: u64 = 1_000_000;
+
+    /// Counts the wakes of the connection's task.
+    #[derive(Default)]
+    struct Task(AtomicUsize);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Task {
+        fn wakes(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A lent outlet, parked, its task's wake counter, and its transport.
+    fn parked() -> (Arc<Outlet>, Arc<Task>, Arc<Recorder>) {
+        let outlet = Arc::new(Outlet::new(0, Clock::new()));
+        let transport = Arc::new(Recorder::default());
+        outlet.attach(transport.clone());
+        let task = Arc::new(Task::default());
+        outlet.arm(&Waker::from(task.clone()));
+        assert!(outlet.park());
+        (outlet, task, transport)
+    }
+
+    fn claim(outlet: &Outlet, position: u64, event: &'static str) -> Claim {
+        outlet.try_claim(position, LATER, &WRITER, |framing| {
+            (framing.frame)(event.as_bytes())
+        })
+    }
+
+    fn pending(outlet: &Outlet) -> Vec<Bytes> {
+        outlet.take_pending().into_iter().collect()
+    }
+
+    #[test]
+    fn a_parked_outlet_is_claimed_and_visited_in_one_write() {
+        let (outlet, task, transport) = parked();
+        assert_eq!(claim(&outlet, 1, "a"), Claim::Claimed { schedule: true });
+        // Waiting for its visit already: no second place on a list.
+        assert_eq!(claim(&outlet, 2, "b"), Claim::Claimed { schedule: false });
+        let mut whole = Vec::new();
+        outlet.visit(LATER, |frame, framing| {
+            whole.push((framing.event)(frame).to_vec());
+        });
+        assert_eq!(transport.text(), "[a][b]");
+        assert_eq!(transport.writes.load(Ordering::SeqCst), 1);
+        assert_eq!(whole, [b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(task.wakes(), 0, "all written: the connection sleeps on");
+        // The next claim (once the burst window passed) needs a new visit.
+        let claim = outlet.try_claim(3, LATER + BURST_MS, &WRITER, |framing| {
+            (framing.frame)(b"c")
+        });
+        assert_eq!(claim, Claim::Claimed { schedule: true });
+    }
+
+    #[test]
+    fn one_publish_on_several_channels_is_claimed_once() {
+        let (outlet, _task, _transport) = parked();
+        assert_eq!(claim(&outlet, 7, "a"), Claim::Claimed { schedule: true });
+        assert_eq!(claim(&outlet, 7, "a"), Claim::AlreadyClaimed);
+        // Even once the connection woke: the copy must still be skipped.
+        outlet.activate();
+        assert_eq!(claim(&outlet, 7, "a"), Claim::AlreadyClaimed);
+        assert_eq!(pending(&outlet).len(), 1);
+    }
+
+    #[test]
+    fn only_a_parked_outlet_is_claimed() {
+        let outlet = Outlet::new(0, Clock::new());
+        let transport = Arc::new(Recorder::default());
+        // Not lent, and active: the connection writes for itself.
+        assert_eq!(claim(&outlet, 1, "a"), Claim::No);
+        outlet.attach(transport);
+        assert_eq!(claim(&outlet, 1, "a"), Claim::No);
+        let task = Arc::new(Task::default());
+        outlet.arm(&Waker::from(task));
+        assert_eq!(claim(&outlet, 1, "a"), Claim::No, "arming is not parked");
+        assert!(outlet.park());
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+    }
+
+    #[test]
+    fn a_wake_while_arming_keeps_the_connection_active() {
+        let outlet = Arc::new(Outlet::new(0, Clock::new()));
+        outlet.attach(Arc::new(Recorder::default()));
+        let task = Arc::new(Task::default());
+        outlet.arm(&Waker::from(task.clone()));
+        // A source woke the connection during its poll...
+        Waker::from(outlet.clone()).wake_by_ref();
+        assert_eq!(task.wakes(), 1);
+        // ...so parking leaves it active (its task polls again) and
+        // nothing is claimed for it.
+        assert!(outlet.park());
+        assert_eq!(claim(&outlet, 1, "a"), Claim::No);
+    }
+
+    #[test]
+    fn a_claim_while_arming_again_stops_the_park() {
+        let (outlet, task, _transport) = parked();
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        // Woken for something else before the writer came: it polls again,
+        // finds the frame pending and must not sleep.
+        Waker::from(outlet.clone()).wake_by_ref();
+        assert_eq!(task.wakes(), 1);
+        outlet.arm(&Waker::from(task.clone()));
+        assert!(outlet.busy());
+        assert!(
+            !outlet.park(),
+            "a claimed frame is never left behind a sleeper"
+        );
+        assert_eq!(pending(&outlet), [Bytes::from_static(b"[a]")]);
+        assert!(!outlet.busy());
+    }
+
+    #[test]
+    fn a_visit_leaves_an_awake_connection_its_frames() {
+        let (outlet, _task, transport) = parked();
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        outlet.activate();
+        outlet.visit(LATER, |_, _| panic!("nothing is written"));
+        assert_eq!(transport.text(), "");
+        assert_eq!(pending(&outlet), [Bytes::from_static(b"[a]")]);
+    }
+
+    #[test]
+    fn a_short_write_leaves_the_rest_to_the_connection_and_wakes_it() {
+        let (outlet, task, transport) = parked();
+        *lock(&transport.room) = Some(4);
+        assert!(matches!(claim(&outlet, 1, "ab"), Claim::Claimed { .. }));
+        assert!(matches!(claim(&outlet, 2, "cd"), Claim::Claimed { .. }));
+        let mut whole = 0;
+        outlet.visit(LATER, |_, _| whole += 1);
+        assert_eq!(transport.text(), "[ab]");
+        assert_eq!(whole, 1);
+        assert_eq!(task.wakes(), 1);
+        // Awake now: no more claims, and the connection writes the rest.
+        assert_eq!(claim(&outlet, 3, "ef"), Claim::No);
+        assert_eq!(pending(&outlet), [Bytes::from_static(b"[cd]")]);
+    }
+
+    #[test]
+    fn a_full_socket_leaves_everything_to_the_connection() {
+        let (outlet, task, transport) = parked();
+        *lock(&transport.room) = Some(0);
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        outlet.visit(LATER, |_, _| panic!("nothing is written"));
+        assert_eq!(task.wakes(), 1);
+        assert_eq!(pending(&outlet), [Bytes::from_static(b"[a]")]);
+        assert_eq!(outlet.last_write(), None, "nothing written, no write time");
+    }
+
+    #[test]
+    fn a_socket_written_within_the_burst_window_is_left_to_its_connection() {
+        let (outlet, _task, _transport) = parked();
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        outlet.visit(100, |_, _| {});
+        let at = |now_ms| outlet.try_claim(2, now_ms, &WRITER, |framing| (framing.frame)(b"b"));
+        assert_eq!(at(100 + BURST_MS - 1), Claim::No);
+        assert!(matches!(at(100 + BURST_MS), Claim::Claimed { .. }));
+    }
+
+    #[test]
+    fn a_writer_that_is_stopped_or_busy_gets_no_claims() {
+        let (outlet, _task, _transport) = parked();
+        let claim_with = |position, writer: &Stub| {
+            outlet.try_claim(position, LATER, writer, |framing| (framing.frame)(b"x"))
+        };
+        let stopped = Stub {
+            running: false,
+            room: true,
+        };
+        let busy = Stub {
+            running: true,
+            room: false,
+        };
+        assert_eq!(claim_with(1, &stopped), Claim::No);
+        assert_eq!(claim_with(1, &busy), Claim::No);
+        assert!(matches!(claim_with(1, &WRITER), Claim::Claimed { .. }));
+        // Already waiting for a visit: a busy writer takes it along.
+        assert_eq!(claim_with(2, &busy), Claim::Claimed { schedule: false });
+    }
+
+    #[test]
+    fn pending_frames_are_bounded() {
+        let (outlet, _task, _transport) = parked();
+        for position in 1..=MAX_PENDING_FRAMES as u64 {
+            assert!(matches!(
+                claim(&outlet, position, "x"),
+                Claim::Claimed { .. }
+            ));
+        }
+        assert_eq!(claim(&outlet, 1_000, "x"), Claim::No);
+        assert_eq!(pending(&outlet).len(), MAX_PENDING_FRAMES);
+    }
+
+    #[test]
+    fn a_detached_outlet_is_never_claimed_written_or_woken() {
+        let (outlet, task, transport) = parked();
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        outlet.detach();
+        transport.returned.store(true, Ordering::SeqCst);
+        assert_eq!(claim(&outlet, 2, "b"), Claim::No);
+        assert!(!outlet.busy(), "what was pending went with the connection");
+        outlet.visit(LATER, |_, _| panic!("nothing is written"));
+        outlet.abandon();
+        Waker::from(outlet.clone()).wake_by_ref();
+        assert_eq!(task.wakes(), 0);
+    }
+
+    #[test]
+    fn an_abandoned_outlet_wakes_its_connection_for_its_frames() {
+        let (outlet, task, _transport) = parked();
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        outlet.abandon();
+        assert_eq!(task.wakes(), 1);
+        assert_eq!(claim(&outlet, 2, "b"), Claim::No, "awake now");
+        // No longer on a list: the next claim after parking schedules it.
+        let task_waker = Waker::from(task.clone());
+        outlet.arm(&task_waker);
+        assert!(!outlet.park());
+        assert_eq!(pending(&outlet).len(), 1);
+        outlet.arm(&task_waker);
+        assert!(outlet.park());
+        assert_eq!(claim(&outlet, 2, "b"), Claim::Claimed { schedule: true });
+    }
+
+    #[test]
+    fn the_last_write_counts_the_connection_and_the_writer() {
+        let (outlet, _task, _transport) = parked();
+        assert_eq!(outlet.last_write(), None);
+        outlet.wrote();
+        let first = outlet.last_write().expect("written");
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        outlet.visit(LATER, |_, _| {});
+        assert!(outlet.last_write().expect("written") > first);
+    }
 
     #[test]
     fn a_short_write_keeps_the_rest_of_the_frame_it_cut() {
@@ -451,5 +718,288 @@ mod tests {
         assert_eq!(whole.len(), 3);
         assert!(io.pending.is_empty());
         assert_eq!(io.pending_bytes, 0);
+    }
+}
+
+/// loom models of the protocol above: every interleaving of a publisher
+/// claiming, the writer visiting and the connection polling, parking,
+/// waking and ending (see `crate::sync` for how to run them).
+#[cfg(all(test, ssehub_loom))]
+mod loom_model {
+    use std::collections::VecDeque;
+
+    use loom::sync::Notify;
+    use loom::thread;
+
+    use super::*;
+    use crate::broker::transport::testing::{BRACKETS, Recorder};
+
+    /// A writer that always runs and always has room.
+    struct Always;
+
+    impl Visitor for Always {
+        fn is_running(&self) -> bool {
+            true
+        }
+
+        fn has_room(&self) -> bool {
+            true
+        }
+    }
+
+    /// The clock of every claim and visit: never in a burst.
+    const NOW: u64 = 1_000;
+
+    /// The connection task: a wake lets its thread run again.
+    struct Task(Notify);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.0.notify();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.notify();
+        }
+    }
+
+    /// What the channel log is to the outlet: frames not claimed, which the
+    /// connection takes itself, and the waker of a connection waiting.
+    #[derive(Default)]
+    struct Source {
+        frames: VecDeque<u64>,
+        waiting: Option<Waker>,
+        ended: bool,
+    }
+
+    /// The writer's lists, and whether the publisher is done.
+    #[derive(Default)]
+    struct Lists {
+        outlets: VecDeque<Arc<Outlet>>,
+        done: bool,
+    }
+
+    fn framed(position: u64) -> Bytes {
+        (BRACKETS.frame)(position.to_string().as_bytes())
+    }
+
+    /// A publish, as `Log::append` does it: claim for a caught-up parked
+    /// subscriber under the log's lock, else leave the frame in the log
+    /// and wake the connection; hand a newly scheduled outlet to the writer
+    /// after the lock.
+    fn publish(
+        position: u64,
+        outlet: &Arc<Outlet>,
+        source: &Mutex<Source>,
+        lists: &Mutex<Lists>,
+        writer: &Notify,
+    ) {
+        let mut log = lock(source);
+        let claim = if log.frames.is_empty() {
+            outlet.try_claim(position, NOW, &Always, |framing| {
+                assert!(framing.same(&BRACKETS));
+                framed(position)
+            })
+        } else {
+            Claim::No
+        };
+        match claim {
+            Claim::Claimed { schedule } => {
+                drop(log);
+                if schedule {
+                    lock(lists).outlets.push_back(outlet.clone());
+                    writer.notify();
+                }
+            }
+            Claim::AlreadyClaimed => unreachable!("one channel: claimed once"),
+            Claim::No => {
+                log.frames.push_back(position);
+                let waiting = log.waiting.take();
+                drop(log);
+                if let Some(waker) = waiting {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
+    /// The lean server's loop (`server.rs`, `next_step` and
+    /// `write_streaming`) around a lent socket: frames left to it go out
+    /// before anything it takes itself.
+    fn connection(
+        outlet: &Arc<Outlet>,
+        source: &Mutex<Source>,
+        socket: &Recorder,
+        progress: &Notify,
+    ) {
+        let task = Arc::new(Task(Notify::new()));
+        let task_waker = Waker::from(task.clone());
+        let lent_waker = Waker::from(outlet.clone());
+        let write = |bytes: &[u8]| {
+            lock(&socket.written).extend_from_slice(bytes);
+            progress.notify();
+        };
+        let write_pending = || {
+            for frame in outlet.take_pending() {
+                write(&frame);
+            }
+        };
+        loop {
+            outlet.arm(&task_waker);
+            if outlet.busy() {
+                outlet.activate();
+                write_pending();
+                continue;
+            }
+            let (frames, ended) = {
+                let mut log = lock(source);
+                let frames: Vec<u64> = log.frames.drain(..).collect();
+                if frames.is_empty() && !log.ended {
+                    log.waiting = Some(lent_waker.clone());
+                }
+                (frames, log.ended)
+            };
+            if !frames.is_empty() {
+                outlet.activate();
+                write_pending();
+                for position in frames {
+                    write(&framed(position));
+                }
+                continue;
+            }
+            if ended {
+                outlet.activate();
+                write_pending();
+                break;
+            }
+            if outlet.park() {
+                task.0.wait();
+            } else {
+                write_pending();
+            }
+        }
+        outlet.detach();
+        socket.returned.store(true, Ordering::SeqCst);
+    }
+
+    fn writer_loop(lists: &Mutex<Lists>, writer: &Notify, progress: &Notify) {
+        loop {
+            let next = {
+                let mut lists = lock(lists);
+                match lists.outlets.pop_front() {
+                    Some(outlet) => Some(outlet),
+                    None if lists.done => return,
+                    None => None,
+                }
+            };
+            match next {
+                Some(outlet) => {
+                    outlet.visit(NOW, |_, _| {});
+                    progress.notify();
+                }
+                None => writer.wait(),
+            }
+        }
+    }
+
+    fn model(check: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        // Every interleaving with up to three preemptions: the races here
+        // need two (a claim between a poll and its park; a wake between a
+        // visit's check and its write).
+        builder.preemption_bound.get_or_insert(3);
+        builder.check(check);
+    }
+
+    /// Frames published while the connection polls, parks, is woken and
+    /// writes, and while the writer visits and fills the socket: each frame
+    /// reaches the socket exactly once, in order, and no claimed frame is
+    /// left behind a sleeping connection — the model waits for every frame
+    /// to be written before it ends the stream, so loom reports a deadlock
+    /// if one is (nobody would wake the connection to write it).
+    #[test]
+    fn loom_claims_racing_park_wake_and_visit_write_each_frame_once_in_order() {
+        model(|| {
+            let outlet = Arc::new(Outlet::new(0, Clock::new()));
+            let socket = Arc::new(Recorder::default());
+            // The writer's writes fill the socket part-way through the
+            // second frame: the rest is the connection's.
+            *lock(&socket.room) = Some(4);
+            outlet.attach(socket.clone());
+            let source = Arc::new(Mutex::new(Source::default()));
+            let lists = Arc::new(Mutex::new(Lists::default()));
+            let notify = Arc::new(Notify::new());
+            let progress = Arc::new(Notify::new());
+
+            let connection = {
+                let (outlet, source, socket, progress) = (
+                    outlet.clone(),
+                    source.clone(),
+                    socket.clone(),
+                    progress.clone(),
+                );
+                thread::spawn(move || connection(&outlet, &source, &socket, &progress))
+            };
+            let writer = {
+                let (lists, notify, progress) = (lists.clone(), notify.clone(), progress.clone());
+                thread::spawn(move || writer_loop(&lists, &notify, &progress))
+            };
+            for position in 1..=2 {
+                publish(position, &outlet, &source, &lists, &notify);
+            }
+            lock(&*lists).done = true;
+            notify.notify();
+            while socket.text() != "[1][2]" {
+                progress.wait();
+            }
+            // Everything is out: end the stream (the body ends).
+            let waiting = {
+                let mut log = lock(&*source);
+                log.ended = true;
+                log.waiting.take()
+            };
+            if let Some(waker) = waiting {
+                waker.wake();
+            }
+            writer.join().expect("writer");
+            connection.join().expect("connection");
+            assert_eq!(socket.text(), "[1][2]", "nothing written twice");
+        });
+    }
+
+    /// A claim and a visit racing the connection's end: nothing is written
+    /// once the transport is given back, and the outlet stays closed.
+    #[test]
+    fn loom_claims_racing_detach_never_write_to_a_returned_socket() {
+        model(|| {
+            let outlet = Arc::new(Outlet::new(0, Clock::new()));
+            let socket = Arc::new(Recorder::default());
+            outlet.attach(socket.clone());
+            let task = Arc::new(Task(Notify::new()));
+            outlet.arm(&Waker::from(task));
+            assert!(outlet.park());
+
+            let publisher = {
+                let outlet = outlet.clone();
+                thread::spawn(move || {
+                    let claim = outlet.try_claim(1, NOW, &Always, |_| framed(1));
+                    if claim == (Claim::Claimed { schedule: true }) {
+                        // The writer's visit, right after the publish.
+                        outlet.visit(NOW, |_, _| {});
+                    }
+                    claim
+                })
+            };
+            outlet.detach();
+            socket.returned.store(true, Ordering::SeqCst);
+            let claim = publisher.join().expect("publisher");
+            // Written whole before the end, or dropped with the connection.
+            let written = socket.text();
+            assert!(written.is_empty() || written == "[1]", "{written}");
+            assert!(matches!(claim, Claim::No | Claim::Claimed { .. }));
+            assert!(!outlet.busy(), "nothing is left pending after the end");
+            let after = outlet.try_claim(2, NOW * 2, &Always, |_| framed(2));
+            assert_eq!(after, Claim::No);
+        });
     }
 }

@@ -58,3 +58,86 @@ pub(crate) trait Transport: Send + Sync + 'static {
     /// the connection to meet on its next write.
     fn try_write(&self, frames: &[IoSlice<'_>]) -> io::Result<usize>;
 }
+
+/// A transport for the tests and models of the fan-out: it records what is
+/// written, takes only as many bytes as it is given room for, and frames
+/// each event in brackets so that framing shows.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::io::{self, IoSlice};
+
+    use bytes::Bytes;
+
+    use super::{Framing, Transport};
+    use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use crate::sync::{Mutex, lock};
+
+    /// `[event]`.
+    pub(crate) static BRACKETS: Framing = Framing {
+        frame: bracket,
+        event: unbracket,
+    };
+
+    fn bracket(event: &[u8]) -> Bytes {
+        let mut framed = Vec::with_capacity(event.len() + 2);
+        framed.push(b'[');
+        framed.extend_from_slice(event);
+        framed.push(b']');
+        Bytes::from(framed)
+    }
+
+    fn unbracket(framed: &[u8]) -> &[u8] {
+        &framed[1..framed.len() - 1]
+    }
+
+    #[derive(Default)]
+    pub(crate) struct Recorder {
+        /// Every byte written, in order.
+        pub(crate) written: Mutex<Vec<u8>>,
+        /// Bytes it still takes (`None`: any number); at 0 it would block.
+        pub(crate) room: Mutex<Option<usize>>,
+        /// Calls of `try_write` that wrote something.
+        pub(crate) writes: AtomicUsize,
+        /// Set once the connection took the transport back: a write after
+        /// that would reach a socket the broker no longer holds.
+        pub(crate) returned: AtomicBool,
+    }
+
+    impl Recorder {
+        /// What was written, as text.
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(lock(&self.written).clone()).expect("test frames are text")
+        }
+    }
+
+    impl Transport for Recorder {
+        fn framing(&self) -> &'static Framing {
+            &BRACKETS
+        }
+
+        fn try_write(&self, frames: &[IoSlice<'_>]) -> io::Result<usize> {
+            assert!(
+                !self.returned.load(Ordering::SeqCst),
+                "written after the loan ended"
+            );
+            let mut room = lock(&self.room);
+            let mut left = room.unwrap_or(usize::MAX);
+            if left == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut written = lock(&self.written);
+            let mut n = 0;
+            for frame in frames {
+                let take = frame.len().min(left);
+                written.extend_from_slice(&frame[..take]);
+                n += take;
+                left -= take;
+            }
+            if let Some(room) = &mut *room {
+                *room = left;
+            }
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            Ok(n)
+        }
+    }
+}

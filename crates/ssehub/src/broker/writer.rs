@@ -171,7 +171,11 @@ impl Writer {
         if !queue.running {
             queue.running = true;
             self.running.store(true, Ordering::Release);
-            runtime.spawn(run(self.clone()));
+            // The guard goes in as an argument, not made at the task's
+            // first poll: a task dropped before it ever ran (its runtime
+            // shut down first) must still mark the writer stopped, or
+            // claims would wait for visits that never come.
+            runtime.spawn(run(Stopped(self.clone())));
         }
         true
     }
@@ -243,8 +247,8 @@ enum Next {
     Done,
 }
 
-async fn run(writer: Arc<Writer>) {
-    let _stopped = Stopped(writer.clone());
+async fn run(stopped: Stopped) {
+    let writer = &stopped.0;
     let mut since_yield = 0;
     let mut tally = Tally::new();
     let counting = writer.on_write.is_some();
@@ -319,5 +323,158 @@ impl Drop for Stopped {
         for outlet in lists.iter().flatten() {
             outlet.abandon();
         }
+    }
+}
+
+#[cfg(all(test, not(ssehub_loom)))]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::broker::outlet::Claim;
+    use crate::broker::transport::testing::{BRACKETS, Recorder};
+
+    #[derive(Default)]
+    struct Task(AtomicUsize);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// An outlet of `writers`' shard 0, lent and parked.
+    fn parked(writers: &Writers) -> (Arc<Outlet>, Arc<Task>, Arc<Recorder>) {
+        let outlet = Arc::new(Outlet::new(0, writers.clock()));
+        let transport = Arc::new(Recorder::default());
+        outlet.attach(transport.clone());
+        let task = Arc::new(Task::default());
+        outlet.arm(&Waker::from(task.clone()));
+        assert!(outlet.park());
+        (outlet, task, transport)
+    }
+
+    /// Claims `framed` (position `position`) for `outlet`, as a publish does.
+    fn claim(writers: &Writers, outlet: &Outlet, position: u64, framed: &Bytes) -> Claim {
+        let writer = writers.of(outlet);
+        outlet.try_claim(position, writers.now_ms() + 1_000, writer, |_| {
+            framed.clone()
+        })
+    }
+
+    #[test]
+    fn clients_are_shared_out_by_id() {
+        let writers = Writers::new(None);
+        let n = writers.shards.len();
+        assert!((1..=MAX_SHARDS).contains(&n));
+        for id in 0..20u64 {
+            let writer = writers.for_client(id);
+            assert_eq!(writer.shard(), (id % n as u64) as usize);
+            let outlet = Outlet::new(writer.shard(), writers.clock());
+            assert!(Arc::ptr_eq(
+                &writers.shards[writers.of(&outlet).shard()],
+                &writer
+            ));
+        }
+    }
+
+    #[test]
+    fn without_a_runtime_nothing_is_claimed_and_lists_go_back() {
+        let writers = Writers::new(None);
+        let writer = writers.for_client(0);
+        assert!(!writer.ensure_running(), "no runtime to run in");
+        assert!(!writer.is_running());
+        let (outlet, task, _transport) = parked(&writers);
+        let framed = (BRACKETS.frame)(b"a");
+        assert_eq!(claim(&writers, &outlet, 1, &framed), Claim::No);
+        // A list that reaches a writer that is not running is handed back.
+        writers.submit(vec![outlet.clone()]);
+        assert_eq!(task.0.load(Ordering::SeqCst), 0, "nothing was pending");
+    }
+
+    #[tokio::test]
+    async fn a_running_writer_visits_a_list_and_reports_what_it_wrote() {
+        let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let hook: DirectWriteHook = {
+            let reported = reported.clone();
+            Arc::new(move |event: &[u8], count: usize| {
+                lock(&reported).push((event.to_vec(), count));
+            })
+        };
+        let writers = Writers::new(Some(hook));
+        let writer = writers.for_client(0);
+        assert!(writer.ensure_running());
+        let (first, first_task, first_socket) = parked(&writers);
+        let (second, _, second_socket) = parked(&writers);
+        // One publish: one framed buffer for both.
+        let framed = (BRACKETS.frame)(b"e");
+        assert_eq!(
+            claim(&writers, &first, 1, &framed),
+            Claim::Claimed { schedule: true }
+        );
+        assert_eq!(
+            claim(&writers, &second, 1, &framed),
+            Claim::Claimed { schedule: true }
+        );
+        writers.submit(vec![first.clone(), second.clone()]);
+        // Queued and not yet visited: no room for a new outlet.
+        assert!(!writer.has_room());
+        for _ in 0..200 {
+            if !second_socket.text().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(first_socket.text(), "[e]");
+        assert_eq!(second_socket.text(), "[e]");
+        assert!(writer.has_room());
+        assert_eq!(first_task.0.load(Ordering::SeqCst), 0, "it slept through");
+        assert_eq!(*lock(&reported), [(b"e".to_vec(), 2)]);
+    }
+
+    #[test]
+    fn a_writer_whose_runtime_ends_hands_back_what_it_held() {
+        let writers = Writers::new(None);
+        let writer = writers.for_client(0);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        assert!(runtime.block_on(async { writer.ensure_running() }));
+        let (outlet, task, transport) = parked(&writers);
+        let framed = (BRACKETS.frame)(b"a");
+        assert!(matches!(
+            claim(&writers, &outlet, 1, &framed),
+            Claim::Claimed { .. }
+        ));
+        // Queued, but the task never runs again.
+        writers.submit(vec![outlet.clone()]);
+        drop(runtime);
+        assert!(!writer.is_running());
+        assert_eq!(task.0.load(Ordering::SeqCst), 1, "woken for its frame");
+        assert_eq!(transport.text(), "");
+        assert_eq!(outlet.take_pending(), [framed]);
+        // Claims stop until a connection starts a writer again.
+        let (parked_again, _, _) = parked(&writers);
+        let framed = (BRACKETS.frame)(b"b");
+        assert_eq!(claim(&writers, &parked_again, 2, &framed), Claim::No);
+    }
+
+    #[tokio::test]
+    async fn a_closed_broker_ends_its_writers() {
+        let writers = Writers::new(None);
+        let writer = writers.for_client(0);
+        assert!(writer.ensure_running());
+        tokio::task::yield_now().await;
+        writers.close();
+        for _ in 0..200 {
+            if !writer.is_running() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!writer.is_running());
+        assert!(!writer.ensure_running(), "a closed writer does not start");
     }
 }

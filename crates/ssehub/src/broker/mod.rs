@@ -49,6 +49,12 @@
 //! # }
 //! ```
 
+// Owners and handles import each other here, on purpose: `mod.rs` owns
+// the broker and `channel.rs`, `client.rs` and `replica.rs` hold weak
+// handles on it; a client holds the channels it is in and a channel hands
+// back its members as clients (the public `Channel::subscribe(&Client)`);
+// a client's journal resume runs in `replica.rs`, on the client. Nothing
+// else in the library imports in a circle.
 mod channel;
 mod client;
 mod config;

@@ -29,6 +29,15 @@
 //! since nothing else reads that subscriber's place meanwhile. Only
 //! `DropNewest` acts at publish time, since it must remember which frames
 //! the full subscriber keeps.
+//!
+//! The loom model at the bottom of this file checks the watermark: two
+//! publishes on two channels racing a connection in both, which gets each
+//! once and in rising position. Run it (with the outlet's) with
+//!
+//! ```text
+//! RUSTFLAGS="--cfg ssehub_loom" CARGO_TARGET_DIR=target/loom \
+//!     cargo test -p ssehub --lib --release loom
+//! ```
 
 use std::collections::VecDeque;
 use std::task::Waker;

@@ -52,10 +52,16 @@
 //! its task runs, so the writer never writes around a frame queued
 //! elsewhere.
 //!
-//! The loom model at the bottom of this file checks that protocol: claims
+//! The loom models at the bottom of this file check that protocol: claims
 //! racing a connection that arms, parks, is woken and ends, and a writer
 //! visiting — no claimed frame left behind a sleeping connection, none
-//! written twice or out of order.
+//! written twice or out of order, nothing written once the loan ended.
+//! Run them (with the log's, `log.rs`) with
+//!
+//! ```text
+//! RUSTFLAGS="--cfg ssehub_loom" CARGO_TARGET_DIR=target/loom \
+//!     cargo test -p ssehub --lib --release loom
+//! ```
 
 use std::collections::VecDeque;
 use std::io::IoSlice;

@@ -18,5 +18,12 @@ else
 fi
 cargo test --workspace --all-features --doc
 
+# The loom models of the library's concurrent core (outlet state machine,
+# channel log + watermark; crates/ssehub/src/sync.rs): ~25 s, in a target
+# directory of their own since the cfg changes every crate's flags (its
+# first build compiles the dependencies again, a few minutes).
+RUSTFLAGS="--cfg ssehub_loom" CARGO_TARGET_DIR=target/loom \
+    cargo test -p ssehub --lib --release loom
+
 bash tests/clients/install.sh
 bash tests/clients/run.sh

@@ -115,14 +115,11 @@ impl SseBody {
     #[must_use]
     pub fn into_response(self) -> Response<SseBody> {
         let accel = self.accel_buffering_header;
-        let outlet = self.outlet.clone();
+        let feed = self.feed.clone();
         let mut response = Response::new(self);
         set_stream_headers(response.headers_mut(), accel);
-        if let Some(outlet) = outlet {
-            // For the lean server, which may lend the socket to the broker.
-            response
-                .extensions_mut()
-                .insert(crate::broker::SocketLoan(outlet));
+        if let Some(feed) = feed {
+            feed.extend_response(response.extensions_mut());
         }
         response
     }

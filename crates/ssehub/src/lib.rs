@@ -29,6 +29,7 @@
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod broker;
+#[cfg(feature = "server")]
 mod chunked;
 #[cfg(feature = "client")]
 pub mod client;

@@ -58,7 +58,7 @@
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -66,8 +66,7 @@ use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::broker::SocketLoan;
-use crate::broker::outlet::Outlet;
+use crate::broker::{Framing, Lent, SocketLoan, Transport};
 use crate::http::{ResponseBody, plain_text};
 
 /// Settings of the lean server.
@@ -447,7 +446,7 @@ async fn write_response(
 /// Writes a response whose body streams: chunked, each frame one chunk.
 ///
 /// When the body is a broker client's, the socket is lent to the broker
-/// while the connection sleeps (see `broker/outlet.rs`): the broker's
+/// while the connection sleeps (see `broker/loan.rs`): the broker's
 /// writer then writes the client's frames itself, and this loop writes
 /// only what the writer could not (a full socket) or what came another way
 /// (direct sends, keep-alives, a burst taken at once).
@@ -464,7 +463,7 @@ where
     let socket = Arc::new(socket);
     let head = response_head(parts.status, &parts.headers, None);
     write_all(&socket, &[&head], config).await?;
-    let lent = handle.and_then(|SocketLoan(outlet)| Lent::new(outlet, &socket));
+    let lent = handle.and_then(|loan| loan.lend(socket.clone()));
     let mut probe = [0u8; 64];
     loop {
         match next_step(&mut body, &socket, lent.as_ref()).await {
@@ -480,7 +479,7 @@ where
                 if let Some(lent) = &lent {
                     // A connection writing often batches better than the
                     // writer would: it keeps new frames for a while.
-                    lent.outlet.wrote();
+                    lent.wrote();
                 }
             }
             // A body that fails cannot be ended cleanly: drop the connection.
@@ -521,7 +520,7 @@ async fn write_claimed(
         return Ok(());
     };
     loop {
-        let pending = lent.outlet.take_pending();
+        let pending = lent.take_pending();
         if pending.is_empty() {
             return Ok(());
         }
@@ -531,26 +530,18 @@ async fn write_claimed(
     }
 }
 
-/// A socket lent to the broker's writer; given back when dropped.
-struct Lent {
-    outlet: Arc<Outlet>,
-    /// The outlet as a waker: every source the body polls wakes the
-    /// connection through it, which stops the writer's direct writes.
-    waker: Waker,
-}
-
-impl Lent {
-    fn new(outlet: Arc<Outlet>, socket: &Arc<TcpStream>) -> Option<Self> {
-        outlet.attach(socket.clone()).then(|| Self {
-            waker: Waker::from(outlet.clone()),
-            outlet,
-        })
+/// A streaming socket, as the broker's fan-out writer sees it when it is
+/// lent: frames are HTTP/1.1 chunks, written without waiting.
+impl Transport for TcpStream {
+    fn framing(&self) -> &'static Framing {
+        &crate::chunked::FRAMING
     }
-}
 
-impl Drop for Lent {
-    fn drop(&mut self) {
-        self.outlet.detach();
+    fn try_write(&self, frames: &[IoSlice<'_>]) -> io::Result<usize> {
+        match frames {
+            [one] => TcpStream::try_write(self, one),
+            _ => self.try_write_vectored(frames),
+        }
     }
 }
 
@@ -579,21 +570,21 @@ where
             }
             return socket.poll_read_ready(cx).map(Step::Readable);
         };
-        lent.outlet.arm(cx.waker());
-        if lent.outlet.busy() {
-            lent.outlet.activate();
+        lent.arm(cx.waker());
+        if lent.busy() {
+            lent.activate();
             return Poll::Ready(Step::Outlet);
         }
-        let mut via_outlet = Context::from_waker(&lent.waker);
+        let mut via_outlet = Context::from_waker(lent.waker());
         if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(&mut via_outlet) {
-            lent.outlet.activate();
+            lent.activate();
             return Poll::Ready(Step::Frame(frame.map(|f| f.map_err(|_| ()))));
         }
         if let Poll::Ready(ready) = socket.poll_read_ready(&mut via_outlet) {
-            lent.outlet.activate();
+            lent.activate();
             return Poll::Ready(Step::Readable(ready));
         }
-        if lent.outlet.park() {
+        if lent.park() {
             Poll::Pending
         } else {
             // A frame was claimed for it while it polled: write it first.

@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 
-use super::client::Client;
+use super::client::{Client, ClientInner};
 use super::log::{Limits, Log};
 use super::{BrokerInner, Publish};
 use crate::error::BrokerError;
@@ -15,7 +15,7 @@ pub(crate) struct ChannelInner {
     pub(crate) name: Arc<str>,
     /// The broker-wide broadcast channel every client is in; not listed.
     pub(crate) hidden: bool,
-    pub(crate) log: Log,
+    pub(crate) log: Log<Weak<ClientInner>>,
     pub(crate) broker: Weak<BrokerInner>,
 }
 

@@ -3,10 +3,10 @@
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::sync::lock;
+use crate::sync::{self, lock};
 use std::task::Waker;
 
 use bytes::Bytes;
@@ -14,8 +14,8 @@ use bytes::Bytes;
 use super::channel::ChannelInner;
 use super::config::{GapReplay, OverflowPolicy};
 use super::ids::ResumePoint;
+use super::loan::SocketLoan;
 use super::log::{Positioned, TakeError};
-use super::outlet::Outlet;
 use super::replica::{self, poll_once};
 use super::stats::Counters;
 use super::{BrokerError, BrokerInner};
@@ -151,7 +151,7 @@ pub(crate) struct ClientInner {
     counters: Arc<Counters>,
     policy: OverflowPolicy,
     /// The broker's publish watermark (see `log.rs`).
-    watermark: Arc<AtomicU64>,
+    watermark: Arc<sync::atomic::AtomicU64>,
     /// Lock order: after a channel's log (it is locked inside `Log::subscribe`).
     resume: Mutex<Resume>,
     /// Set on the connection's first poll, which ends the resume window.
@@ -164,8 +164,9 @@ pub(crate) struct ClientInner {
     resume_changed: tokio::sync::Notify,
     /// Set once the client has been unregistered (the disconnect hook ran).
     gone: AtomicBool,
-    /// Its socket, when a lean server lends it (see `outlet.rs`).
-    pub(crate) outlet: Arc<Outlet>,
+    /// Its connection's outlet, which an edge that can lends its socket
+    /// to (see `loan.rs`, `outlet.rs`).
+    loan: SocketLoan,
 }
 
 /// One client connected to a [`Broker`](super::Broker): the Go `*Client`.
@@ -229,7 +230,7 @@ impl Client {
                 resuming: AtomicBool::new(journal_resume),
                 resume_changed: tokio::sync::Notify::new(),
                 gone: AtomicBool::new(false),
-                outlet: Arc::new(Outlet::new(broker.writers.for_client(id.get()))),
+                loan: SocketLoan::for_client(&broker.writers, id.get()),
             }),
         }
     }
@@ -542,7 +543,7 @@ impl Client {
             .log
             .subscribe(
                 Arc::downgrade(&self.inner),
-                self.inner.outlet.clone(),
+                self.inner.loan.outlet().clone(),
                 |until| self.inner.replay_for(channel, until),
             )
             .map_err(|_| BrokerError::ChannelNotFound)?;
@@ -1030,8 +1031,13 @@ impl Feed for Arc<ClientInner> {
         self.unregister();
     }
 
-    fn outlet(&self) -> Option<Arc<Outlet>> {
-        Some(self.outlet.clone())
+    fn last_direct_write(&self) -> Option<tokio::time::Instant> {
+        self.loan.last_write()
+    }
+
+    fn extend_response(&self, extensions: &mut http::Extensions) {
+        // For the lean server, which may lend the socket to the broker.
+        extensions.insert(self.loan.clone());
     }
 }
 

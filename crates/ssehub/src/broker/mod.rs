@@ -49,16 +49,31 @@
 //! # }
 //! ```
 
+// Owners and handles import each other here, on purpose: `mod.rs` owns
+// the broker and `channel.rs`, `client.rs` and `replica.rs` hold weak
+// handles on it; a client holds the channels it is in and a channel hands
+// back its members as clients (the public `Channel::subscribe(&Client)`);
+// a client's journal resume runs in `replica.rs`, on the client. Nothing
+// else in the library imports in a circle.
 mod channel;
 mod client;
 mod config;
 mod history;
 mod ids;
+// The fan-out to lent connections (loan, outlet, transport, writer). Only
+// the lean server (feature `server`) lends connections today: without it
+// the fan-out is compiled, so the publish path is the same, but idle.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+mod loan;
 mod log;
-pub(crate) mod outlet;
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+mod outlet;
 mod record;
 mod replica;
 mod stats;
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+mod transport;
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 mod writer;
 
 use std::collections::HashMap;
@@ -66,7 +81,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::sync::lock;
+use crate::sync::{self, lock};
 
 use bytes::Bytes;
 use http::Response;
@@ -78,10 +93,14 @@ pub use config::{BrokerConfig, GapPolicy, GapReplay, OverflowPolicy};
 pub use history::{HistoryConfig, HistoryEntry, HistoryGap, HistoryStore, MemoryHistory};
 pub use ids::EARLIEST;
 use ids::ResumePoint;
+#[cfg(feature = "server")]
+pub(crate) use loan::Lent;
+pub use loan::SocketLoan;
 use log::Limits;
-pub use outlet::SocketLoan;
 pub use stats::BrokerStats;
 use stats::Counters;
+#[cfg(feature = "server")]
+pub(crate) use transport::{Framing, Transport};
 
 pub use crate::error::BrokerError;
 use crate::event::Event;
@@ -154,8 +173,9 @@ pub(crate) struct BrokerInner {
     /// The next publish position, held for the whole of each publish so
     /// positions rise along every log and history records in order.
     publishing: Mutex<u64>,
-    /// Every frame below this position is in its log (see `log.rs`).
-    pub(crate) watermark: Arc<AtomicU64>,
+    /// Every frame below this position is in its log (see `log.rs`; a
+    /// `crate::sync` atomic: it is part of the model of the log).
+    pub(crate) watermark: Arc<sync::atomic::AtomicU64>,
     epoch: u32,
     pub(crate) history: Arc<dyn HistoryStore>,
     /// False for the built-in history with zero bounds: nothing to record,
@@ -232,7 +252,7 @@ impl Broker {
             channels: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             publishing: Mutex::new(FIRST_POSITION),
-            watermark: Arc::new(AtomicU64::new(FIRST_POSITION)),
+            watermark: Arc::new(sync::atomic::AtomicU64::new(FIRST_POSITION)),
             epoch: ids::new_epoch(),
             history,
             records_history,

@@ -11,6 +11,10 @@
 //! socket to the broker while it is *parked* — asleep with nothing in hand
 //! — and the broker's writer task (`writer.rs`) writes a parked client's
 //! frames straight to its socket, one walk over the subscribers per event.
+//! The socket is whatever the edge lent (a [`Transport`], `transport.rs`);
+//! the outlet frames nothing itself and knows no writer: the log tells it
+//! which writer would visit it when it claims, the writer calls
+//! [`Outlet::visit`].
 //!
 //! # The protocol
 //!
@@ -25,8 +29,9 @@
 //!
 //! A publish that finds a subscriber `PARKED` *claims* the frame: it moves
 //! the subscriber's place in the channel log past it (so the connection
-//! never takes it from there) and appends it, framed as an HTTP/1.1 chunk,
-//! to the outlet's `pending` frames; the first claim since the writer's
+//! never takes it from there) and appends it, framed for the lent
+//! transport (an HTTP/1.1 chunk for the lean server), to the outlet's
+//! `pending` frames; the first claim since the writer's
 //! last visit also puts the outlet on the writer's list. When the writer
 //! visits a still-parked outlet it writes *everything* pending in one
 //! write, so frames published while it was busy elsewhere go out together.
@@ -46,19 +51,29 @@
 //! subscription, a timer, the client closing — makes it `ACTIVE` before
 //! its task runs, so the writer never writes around a frame queued
 //! elsewhere.
+//!
+//! The loom models at the bottom of this file check that protocol: claims
+//! racing a connection that arms, parks, is woken and ends, and a writer
+//! visiting — no claimed frame left behind a sleeping connection, none
+//! written twice or out of order, nothing written once the loan ended.
+//! Run them (with the log's, `log.rs`) with
+//!
+//! ```text
+//! RUSTFLAGS="--cfg ssehub_loom" CARGO_TARGET_DIR=target/loom \
+//!     cargo test -p ssehub --lib --release loom
+//! ```
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::writer::Writer;
-use crate::sync::lock;
+use super::transport::{Framing, Transport};
+use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use crate::sync::{Arc, Mutex, lock};
 
 const ACTIVE: u8 = 0;
 const ARMING: u8 = 1;
@@ -78,20 +93,66 @@ const MAX_PENDING_BYTES: usize = 1024 * 1024;
 /// (hundreds of events/s per client) the connection's batching.
 const BURST_MS: u64 = 5;
 
-/// Frames the writer writes with one `writev`.
+/// Frames the writer writes with one vectored write.
 const MAX_SLICES: usize = 256;
 
-#[derive(Debug, Default)]
+/// The fan-out's clock: milliseconds since the broker's writers started,
+/// shared by the writers and their outlets so that their times compare.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the epoch (never 0, which means "never written").
+    pub(crate) fn now_ms(&self) -> u64 {
+        (self.epoch.elapsed().as_millis() as u64).max(1)
+    }
+
+    /// `now_ms` as an instant.
+    pub(crate) fn instant(&self, at_ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(at_ms)
+    }
+}
+
+/// What a claim asks of the writer that would visit the outlet
+/// (`writer.rs` implements it; the outlet does not know the writer).
+pub(crate) trait Visitor {
+    /// Whether its task runs, so a claim will be written.
+    fn is_running(&self) -> bool;
+
+    /// Whether it may take one more outlet to visit.
+    fn has_room(&self) -> bool;
+}
+
+#[derive(Default)]
 struct Io {
-    /// The connection's socket, while it streams.
-    socket: Option<Arc<TcpStream>>,
-    /// Claimed frames (HTTP/1.1 chunks), oldest first — the first perhaps
-    /// only the unwritten rest of one. The connection writes them before
-    /// anything else.
+    /// The connection's transport, while it is lent.
+    transport: Option<Arc<dyn Transport>>,
+    /// Claimed frames, oldest first, framed for `transport` — the first
+    /// perhaps only the unwritten rest of one. The connection writes them
+    /// before anything else.
     pending: VecDeque<Bytes>,
     pending_bytes: usize,
     /// On a writer's list, not yet visited.
     scheduled: bool,
+}
+
+impl std::fmt::Debug for Io {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Io")
+            .field("lent", &self.transport.is_some())
+            .field("pending", &self.pending.len())
+            .field("pending_bytes", &self.pending_bytes)
+            .field("scheduled", &self.scheduled)
+            .finish()
+    }
 }
 
 impl Io {
@@ -138,10 +199,12 @@ pub(crate) struct Outlet {
     /// The connection task's own waker.
     task: Mutex<Option<Waker>>,
     /// When the socket was last written, by the writer or the connection
-    /// (`Writer::now_ms`; 0: never); the keep-alive counts the writer's
+    /// (`Clock::now_ms`; 0: never); the keep-alive counts the writer's
     /// writes too.
     wrote_at_ms: AtomicU64,
-    writer: Arc<Writer>,
+    /// Which of the broker's writers visits it.
+    shard: usize,
+    clock: Clock,
 }
 
 /// What a publish may do with a subscriber's place in a channel log.
@@ -157,51 +220,51 @@ pub(crate) enum Claim {
 }
 
 impl Outlet {
-    pub(crate) fn new(writer: Arc<Writer>) -> Self {
+    pub(crate) fn new(shard: usize, clock: Clock) -> Self {
         Self {
             state: AtomicU8::new(ACTIVE),
             last_claimed: AtomicU64::new(0),
             io: Mutex::new(Io::default()),
             task: Mutex::new(None),
             wrote_at_ms: AtomicU64::new(0),
-            writer,
+            shard,
+            clock,
         }
     }
 
     /// Which of the broker's writers serves this outlet.
     pub(crate) fn shard(&self) -> usize {
-        self.writer.shard()
+        self.shard
     }
 
-    /// Lends the connection's socket; the outlet stays `ACTIVE` until the
-    /// connection parks. Returns false when there is no runtime to run the
-    /// writer in (the connection then writes everything itself).
-    pub(crate) fn attach(&self, socket: Arc<TcpStream>) -> bool {
-        if !self.writer.ensure_running() {
-            return false;
-        }
-        lock(&self.io).socket = Some(socket);
-        true
+    /// Lends the connection's transport; the outlet stays `ACTIVE` until
+    /// the connection parks. The caller makes sure a writer runs.
+    pub(crate) fn attach(&self, transport: Arc<dyn Transport>) {
+        lock(&self.io).transport = Some(transport);
     }
 
-    /// The connection ended: give the socket back and drop what is pending.
+    /// The connection ended: give the transport back and drop what is
+    /// pending.
     pub(crate) fn detach(&self) {
         self.state.store(CLOSED, Ordering::Release);
         let mut io = lock(&self.io);
-        io.socket = None;
+        io.transport = None;
         io.take();
         drop(io);
         lock(&self.task).take();
     }
 
     /// Called by a publish under the channel log's lock: claims the frame
-    /// at `position` (`chunk`, framed) if the connection is parked and its
-    /// socket is not in a burst (`now_ms`: the writers' clock).
+    /// at `position` if the connection is parked, its socket is not in a
+    /// burst (`now_ms`: the fan-out's clock) and `writer` will visit.
+    /// `frame` frames the event for the lent transport's framing; the
+    /// caller frames once per framing, for every outlet.
     pub(crate) fn try_claim(
         &self,
         position: u64,
         now_ms: u64,
-        chunk: impl FnOnce() -> Bytes,
+        writer: &impl Visitor,
+        frame: impl FnOnce(&'static Framing) -> Bytes,
     ) -> Claim {
         // First: once this publish claimed the frame through another of
         // the client's channels, every other copy must be skipped too,
@@ -210,7 +273,7 @@ impl Outlet {
             return Claim::AlreadyClaimed;
         }
         if self.state.load(Ordering::Acquire) != PARKED
-            || !self.writer.is_running()
+            || !writer.is_running()
             || now_ms.saturating_sub(self.wrote_at_ms.load(Ordering::Relaxed)) < BURST_MS
         {
             return Claim::No;
@@ -219,35 +282,38 @@ impl Outlet {
         // Checked again under `io`, which parking also holds. An outlet
         // waiting for its visit takes the frame along; another joins a new
         // list only if the writer has room.
+        let Some(framing) = io.transport.as_ref().map(|t| t.framing()) else {
+            return Claim::No;
+        };
         if self.state.load(Ordering::Acquire) != PARKED
-            || !(io.scheduled || self.writer.has_room())
+            || !(io.scheduled || writer.has_room())
             || io.pending.len() >= MAX_PENDING_FRAMES
             || io.pending_bytes >= MAX_PENDING_BYTES
         {
             return Claim::No;
         }
-        io.push(chunk());
+        io.push(frame(framing));
         self.last_claimed.store(position, Ordering::Relaxed);
         let schedule = !std::mem::replace(&mut io.scheduled, true);
         Claim::Claimed { schedule }
     }
 
     /// The writer's visit: writes everything pending, in one write, if the
-    /// connection is still parked; `whole` sees each frame written entirely.
-    /// Whatever it cannot write (full socket), or finds the connection
-    /// awake for, is the connection's to write.
-    pub(crate) fn visit(&self, now_ms: u64, whole: impl FnMut(&Bytes)) {
+    /// connection is still parked; `whole` sees each frame written entirely
+    /// (with its framing). Whatever it cannot write (full socket), or finds
+    /// the connection awake for, is the connection's to write.
+    pub(crate) fn visit(&self, now_ms: u64, mut whole: impl FnMut(&Bytes, &'static Framing)) {
         let mut io = lock(&self.io);
         io.scheduled = false;
         if io.pending.is_empty() || self.state.load(Ordering::Acquire) != PARKED {
             // Awake: it writes what is pending before anything else.
             return;
         }
-        let Some(socket) = io.socket.clone() else {
+        let Some(transport) = io.transport.clone() else {
             return;
         };
         let written = if io.pending.len() == 1 {
-            socket.try_write(&io.pending[0])
+            transport.try_write(&[IoSlice::new(&io.pending[0])])
         } else {
             let slices: Vec<IoSlice<'_>> = io
                 .pending
@@ -255,12 +321,13 @@ impl Outlet {
                 .take(MAX_SLICES)
                 .map(|b| IoSlice::new(b))
                 .collect();
-            socket.try_write_vectored(&slices)
+            transport.try_write(&slices)
         };
         // A full socket or an error leaves the rest to the connection
         // (which meets the error itself).
         if let Ok(n) = written {
-            io.consume(n, whole);
+            let framing = transport.framing();
+            io.consume(n, |frame| whole(frame, framing));
             self.wrote_at_ms.store(now_ms, Ordering::Relaxed);
         }
         let rest = !io.pending.is_empty();
@@ -297,7 +364,7 @@ impl Outlet {
         }
     }
 
-    // ---- the connection's part ----
+    // ---- the connection's part (through `loan::Lent`) ----
 
     /// Starts a poll of the connection's sources; `task` is the waker of
     /// the connection's own task.
@@ -337,7 +404,7 @@ impl Outlet {
     /// The connection wrote to its socket.
     pub(crate) fn wrote(&self) {
         self.wrote_at_ms
-            .store(self.writer.now_ms(), Ordering::Relaxed);
+            .store(self.clock.now_ms(), Ordering::Relaxed);
     }
 
     /// Whether frames are pending for the connection to write first.
@@ -351,11 +418,12 @@ impl Outlet {
         lock(&self.io).take()
     }
 
-    /// When the writer last wrote to this socket, if it did.
+    /// When the socket was last written (by the writer or the
+    /// connection), if it was.
     pub(crate) fn last_write(&self) -> Option<Instant> {
         match self.wrote_at_ms.load(Ordering::Relaxed) {
             0 => None,
-            ms => Some(self.writer.instant(ms)),
+            ms => Some(self.clock.instant(ms)),
         }
     }
 }
@@ -370,32 +438,276 @@ impl Wake for Outlet {
     }
 }
 
-/// The response extension through which the lean server
-/// ([`ssehub::server`](crate)) finds a broker client's socket outlet: with
-/// it, the server lends the connection's socket to the broker's fan-out
-/// writer while the connection sleeps, and the broker writes events
-/// straight to it, bypassing the response body.
-///
-/// [`SseBody::into_response`](crate::SseBody::into_response) sets it for a
-/// broker client's body. If you wrap that body in something that changes
-/// its bytes (rather than only observing them), remove the extension so
-/// every byte goes through your wrapper:
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let broker = ssehub::broker::Broker::new();
-/// let (parts, ()) = http::Request::get("/events").body(()).unwrap().into_parts();
-/// let mut response = broker.handle_request(&parts, |_| {});
-/// assert!(response.extensions().get::<ssehub::broker::SocketLoan>().is_some());
-/// response.extensions_mut().remove::<ssehub::broker::SocketLoan>();
-/// # }
-/// ```
-#[derive(Debug, Clone)]
-pub struct SocketLoan(pub(crate) Arc<Outlet>);
-
-#[cfg(test)]
+#[cfg(all(test, not(ssehub_loom)))]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+
     use super::*;
+    use crate::broker::transport::testing::Recorder;
+
+    /// A writer whose answers the test sets.
+    struct Stub {
+        running: bool,
+        room: bool,
+    }
+
+    impl Visitor for Stub {
+        fn is_running(&self) -> bool {
+            self.running
+        }
+
+        fn has_room(&self) -> bool {
+            self.room
+        }
+    }
+
+    const WRITER: Stub = Stub {
+        running: true,
+        room: true,
+    };
+
+    /// Long after any write: never in a burst.
+    const LATER: u64 = 1_000_000;
+
+    /// Counts the wakes of the connection's task.
+    #[derive(Default)]
+    struct Task(AtomicUsize);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Task {
+        fn wakes(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A lent outlet, parked, its task's wake counter, and its transport.
+    fn parked() -> (Arc<Outlet>, Arc<Task>, Arc<Recorder>) {
+        let outlet = Arc::new(Outlet::new(0, Clock::new()));
+        let transport = Arc::new(Recorder::default());
+        outlet.attach(transport.clone());
+        let task = Arc::new(Task::default());
+        outlet.arm(&Waker::from(task.clone()));
+        assert!(outlet.park());
+        (outlet, task, transport)
+    }
+
+    fn claim(outlet: &Outlet, position: u64, event: &'static str) -> Claim {
+        outlet.try_claim(position, LATER, &WRITER, |framing| {
+            (framing.frame)(event.as_bytes())
+        })
+    }
+
+    fn pending(outlet: &Outlet) -> Vec<Bytes> {
+        outlet.take_pending().into_iter().collect()
+    }
+
+    #[test]
+    fn a_parked_outlet_is_claimed_and_visited_in_one_write() {
+        let (outlet, task, transport) = parked();
+        assert_eq!(claim(&outlet, 1, "a"), Claim::Claimed { schedule: true });
+        // Waiting for its visit already: no second place on a list.
+        assert_eq!(claim(&outlet, 2, "b"), Claim::Claimed { schedule: false });
+        let mut whole = Vec::new();
+        outlet.visit(LATER, |frame, framing| {
+            whole.push((framing.event)(frame).to_vec());
+        });
+        assert_eq!(transport.text(), "[a][b]");
+        assert_eq!(transport.writes.load(Ordering::SeqCst), 1);
+        assert_eq!(whole, [b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(task.wakes(), 0, "all written: the connection sleeps on");
+        // The next claim (once the burst window passed) needs a new visit.
+        let claim = outlet.try_claim(3, LATER + BURST_MS, &WRITER, |framing| {
+            (framing.frame)(b"c")
+        });
+        assert_eq!(claim, Claim::Claimed { schedule: true });
+    }
+
+    #[test]
+    fn one_publish_on_several_channels_is_claimed_once() {
+        let (outlet, _task, _transport) = parked();
+        assert_eq!(claim(&outlet, 7, "a"), Claim::Claimed { schedule: true });
+        assert_eq!(claim(&outlet, 7, "a"), Claim::AlreadyClaimed);
+        // Even once the connection woke: the copy must still be skipped.
+        outlet.activate();
+        assert_eq!(claim(&outlet, 7, "a"), Claim::AlreadyClaimed);
+        assert_eq!(pending(&outlet).len(), 1);
+    }
+
+    #[test]
+    fn only_a_parked_outlet_is_claimed() {
+        let outlet = Outlet::new(0, Clock::new());
+        let transport = Arc::new(Recorder::default());
+        // Not lent, and active: the connection writes for itself.
+        assert_eq!(claim(&outlet, 1, "a"), Claim::No);
+        outlet.attach(transport);
+        assert_eq!(claim(&outlet, 1, "a"), Claim::No);
+        let task = Arc::new(Task::default());
+        outlet.arm(&Waker::from(task));
+        assert_eq!(claim(&outlet, 1, "a"), Claim::No, "arming is not parked");
+        assert!(outlet.park());
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+    }
+
+    #[test]
+    fn a_wake_while_arming_keeps_the_connection_active() {
+        let outlet = Arc::new(Outlet::new(0, Clock::new()));
+        outlet.attach(Arc::new(Recorder::default()));
+        let task = Arc::new(Task::default());
+        outlet.arm(&Waker::from(task.clone()));
+        // A source woke the connection during its poll...
+        Waker::from(outlet.clone()).wake_by_ref();
+        assert_eq!(task.wakes(), 1);
+        // ...so parking leaves it active (its task polls again) and
+        // nothing is claimed for it.
+        assert!(outlet.park());
+        assert_eq!(claim(&outlet, 1, "a"), Claim::No);
+    }
+
+    #[test]
+    fn a_claim_while_arming_again_stops_the_park() {
+        let (outlet, task, _transport) = parked();
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        // Woken for something else before the writer came: it polls again,
+        // finds the frame pending and must not sleep.
+        Waker::from(outlet.clone()).wake_by_ref();
+        assert_eq!(task.wakes(), 1);
+        outlet.arm(&Waker::from(task.clone()));
+        assert!(outlet.busy());
+        assert!(
+            !outlet.park(),
+            "a claimed frame is never left behind a sleeper"
+        );
+        assert_eq!(pending(&outlet), [Bytes::from_static(b"[a]")]);
+        assert!(!outlet.busy());
+    }
+
+    #[test]
+    fn a_visit_leaves_an_awake_connection_its_frames() {
+        let (outlet, _task, transport) = parked();
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        outlet.activate();
+        outlet.visit(LATER, |_, _| panic!("nothing is written"));
+        assert_eq!(transport.text(), "");
+        assert_eq!(pending(&outlet), [Bytes::from_static(b"[a]")]);
+    }
+
+    #[test]
+    fn a_short_write_leaves_the_rest_to_the_connection_and_wakes_it() {
+        let (outlet, task, transport) = parked();
+        *lock(&transport.room) = Some(4);
+        assert!(matches!(claim(&outlet, 1, "ab"), Claim::Claimed { .. }));
+        assert!(matches!(claim(&outlet, 2, "cd"), Claim::Claimed { .. }));
+        let mut whole = 0;
+        outlet.visit(LATER, |_, _| whole += 1);
+        assert_eq!(transport.text(), "[ab]");
+        assert_eq!(whole, 1);
+        assert_eq!(task.wakes(), 1);
+        // Awake now: no more claims, and the connection writes the rest.
+        assert_eq!(claim(&outlet, 3, "ef"), Claim::No);
+        assert_eq!(pending(&outlet), [Bytes::from_static(b"[cd]")]);
+    }
+
+    #[test]
+    fn a_full_socket_leaves_everything_to_the_connection() {
+        let (outlet, task, transport) = parked();
+        *lock(&transport.room) = Some(0);
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        outlet.visit(LATER, |_, _| panic!("nothing is written"));
+        assert_eq!(task.wakes(), 1);
+        assert_eq!(pending(&outlet), [Bytes::from_static(b"[a]")]);
+        assert_eq!(outlet.last_write(), None, "nothing written, no write time");
+    }
+
+    #[test]
+    fn a_socket_written_within_the_burst_window_is_left_to_its_connection() {
+        let (outlet, _task, _transport) = parked();
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        outlet.visit(100, |_, _| {});
+        let at = |now_ms| outlet.try_claim(2, now_ms, &WRITER, |framing| (framing.frame)(b"b"));
+        assert_eq!(at(100 + BURST_MS - 1), Claim::No);
+        assert!(matches!(at(100 + BURST_MS), Claim::Claimed { .. }));
+    }
+
+    #[test]
+    fn a_writer_that_is_stopped_or_busy_gets_no_claims() {
+        let (outlet, _task, _transport) = parked();
+        let claim_with = |position, writer: &Stub| {
+            outlet.try_claim(position, LATER, writer, |framing| (framing.frame)(b"x"))
+        };
+        let stopped = Stub {
+            running: false,
+            room: true,
+        };
+        let busy = Stub {
+            running: true,
+            room: false,
+        };
+        assert_eq!(claim_with(1, &stopped), Claim::No);
+        assert_eq!(claim_with(1, &busy), Claim::No);
+        assert!(matches!(claim_with(1, &WRITER), Claim::Claimed { .. }));
+        // Already waiting for a visit: a busy writer takes it along.
+        assert_eq!(claim_with(2, &busy), Claim::Claimed { schedule: false });
+    }
+
+    #[test]
+    fn pending_frames_are_bounded() {
+        let (outlet, _task, _transport) = parked();
+        for position in 1..=MAX_PENDING_FRAMES as u64 {
+            assert!(matches!(
+                claim(&outlet, position, "x"),
+                Claim::Claimed { .. }
+            ));
+        }
+        assert_eq!(claim(&outlet, 1_000, "x"), Claim::No);
+        assert_eq!(pending(&outlet).len(), MAX_PENDING_FRAMES);
+    }
+
+    #[test]
+    fn a_detached_outlet_is_never_claimed_written_or_woken() {
+        let (outlet, task, transport) = parked();
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        outlet.detach();
+        transport.returned.store(true, Ordering::SeqCst);
+        assert_eq!(claim(&outlet, 2, "b"), Claim::No);
+        assert!(!outlet.busy(), "what was pending went with the connection");
+        outlet.visit(LATER, |_, _| panic!("nothing is written"));
+        outlet.abandon();
+        Waker::from(outlet.clone()).wake_by_ref();
+        assert_eq!(task.wakes(), 0);
+    }
+
+    #[test]
+    fn an_abandoned_outlet_wakes_its_connection_for_its_frames() {
+        let (outlet, task, _transport) = parked();
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        outlet.abandon();
+        assert_eq!(task.wakes(), 1);
+        assert_eq!(claim(&outlet, 2, "b"), Claim::No, "awake now");
+        // No longer on a list: the next claim after parking schedules it.
+        let task_waker = Waker::from(task.clone());
+        outlet.arm(&task_waker);
+        assert!(!outlet.park());
+        assert_eq!(pending(&outlet).len(), 1);
+        outlet.arm(&task_waker);
+        assert!(outlet.park());
+        assert_eq!(claim(&outlet, 2, "b"), Claim::Claimed { schedule: true });
+    }
+
+    #[test]
+    fn the_last_write_counts_the_connection_and_the_writer() {
+        let (outlet, _task, _transport) = parked();
+        assert_eq!(outlet.last_write(), None);
+        outlet.wrote();
+        let first = outlet.last_write().expect("written");
+        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        outlet.visit(LATER, |_, _| {});
+        assert!(outlet.last_write().expect("written") > first);
+    }
 
     #[test]
     fn a_short_write_keeps_the_rest_of_the_frame_it_cut() {
@@ -412,5 +724,288 @@ mod tests {
         assert_eq!(whole.len(), 3);
         assert!(io.pending.is_empty());
         assert_eq!(io.pending_bytes, 0);
+    }
+}
+
+/// loom models of the protocol above: every interleaving of a publisher
+/// claiming, the writer visiting and the connection polling, parking,
+/// waking and ending (see `crate::sync` for how to run them).
+#[cfg(all(test, ssehub_loom))]
+mod loom_model {
+    use std::collections::VecDeque;
+
+    use loom::sync::Notify;
+    use loom::thread;
+
+    use super::*;
+    use crate::broker::transport::testing::{BRACKETS, Recorder};
+
+    /// A writer that always runs and always has room.
+    struct Always;
+
+    impl Visitor for Always {
+        fn is_running(&self) -> bool {
+            true
+        }
+
+        fn has_room(&self) -> bool {
+            true
+        }
+    }
+
+    /// The clock of every claim and visit: never in a burst.
+    const NOW: u64 = 1_000;
+
+    /// The connection task: a wake lets its thread run again.
+    struct Task(Notify);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.0.notify();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.notify();
+        }
+    }
+
+    /// What the channel log is to the outlet: frames not claimed, which the
+    /// connection takes itself, and the waker of a connection waiting.
+    #[derive(Default)]
+    struct Source {
+        frames: VecDeque<u64>,
+        waiting: Option<Waker>,
+        ended: bool,
+    }
+
+    /// The writer's lists, and whether the publisher is done.
+    #[derive(Default)]
+    struct Lists {
+        outlets: VecDeque<Arc<Outlet>>,
+        done: bool,
+    }
+
+    fn framed(position: u64) -> Bytes {
+        (BRACKETS.frame)(position.to_string().as_bytes())
+    }
+
+    /// A publish, as `Log::append` does it: claim for a caught-up parked
+    /// subscriber under the log's lock, else leave the frame in the log
+    /// and wake the connection; hand a newly scheduled outlet to the writer
+    /// after the lock.
+    fn publish(
+        position: u64,
+        outlet: &Arc<Outlet>,
+        source: &Mutex<Source>,
+        lists: &Mutex<Lists>,
+        writer: &Notify,
+    ) {
+        let mut log = lock(source);
+        let claim = if log.frames.is_empty() {
+            outlet.try_claim(position, NOW, &Always, |framing| {
+                assert!(framing.same(&BRACKETS));
+                framed(position)
+            })
+        } else {
+            Claim::No
+        };
+        match claim {
+            Claim::Claimed { schedule } => {
+                drop(log);
+                if schedule {
+                    lock(lists).outlets.push_back(outlet.clone());
+                    writer.notify();
+                }
+            }
+            Claim::AlreadyClaimed => unreachable!("one channel: claimed once"),
+            Claim::No => {
+                log.frames.push_back(position);
+                let waiting = log.waiting.take();
+                drop(log);
+                if let Some(waker) = waiting {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
+    /// The lean server's loop (`server.rs`, `next_step` and
+    /// `write_streaming`) around a lent socket: frames left to it go out
+    /// before anything it takes itself.
+    fn connection(
+        outlet: &Arc<Outlet>,
+        source: &Mutex<Source>,
+        socket: &Recorder,
+        progress: &Notify,
+    ) {
+        let task = Arc::new(Task(Notify::new()));
+        let task_waker = Waker::from(task.clone());
+        let lent_waker = Waker::from(outlet.clone());
+        let write = |bytes: &[u8]| {
+            lock(&socket.written).extend_from_slice(bytes);
+            progress.notify();
+        };
+        let write_pending = || {
+            for frame in outlet.take_pending() {
+                write(&frame);
+            }
+        };
+        loop {
+            outlet.arm(&task_waker);
+            if outlet.busy() {
+                outlet.activate();
+                write_pending();
+                continue;
+            }
+            let (frames, ended) = {
+                let mut log = lock(source);
+                let frames: Vec<u64> = log.frames.drain(..).collect();
+                if frames.is_empty() && !log.ended {
+                    log.waiting = Some(lent_waker.clone());
+                }
+                (frames, log.ended)
+            };
+            if !frames.is_empty() {
+                outlet.activate();
+                write_pending();
+                for position in frames {
+                    write(&framed(position));
+                }
+                continue;
+            }
+            if ended {
+                outlet.activate();
+                write_pending();
+                break;
+            }
+            if outlet.park() {
+                task.0.wait();
+            } else {
+                write_pending();
+            }
+        }
+        outlet.detach();
+        socket.returned.store(true, Ordering::SeqCst);
+    }
+
+    fn writer_loop(lists: &Mutex<Lists>, writer: &Notify, progress: &Notify) {
+        loop {
+            let next = {
+                let mut lists = lock(lists);
+                match lists.outlets.pop_front() {
+                    Some(outlet) => Some(outlet),
+                    None if lists.done => return,
+                    None => None,
+                }
+            };
+            match next {
+                Some(outlet) => {
+                    outlet.visit(NOW, |_, _| {});
+                    progress.notify();
+                }
+                None => writer.wait(),
+            }
+        }
+    }
+
+    fn model(check: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        // Every interleaving with up to three preemptions: the races here
+        // need two (a claim between a poll and its park; a wake between a
+        // visit's check and its write).
+        builder.preemption_bound.get_or_insert(3);
+        builder.check(check);
+    }
+
+    /// Frames published while the connection polls, parks, is woken and
+    /// writes, and while the writer visits and fills the socket: each frame
+    /// reaches the socket exactly once, in order, and no claimed frame is
+    /// left behind a sleeping connection — the model waits for every frame
+    /// to be written before it ends the stream, so loom reports a deadlock
+    /// if one is (nobody would wake the connection to write it).
+    #[test]
+    fn loom_claims_racing_park_wake_and_visit_write_each_frame_once_in_order() {
+        model(|| {
+            let outlet = Arc::new(Outlet::new(0, Clock::new()));
+            let socket = Arc::new(Recorder::default());
+            // The writer's writes fill the socket part-way through the
+            // second frame: the rest is the connection's.
+            *lock(&socket.room) = Some(4);
+            outlet.attach(socket.clone());
+            let source = Arc::new(Mutex::new(Source::default()));
+            let lists = Arc::new(Mutex::new(Lists::default()));
+            let notify = Arc::new(Notify::new());
+            let progress = Arc::new(Notify::new());
+
+            let connection = {
+                let (outlet, source, socket, progress) = (
+                    outlet.clone(),
+                    source.clone(),
+                    socket.clone(),
+                    progress.clone(),
+                );
+                thread::spawn(move || connection(&outlet, &source, &socket, &progress))
+            };
+            let writer = {
+                let (lists, notify, progress) = (lists.clone(), notify.clone(), progress.clone());
+                thread::spawn(move || writer_loop(&lists, &notify, &progress))
+            };
+            for position in 1..=2 {
+                publish(position, &outlet, &source, &lists, &notify);
+            }
+            lock(&*lists).done = true;
+            notify.notify();
+            while socket.text() != "[1][2]" {
+                progress.wait();
+            }
+            // Everything is out: end the stream (the body ends).
+            let waiting = {
+                let mut log = lock(&*source);
+                log.ended = true;
+                log.waiting.take()
+            };
+            if let Some(waker) = waiting {
+                waker.wake();
+            }
+            writer.join().expect("writer");
+            connection.join().expect("connection");
+            assert_eq!(socket.text(), "[1][2]", "nothing written twice");
+        });
+    }
+
+    /// A claim and a visit racing the connection's end: nothing is written
+    /// once the transport is given back, and the outlet stays closed.
+    #[test]
+    fn loom_claims_racing_detach_never_write_to_a_returned_socket() {
+        model(|| {
+            let outlet = Arc::new(Outlet::new(0, Clock::new()));
+            let socket = Arc::new(Recorder::default());
+            outlet.attach(socket.clone());
+            let task = Arc::new(Task(Notify::new()));
+            outlet.arm(&Waker::from(task));
+            assert!(outlet.park());
+
+            let publisher = {
+                let outlet = outlet.clone();
+                thread::spawn(move || {
+                    let claim = outlet.try_claim(1, NOW, &Always, |_| framed(1));
+                    if claim == (Claim::Claimed { schedule: true }) {
+                        // The writer's visit, right after the publish.
+                        outlet.visit(NOW, |_, _| {});
+                    }
+                    claim
+                })
+            };
+            outlet.detach();
+            socket.returned.store(true, Ordering::SeqCst);
+            let claim = publisher.join().expect("publisher");
+            // Written whole before the end, or dropped with the connection.
+            let written = socket.text();
+            assert!(written.is_empty() || written == "[1]", "{written}");
+            assert!(matches!(claim, Claim::No | Claim::Claimed { .. }));
+            assert!(!outlet.busy(), "nothing is left pending after the end");
+            let after = outlet.try_claim(2, NOW * 2, &Always, |_| framed(2));
+            assert_eq!(after, Claim::No);
+        });
     }
 }

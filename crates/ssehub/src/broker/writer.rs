@@ -18,19 +18,20 @@
 //! socket. If that runtime goes away the task is dropped; the outlets it
 //! had not visited get their pending frames back to write themselves (with
 //! a wake), and publishes stop claiming until a connection starts it again.
+//!
+//! The writer writes bytes through each outlet's transport (the seam of
+//! `transport.rs`): it frames nothing and knows no socket.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use super::config::DirectWriteHook;
-use super::outlet::Outlet;
-use crate::sync::lock;
+use super::outlet::{Clock, Outlet, Visitor};
+use super::transport::Framing;
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::{Arc, Mutex, lock};
 
 /// Visits between two yields to the runtime, so a fan-out to many clients
 /// does not hold a worker thread for its whole length.
@@ -41,7 +42,9 @@ const MAX_SHARDS: usize = 8;
 
 /// The broker's writers.
 pub(crate) struct Writers {
-    /// At least one; they share one epoch, so their clocks agree.
+    /// Shared with every writer and outlet, so their times compare.
+    clock: Clock,
+    /// At least one.
     shards: Box<[Arc<Writer>]>,
 }
 
@@ -50,22 +53,33 @@ impl Writers {
         let n = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(MAX_SHARDS);
-        let epoch = Instant::now();
+        let clock = Clock::new();
         Self {
+            clock,
             shards: (0..n)
-                .map(|shard| Arc::new(Writer::new(shard, epoch, on_write.clone())))
+                .map(|shard| Arc::new(Writer::new(shard, clock, on_write.clone())))
                 .collect(),
         }
     }
 
-    /// The writers' clock (see [`Writer::now_ms`]).
+    /// The writers' clock.
+    pub(crate) fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Milliseconds on the writers' clock.
     pub(crate) fn now_ms(&self) -> u64 {
-        self.shards[0].now_ms()
+        self.clock.now_ms()
     }
 
     /// The writer of client `id`.
     pub(crate) fn for_client(&self, id: u64) -> Arc<Writer> {
         self.shards[(id % self.shards.len() as u64) as usize].clone()
+    }
+
+    /// The writer that visits `outlet`.
+    pub(crate) fn of(&self, outlet: &Outlet) -> &Writer {
+        &self.shards[outlet.shard()]
     }
 
     /// Hands each writer the outlets of its share to visit.
@@ -93,27 +107,6 @@ impl Writers {
     }
 }
 
-/// `data` framed as one HTTP/1.1 chunk: size line, data, CRLF — once per
-/// publish, so each subscriber costs one plain `write(2)`.
-pub(crate) fn chunk(data: &[u8]) -> Bytes {
-    let mut size_line = [0u8; 18];
-    let size_line = crate::chunked::size_line(data.len(), &mut size_line);
-    let mut chunk = BytesMut::with_capacity(size_line.len() + data.len() + 2);
-    chunk.extend_from_slice(size_line);
-    chunk.extend_from_slice(data);
-    chunk.extend_from_slice(b"\r\n");
-    chunk.freeze()
-}
-
-/// The event inside a chunk made by [`chunk`].
-fn unchunk(chunk: &[u8]) -> &[u8] {
-    let start = chunk
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map_or(0, |p| p + 2);
-    &chunk[start..chunk.len().saturating_sub(2).max(start)]
-}
-
 #[derive(Debug, Default)]
 struct Queue {
     lists: VecDeque<Vec<Arc<Outlet>>>,
@@ -132,8 +125,7 @@ pub(crate) struct Writer {
     /// Lists queued, not yet being visited.
     queued: AtomicUsize,
     notify: Notify,
-    /// What `now_ms` counts from.
-    epoch: Instant,
+    clock: Clock,
     /// `BrokerConfig::on_direct_write`.
     on_write: Option<DirectWriteHook>,
 }
@@ -148,36 +140,20 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    fn new(shard: usize, epoch: Instant, on_write: Option<DirectWriteHook>) -> Self {
+    fn new(shard: usize, clock: Clock, on_write: Option<DirectWriteHook>) -> Self {
         Self {
             shard,
-            queue: Mutex::default(),
+            queue: Mutex::new(Queue::default()),
             running: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             notify: Notify::new(),
-            epoch,
+            clock,
             on_write,
         }
     }
 
     pub(crate) fn shard(&self) -> usize {
         self.shard
-    }
-
-    /// Whether its task runs (so claims for it will be written).
-    pub(crate) fn is_running(&self) -> bool {
-        self.running.load(Ordering::Acquire)
-    }
-
-    /// Whether it may take a new outlet to visit: while at most the list
-    /// it is visiting is under way. A publish that comes while another list
-    /// waits adds frames only to outlets already waiting for their visit
-    /// (they go out with the same write); the others are woken as usual and
-    /// write for themselves, several frames at a time. So a publisher
-    /// running ahead of the sockets gets batching, not one `write(2)` per
-    /// frame per subscriber.
-    pub(crate) fn has_room(&self) -> bool {
-        self.queued.load(Ordering::Acquire) == 0
     }
 
     /// Starts the task if it is not running; false without a runtime.
@@ -195,20 +171,13 @@ impl Writer {
         if !queue.running {
             queue.running = true;
             self.running.store(true, Ordering::Release);
-            runtime.spawn(run(self.clone()));
+            // The guard goes in as an argument, not made at the task's
+            // first poll: a task dropped before it ever ran (its runtime
+            // shut down first) must still mark the writer stopped, or
+            // claims would wait for visits that never come.
+            runtime.spawn(run(Stopped(self.clone())));
         }
         true
-    }
-
-    /// `now_ms` as an instant.
-    pub(crate) fn instant(&self, at_ms: u64) -> Instant {
-        self.epoch + Duration::from_millis(at_ms)
-    }
-
-    /// Milliseconds since the writers' epoch (never 0, which means "never
-    /// written").
-    pub(crate) fn now_ms(&self) -> u64 {
-        (self.epoch.elapsed().as_millis() as u64).max(1)
     }
 
     /// Queues `outlets` for a visit.
@@ -243,14 +212,34 @@ impl Writer {
     }
 
     /// Tells the hook what was written whole since the last report.
-    fn report(&self, tally: &mut Vec<(Bytes, usize)>) {
+    fn report(&self, tally: &mut Tally) {
         if let Some(hook) = &self.on_write {
-            for (chunk, count) in tally.drain(..) {
-                hook(unchunk(&chunk), count);
+            for (framed, count, framing) in tally.drain(..) {
+                hook((framing.event)(&framed), count);
             }
         }
     }
 }
+
+impl Visitor for Writer {
+    fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// While at most the list it is visiting is under way. A publish that
+    /// comes while another list waits adds frames only to outlets already
+    /// waiting for their visit (they go out with the same write); the
+    /// others are woken as usual and write for themselves, several frames
+    /// at a time. So a publisher running ahead of the sockets gets
+    /// batching, not one `write(2)` per frame per subscriber.
+    fn has_room(&self) -> bool {
+        self.queued.load(Ordering::Acquire) == 0
+    }
+}
+
+/// Frames written whole since the last report, by frame: a publish's frame
+/// is one shared buffer, so this stays a handful of entries.
+type Tally = Vec<(Bytes, usize, &'static Framing)>;
 
 enum Next {
     List(Vec<Arc<Outlet>>),
@@ -258,22 +247,20 @@ enum Next {
     Done,
 }
 
-async fn run(writer: Arc<Writer>) {
-    let _stopped = Stopped(writer.clone());
+async fn run(stopped: Stopped) {
+    let writer = &stopped.0;
     let mut since_yield = 0;
-    // Frames written whole, by frame, for the hook: a publish's frame is one
-    // shared buffer, so this stays a handful of entries.
-    let mut tally: Vec<(Bytes, usize)> = Vec::new();
+    let mut tally = Tally::new();
     let counting = writer.on_write.is_some();
     loop {
         match writer.next() {
             Next::List(outlets) => {
                 let mut flight = InFlight { outlets, next: 0 };
-                let mut now_ms = writer.now_ms();
+                let mut now_ms = writer.clock.now_ms();
                 while let Some(outlet) = flight.outlets.get(flight.next) {
-                    outlet.visit(now_ms, |frame| {
+                    outlet.visit(now_ms, |frame, framing| {
                         if counting {
-                            count(&mut tally, frame);
+                            count(&mut tally, frame, framing);
                         }
                     });
                     flight.next += 1;
@@ -284,7 +271,7 @@ async fn run(writer: Arc<Writer>) {
                         // Should the task be dropped here, `flight` hands
                         // the rest of the list back.
                         tokio::task::yield_now().await;
-                        now_ms = writer.now_ms();
+                        now_ms = writer.clock.now_ms();
                     }
                 }
                 writer.report(&mut tally);
@@ -295,10 +282,13 @@ async fn run(writer: Arc<Writer>) {
     }
 }
 
-fn count(tally: &mut Vec<(Bytes, usize)>, frame: &Bytes) {
-    match tally.iter_mut().find(|(f, _)| f.as_ptr() == frame.as_ptr()) {
-        Some((_, n)) => *n += 1,
-        None => tally.push((frame.clone(), 1)),
+fn count(tally: &mut Tally, frame: &Bytes, framing: &'static Framing) {
+    match tally
+        .iter_mut()
+        .find(|(f, _, _)| f.as_ptr() == frame.as_ptr())
+    {
+        Some((_, n, _)) => *n += 1,
+        None => tally.push((frame.clone(), 1, framing)),
     }
 }
 
@@ -333,5 +323,158 @@ impl Drop for Stopped {
         for outlet in lists.iter().flatten() {
             outlet.abandon();
         }
+    }
+}
+
+#[cfg(all(test, not(ssehub_loom)))]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::broker::outlet::Claim;
+    use crate::broker::transport::testing::{BRACKETS, Recorder};
+
+    #[derive(Default)]
+    struct Task(AtomicUsize);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// An outlet of `writers`' shard 0, lent and parked.
+    fn parked(writers: &Writers) -> (Arc<Outlet>, Arc<Task>, Arc<Recorder>) {
+        let outlet = Arc::new(Outlet::new(0, writers.clock()));
+        let transport = Arc::new(Recorder::default());
+        outlet.attach(transport.clone());
+        let task = Arc::new(Task::default());
+        outlet.arm(&Waker::from(task.clone()));
+        assert!(outlet.park());
+        (outlet, task, transport)
+    }
+
+    /// Claims `framed` (position `position`) for `outlet`, as a publish does.
+    fn claim(writers: &Writers, outlet: &Outlet, position: u64, framed: &Bytes) -> Claim {
+        let writer = writers.of(outlet);
+        outlet.try_claim(position, writers.now_ms() + 1_000, writer, |_| {
+            framed.clone()
+        })
+    }
+
+    #[test]
+    fn clients_are_shared_out_by_id() {
+        let writers = Writers::new(None);
+        let n = writers.shards.len();
+        assert!((1..=MAX_SHARDS).contains(&n));
+        for id in 0..20u64 {
+            let writer = writers.for_client(id);
+            assert_eq!(writer.shard(), (id % n as u64) as usize);
+            let outlet = Outlet::new(writer.shard(), writers.clock());
+            assert!(Arc::ptr_eq(
+                &writers.shards[writers.of(&outlet).shard()],
+                &writer
+            ));
+        }
+    }
+
+    #[test]
+    fn without_a_runtime_nothing_is_claimed_and_lists_go_back() {
+        let writers = Writers::new(None);
+        let writer = writers.for_client(0);
+        assert!(!writer.ensure_running(), "no runtime to run in");
+        assert!(!writer.is_running());
+        let (outlet, task, _transport) = parked(&writers);
+        let framed = (BRACKETS.frame)(b"a");
+        assert_eq!(claim(&writers, &outlet, 1, &framed), Claim::No);
+        // A list that reaches a writer that is not running is handed back.
+        writers.submit(vec![outlet.clone()]);
+        assert_eq!(task.0.load(Ordering::SeqCst), 0, "nothing was pending");
+    }
+
+    #[tokio::test]
+    async fn a_running_writer_visits_a_list_and_reports_what_it_wrote() {
+        let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let hook: DirectWriteHook = {
+            let reported = reported.clone();
+            Arc::new(move |event: &[u8], count: usize| {
+                lock(&reported).push((event.to_vec(), count));
+            })
+        };
+        let writers = Writers::new(Some(hook));
+        let writer = writers.for_client(0);
+        assert!(writer.ensure_running());
+        let (first, first_task, first_socket) = parked(&writers);
+        let (second, _, second_socket) = parked(&writers);
+        // One publish: one framed buffer for both.
+        let framed = (BRACKETS.frame)(b"e");
+        assert_eq!(
+            claim(&writers, &first, 1, &framed),
+            Claim::Claimed { schedule: true }
+        );
+        assert_eq!(
+            claim(&writers, &second, 1, &framed),
+            Claim::Claimed { schedule: true }
+        );
+        writers.submit(vec![first.clone(), second.clone()]);
+        // Queued and not yet visited: no room for a new outlet.
+        assert!(!writer.has_room());
+        for _ in 0..200 {
+            if !second_socket.text().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(first_socket.text(), "[e]");
+        assert_eq!(second_socket.text(), "[e]");
+        assert!(writer.has_room());
+        assert_eq!(first_task.0.load(Ordering::SeqCst), 0, "it slept through");
+        assert_eq!(*lock(&reported), [(b"e".to_vec(), 2)]);
+    }
+
+    #[test]
+    fn a_writer_whose_runtime_ends_hands_back_what_it_held() {
+        let writers = Writers::new(None);
+        let writer = writers.for_client(0);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        assert!(runtime.block_on(async { writer.ensure_running() }));
+        let (outlet, task, transport) = parked(&writers);
+        let framed = (BRACKETS.frame)(b"a");
+        assert!(matches!(
+            claim(&writers, &outlet, 1, &framed),
+            Claim::Claimed { .. }
+        ));
+        // Queued, but the task never runs again.
+        writers.submit(vec![outlet.clone()]);
+        drop(runtime);
+        assert!(!writer.is_running());
+        assert_eq!(task.0.load(Ordering::SeqCst), 1, "woken for its frame");
+        assert_eq!(transport.text(), "");
+        assert_eq!(outlet.take_pending(), [framed]);
+        // Claims stop until a connection starts a writer again.
+        let (parked_again, _, _) = parked(&writers);
+        let framed = (BRACKETS.frame)(b"b");
+        assert_eq!(claim(&writers, &parked_again, 2, &framed), Claim::No);
+    }
+
+    #[tokio::test]
+    async fn a_closed_broker_ends_its_writers() {
+        let writers = Writers::new(None);
+        let writer = writers.for_client(0);
+        assert!(writer.ensure_running());
+        tokio::task::yield_now().await;
+        writers.close();
+        for _ in 0..200 {
+            if !writer.is_running() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!writer.is_running());
+        assert!(!writer.ensure_running(), "a closed writer does not start");
     }
 }

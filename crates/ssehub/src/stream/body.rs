@@ -53,10 +53,7 @@ pub struct SseBody {
     on_disconnect: Option<Hook>,
     last_event_id: Option<Arc<str>>,
     /// Frames from elsewhere (a broker client's channels), polled after the queue.
-    feed: Option<Arc<dyn Feed>>,
-    /// The feed's socket outlet: its direct writes count as activity for
-    /// the keep-alive.
-    pub(crate) outlet: Option<Arc<crate::broker::outlet::Outlet>>,
+    pub(crate) feed: Option<Arc<dyn Feed>>,
     done: bool,
     pub(crate) accel_buffering_header: bool,
 }
@@ -77,7 +74,6 @@ impl SseBody {
             on_disconnect,
             last_event_id,
             feed: None,
-            outlet: None,
             done: false,
             accel_buffering_header,
         }
@@ -85,7 +81,6 @@ impl SseBody {
 
     /// Adds a feed of frames polled after the stream's own queue.
     pub(crate) fn with_feed(mut self, feed: Arc<dyn Feed>) -> Self {
-        self.outlet = feed.outlet();
         self.feed = Some(feed);
         self
     }
@@ -148,7 +143,7 @@ impl Body for SseBody {
             return Poll::Ready(None);
         }
         if let Some(ka) = &mut this.keep_alive {
-            let direct = this.outlet.as_ref().and_then(|o| o.last_write());
+            let direct = this.feed.as_ref().and_then(|f| f.last_direct_write());
             ready!(ka.poll_due(cx, direct));
             return this.data(Bytes::from_static(KEEP_ALIVE_FRAME));
         }

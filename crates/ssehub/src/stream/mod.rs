@@ -67,10 +67,16 @@ pub(crate) trait Feed: Send + Sync + 'static {
     /// Called once when the body ends or is dropped.
     fn finished(&self);
 
-    /// Where a server may lend this body's socket to the broker's writer.
-    fn outlet(&self) -> Option<Arc<crate::broker::outlet::Outlet>> {
+    /// When bytes last went to the client around the body (written
+    /// straight to its socket by a broker's fan-out writer), so the
+    /// keep-alive counts them.
+    fn last_direct_write(&self) -> Option<tokio::time::Instant> {
         None
     }
+
+    /// Adds what a server may use to the response's extensions (a broker
+    /// client: its [`SocketLoan`](crate::broker::SocketLoan)).
+    fn extend_response(&self, _extensions: &mut http::Extensions) {}
 }
 
 /// The client fell further behind than its buffer allows.

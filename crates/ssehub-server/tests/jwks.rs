@@ -2,17 +2,17 @@
 //! key server in this process (axum on 127.0.0.1:0) whose set rotates,
 //! fails and comes back, and a hub that trusts its issuer by URL.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
-use futures_util::StreamExt;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
-use ssehub::parse::{Item, Message, Parser};
-use ssehub_server::auth::DETAIL_TYPE;
+use ssehub::parse::Message;
 use ssehub_server::{Config, Running};
 
 const ISSUER: &str = "https://sso.test/realms/app";
@@ -73,26 +73,16 @@ impl Signer {
     /// An access token granting publish and subscribe on every topic,
     /// naming `kid` (`None`: no `kid` header).
     fn token_with_kid(&self, kid: Option<&str>) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = common::now();
         let claims = json!({
             "iss": ISSUER,
             "aud": AUDIENCE,
             "sub": "user-1",
             "iat": now,
             "exp": now + 600,
-            "authorization_details": [{
-                "type": DETAIL_TYPE,
-                "actions": ["publish", "subscribe"],
-                "topics": [{"match": "*", "match_type": "exact"}],
-            }],
+            "authorization_details": common::everything(&["publish", "subscribe"]),
         });
-        let mut header = jsonwebtoken::Header::new(self.alg);
-        header.typ = Some("at+jwt".into());
-        header.kid = kid.map(str::to_owned);
-        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+        common::sign(&claims, self.alg, &self.key, kid)
     }
 
     fn token(&self) -> String {
@@ -237,10 +227,7 @@ async fn subscribe_status(hub: &Running, token: &str) -> u16 {
 }
 
 /// A subscriber's parsed event stream.
-struct Stream {
-    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    parser: Parser,
-}
+struct Stream(common::Events);
 
 impl Stream {
     async fn open(hub: &Running, token: &str) -> Self {
@@ -252,25 +239,12 @@ impl Stream {
             .await
             .unwrap();
         assert_eq!(response.status(), 200, "subscribe");
-        Self {
-            body: response.bytes_stream().boxed(),
-            parser: Parser::new(),
-        }
+        Self(common::Events::new(response, WAIT))
     }
 
     /// The next message, or `None` if the stream ends or is silent too long.
     async fn next(&mut self) -> Option<Message> {
-        loop {
-            while let Some(item) = self.parser.next_item() {
-                if let Item::Message(message) = item {
-                    return Some(message);
-                }
-            }
-            match tokio::time::timeout(WAIT, self.body.next()).await {
-                Ok(Some(Ok(chunk))) => self.parser.feed(&chunk),
-                _ => return None,
-            }
-        }
+        self.0.next().await
     }
 }
 

@@ -4,11 +4,12 @@
 //! hyper. Then readiness during a drain, the admin listener, the reference
 //! hub's metric names, and the open-file limit of the binary.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
 use serde_json::{Value, json};
-use ssehub_server::auth::DETAIL_TYPE;
 use ssehub_server::{Config, Running};
 
 const KEY: &str = "limits-test-secret-of-32-bytes!!!!";
@@ -45,32 +46,15 @@ async fn hub(server: &str, extra: &[&str]) -> Running {
 
 /// A token with `claims` (e.g. `sub`) granting `actions` on every topic.
 fn token(actions: &[&str], claims: Value) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut full = json!({
+    let now = common::now();
+    let full = json!({
         "iss": ISSUER,
         "aud": AUDIENCE,
         "iat": now,
         "exp": now + 600,
-        "authorization_details": [{
-            "type": DETAIL_TYPE,
-            "actions": actions,
-            "topics": [{"match": "*", "match_type": "exact"}],
-        }],
+        "authorization_details": common::everything(actions),
     });
-    for (name, value) in claims.as_object().unwrap() {
-        full[name] = value.clone();
-    }
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.typ = Some("at+jwt".into());
-    jsonwebtoken::encode(
-        &header,
-        &full,
-        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap()
+    common::sign_hs256(&common::merged(full, &claims), KEY)
 }
 
 /// A fresh client: no pooled connection carries one request's fate to the

@@ -2,12 +2,12 @@
 //! `/.well-known/mercure/debug/`, over real HTTP against a hub started in
 //! this process.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
-use futures_util::StreamExt;
 use serde_json::Value;
-use ssehub::parse::{Item, Message, Parser};
 use ssehub_server::{Config, Running};
 
 const KEY: &str = "live-view-test-secret-of-32-bytes!!";
@@ -30,28 +30,13 @@ async fn hub() -> Running {
 
 /// A token publishing on every topic of `running`.
 fn publisher(running: &Running) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
     let claims = serde_json::json!({
         "iss": ISSUER,
         "aud": running.hub_url().as_str(),
-        "exp": now + 600,
-        "authorization_details": [{
-            "type": ssehub_server::auth::DETAIL_TYPE,
-            "actions": ["publish"],
-            "topics": [{"match": "*"}],
-        }],
+        "exp": common::now() + 600,
+        "authorization_details": common::everything(&["publish"]),
     });
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.typ = Some("at+jwt".into());
-    jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap()
+    common::sign_hs256(&claims, KEY)
 }
 
 fn url(running: &Running, path: &str) -> String {
@@ -181,28 +166,6 @@ async fn stats_count_connections_subscriptions_publishes_and_deliveries() {
     running.shutdown().await.unwrap();
 }
 
-/// The `stats` events of `/stats/live`.
-struct Live {
-    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    parser: Parser,
-}
-
-impl Live {
-    async fn next(&mut self) -> Option<Message> {
-        loop {
-            while let Some(item) = self.parser.next_item() {
-                if let Item::Message(message) = item {
-                    return Some(message);
-                }
-            }
-            match tokio::time::timeout(SETTLE, self.body.next()).await {
-                Ok(Some(Ok(chunk))) => self.parser.feed(&chunk),
-                _ => return None,
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_live_stream_samples_every_second_with_the_rates_of_the_second_past() {
     let running = hub().await;
@@ -216,10 +179,7 @@ async fn the_live_stream_samples_every_second_with_the_rates_of_the_second_past(
             .unwrap()
             .starts_with("text/event-stream")
     );
-    let mut live = Live {
-        body: response.bytes_stream().boxed(),
-        parser: Parser::new(),
-    };
+    let mut live = common::Events::new(response, SETTLE);
     let first = live.next().await.expect("a first sample at once");
     assert_eq!(first.event, "stats");
     let first: Value = serde_json::from_str(&first.data).unwrap();

@@ -1,12 +1,13 @@
 //! The Mercure protocol, end to end over real HTTP: a hub started in this
 //! process, publishers and subscribers speaking to it with reqwest.
 
+mod common;
+
 use std::time::Duration;
 
 use clap::Parser as _;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use ssehub::parse::{Item, Message, Parser};
+use ssehub::parse::Message;
 use ssehub_server::auth::{self, Algorithm, DETAIL_TYPE};
 use ssehub_server::{Config, Running};
 
@@ -52,11 +53,8 @@ fn token(details: Value) -> String {
 /// (`typ: at+jwt`, `iss`, `aud`, `sub`, `client_id`, `iat`, `exp`, `jti`),
 /// with `claims` overriding or adding.
 fn token_with(claims: Value) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut full = json!({
+    let now = common::now();
+    let full = json!({
         "iss": ISSUER,
         "aud": AUDIENCE,
         "sub": uuid::Uuid::new_v4().urn().to_string(),
@@ -65,17 +63,7 @@ fn token_with(claims: Value) -> String {
         "exp": now + 600,
         "jti": uuid::Uuid::new_v4().urn().to_string(),
     });
-    for (name, value) in claims.as_object().unwrap() {
-        full[name] = value.clone();
-    }
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.typ = Some("at+jwt".into());
-    jsonwebtoken::encode(
-        &header,
-        &full,
-        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap()
+    common::sign_hs256(&common::merged(full, &claims), KEY)
 }
 
 /// A Mercure authorization detail; `topics` are `(match_type, match)`.
@@ -163,35 +151,25 @@ impl<'a> Hub<'a> {
 }
 
 /// A subscriber's parsed event stream.
-struct Stream {
-    headers: reqwest::header::HeaderMap,
-    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    parser: Parser,
+struct Stream(common::Events);
+
+impl std::ops::Deref for Stream {
+    type Target = common::Events;
+
+    fn deref(&self) -> &common::Events {
+        &self.0
+    }
 }
 
 impl Stream {
     fn new(response: reqwest::Response) -> Self {
-        Self {
-            headers: response.headers().clone(),
-            body: response.bytes_stream().boxed(),
-            parser: Parser::new(),
-        }
+        Self(common::Events::new(response, WAIT))
     }
 
     /// The next message, or `None` when the stream ends or nothing comes
     /// within `WAIT`.
     async fn next(&mut self) -> Option<Message> {
-        loop {
-            while let Some(item) = self.parser.next_item() {
-                if let Item::Message(message) = item {
-                    return Some(message);
-                }
-            }
-            match tokio::time::timeout(WAIT, self.body.next()).await {
-                Ok(Some(Ok(chunk))) => self.parser.feed(&chunk),
-                _ => return None,
-            }
-        }
+        self.0.next().await
     }
 
     /// Messages up to and including the one with `data == sentinel`.
@@ -239,10 +217,7 @@ async fn an_update_reaches_exact_subscribers_with_its_fields() {
     assert_eq!(message.data, "line 1\n\nline 3\nline 4");
     assert_eq!(message.event, "book");
     assert_eq!(message.last_event_id, id);
-    assert_eq!(
-        sub.parser.reconnection_time(),
-        Some(Duration::from_millis(2500))
-    );
+    assert_eq!(sub.reconnection_time(), Some(Duration::from_millis(2500)));
     let own = hub
         .publish(&[
             ("topic", "https://example.com/books/1"),

@@ -22,6 +22,9 @@ pub mod auth;
 mod body;
 pub mod config;
 mod demo;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod groups;
 mod hub;
 pub mod identity;

@@ -16,7 +16,7 @@
 use http::{HeaderMap, HeaderValue, header};
 use libfuzzer_sys::fuzz_target;
 use ssehub_server::auth::{
-    self, Algorithm, AuthConfig, AuthError, Issuer, KeyConfig, Role, authenticate, check_csrf,
+    Algorithm, AuthConfig, AuthError, Issuer, KeyConfig, Role, authenticate, check_csrf,
 };
 use url::Url;
 
@@ -117,5 +117,4 @@ fuzz_target!(|bytes: &[u8]| {
         Err(other) => panic!("authenticate returned {other:?}"),
     }
     let _ = check_csrf(&headers, AUDIENCE, &["https://app.example".to_owned()]);
-    let _ = auth::DEFAULT_COOKIE_NAME;
 });

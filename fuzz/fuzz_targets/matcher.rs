@@ -89,10 +89,7 @@ fuzz_target!(|text: &str| {
             }
         }
         MatchType::UrlPattern => {
-            let literal = !input
-                .pattern
-                .contains([':', '*', '(', ')', '{', '}', '?', '+', '\\', '#'])
-                || is_plain_url_with_scheme(input.pattern);
+            let literal = is_plain_url_with_scheme(input.pattern);
             if literal
                 && let Ok(url) = Url::parse(input.pattern)
                 && url.as_str() == input.pattern

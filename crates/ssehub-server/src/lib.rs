@@ -25,6 +25,9 @@ pub mod config;
 pub mod config_file;
 mod debugger;
 mod demo;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod groups;
 mod hub;
 pub mod identity;

@@ -233,13 +233,38 @@ impl Matcher {
             Compiled::Exact => *self.pattern == *topic,
             Compiled::Pattern(pattern) => match base.join(topic) {
                 Ok(url) => pattern
-                    .test(UrlPatternMatchInput::Url(url))
+                    .test(UrlPatternMatchInput::Url(comparable_host(url)))
                     .unwrap_or(false),
                 Err(_) => false,
             },
             Compiled::Template(template) => *self.pattern == *topic || template.matches(topic),
         }
     }
+}
+
+/// `url` with its host as a pattern's hostname is compiled: `urlpattern`
+/// canonicalizes every pattern hostname as a special URL's host
+/// (lowercased, IDNA), whatever the scheme, while the URL parser keeps the
+/// host of a non-special URL (`foo://Host/`) as written. Without this, such
+/// a pattern would not even select its own URL; with it, hosts compare
+/// case-insensitively for every scheme, as for `https`.
+fn comparable_host(mut url: Url) -> Url {
+    const SPECIAL: [&str; 6] = ["http", "https", "ws", "wss", "ftp", "file"];
+    if SPECIAL.contains(&url.scheme()) {
+        return url;
+    }
+    let Some(host) = url.host_str() else {
+        return url;
+    };
+    let mut dummy = Url::parse("http://dummy.test").expect("a valid URL");
+    if url::quirks::set_hostname(&mut dummy, host).is_ok() {
+        let canonical = url::quirks::hostname(&dummy).to_owned();
+        if canonical != host {
+            // A host the special parser accepts is a valid opaque host.
+            let _ = url.set_host(Some(&canonical));
+        }
+    }
+    url
 }
 
 fn compile(pattern: &str, base: &Url) -> Result<UrlPattern, TopicError> {
@@ -280,6 +305,24 @@ mod tests {
         let m = matcher(MatchType::UrlPattern, "https://Example.com/Books/:id");
         assert!(m.matches("https://example.com/Books/1", &base()));
         assert!(!m.matches("https://example.com/books/1", &base()));
+    }
+
+    /// Found by fuzzing: `httpsto://aHamplpic` did not select itself, the
+    /// pattern's host being lowercased and the topic's not.
+    #[test]
+    fn hosts_compare_alike_for_every_scheme() {
+        for pattern in ["httpsto://aHamplpic", "foo://Example.com/books/:id"] {
+            let m = matcher(MatchType::UrlPattern, pattern);
+            let topic = pattern.replace(":id", "1");
+            assert!(m.matches(&topic, &base()), "{pattern}");
+            assert!(m.matches(&topic.to_lowercase(), &base()), "{pattern}");
+        }
+        let m = matcher(MatchType::UrlPattern, "foo://example.com/Books");
+        assert!(
+            !m.matches("foo://example.com/books", &base()),
+            "paths stay case-sensitive"
+        );
+        assert!(!m.matches("foo://other.example/Books", &base()));
     }
 
     #[test]

@@ -177,10 +177,11 @@ pub fn validate_topic(topic: &str, base: &Url, limits: &Limits) -> Result<(), To
 /// assert!(!is_reserved("urn:example:books:1", &base));
 /// ```
 pub fn is_reserved(topic: &str, base: &Url) -> bool {
-    // An absolute topic can only reach the reserved path by spelling it, or
-    // by percent-encoding some of it; the common topic skips the parse.
-    // (Relative topics resolve on the hub's own path, so they are parsed.)
-    if has_scheme(topic) && !topic.contains('%') && !topic.contains("well-known") {
+    // A topic whose path does not depend on the hub's can only reach the
+    // reserved path by spelling it, or by percent-encoding some of it; the
+    // common topic skips the parse. (Relative topics resolve on the hub's
+    // own path, so they are parsed.)
+    if resolves_on_its_own(topic, base) && !topic.contains('%') && !topic.contains("well-known") {
         return false;
     }
     let Ok(url) = base.join(topic) else {
@@ -226,14 +227,21 @@ fn decode_unreserved(path: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
-/// Whether `value` starts with a URI scheme (`ALPHA *(ALPHA / DIGIT / "+" / "-" / ".") ":"`).
-fn has_scheme(value: &str) -> bool {
-    let Some((scheme, _)) = value.split_once(':') else {
+/// Whether `topic` resolves to a path of its own, whatever the hub's:
+/// it starts with a URI scheme (`ALPHA *(ALPHA / DIGIT / "+" / "-" / ".")
+/// ":"`) and is either followed by `/` or of another scheme than the hub.
+///
+/// A scheme alone is not enough: the URL Standard resolves `https:mercure`
+/// on an `https` hub as the relative reference `mercure`, that is, in the
+/// hub's own namespace.
+fn resolves_on_its_own(topic: &str, base: &Url) -> bool {
+    let Some((scheme, rest)) = topic.split_once(':') else {
         return false;
     };
     let mut bytes = scheme.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    let is_scheme = bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    is_scheme && (rest.starts_with('/') || !scheme.eq_ignore_ascii_case(base.scheme()))
 }
 
 #[cfg(test)]
@@ -266,6 +274,13 @@ mod tests {
             "/.well-known/mercure/../mercure/x",
             "/a/%2e%2e/.well-known/mercure",
             "https://x.example/a/b/../../.well-known/mercure/x",
+            // The hub's scheme without slashes is a relative reference
+            // (found by fuzzing: these were publishable).
+            "https:",
+            "https:?/",
+            "https:mercure/subscriptions/x",
+            "HTTPS:mercure",
+            "https:#x",
         ] {
             assert!(is_reserved(topic, &base), "{topic:?}");
         }
@@ -277,6 +292,9 @@ mod tests {
             "https://example.com/.well-known/%2Fmercure",
             "subscriptions/x",
             "books/1",
+            "https:/mercure",
+            "http:mercure",
+            "urn:mercure",
         ] {
             assert!(!is_reserved(topic, &base), "{topic:?}");
         }

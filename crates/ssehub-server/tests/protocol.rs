@@ -569,7 +569,7 @@ async fn refusals_follow_rfc_6750_and_the_input_rules() {
     // Input rules.
     let publisher = publisher();
     let (long_topic, big_data) = ("a".repeat(5000), "x".repeat(2 << 20));
-    let cases: [(&[(&str, &str)], u16); 13] = [
+    let cases: [(&[(&str, &str)], u16); 14] = [
         (&[("data", "no topic")], 400),
         (&[("topic", "a"), ("id", "#mine")], 400),
         (&[("topic", "a"), ("id", "earliest")], 400),
@@ -581,6 +581,8 @@ async fn refusals_follow_rfc_6750_and_the_input_rules() {
         (&[("topic", "a"), ("retry", "1s")], 400),
         (&[("topic", "a\u{1}")], 400),
         (&[("topic", "/.well-known/mercure/subscriptions/x")], 400),
+        // The hub's scheme without a slash is relative to the hub's URL.
+        (&[("topic", "http:mercure/subscriptions/x")], 400),
         (&[("topic", &long_topic)], 413),
         (&[("topic", "a"), ("data", &big_data)], 413),
     ];

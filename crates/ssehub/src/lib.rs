@@ -35,6 +35,9 @@ mod chunked;
 pub mod client;
 pub mod error;
 pub mod event;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod io;
 pub mod journal;

@@ -363,7 +363,7 @@ impl<T: tokio::io::AsyncWrite> tokio::io::AsyncWrite for Rewind<T> {
     }
 }
 
-enum Head {
+pub(crate) enum Head {
     // Boxed: the parts are big and the other outcomes carry nothing.
     Request(Box<http::request::Parts>),
     TooLarge,
@@ -397,14 +397,23 @@ async fn read_head_into(
         if n == 0 {
             return Ok(Head::Closed);
         }
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut request = httparse::Request::new(&mut headers);
-        match request.parse(buf) {
-            Ok(httparse::Status::Complete(_)) => return Ok(to_parts(&request)),
-            Ok(httparse::Status::Partial) => {}
-            Err(httparse::Error::TooManyHeaders) => return Ok(Head::TooLarge),
-            Err(_) => return Ok(Head::Invalid),
+        if let Some(head) = parse_head(buf) {
+            return Ok(head);
         }
+    }
+}
+
+/// Parses the request head at the start of `buf`: `None` while it is
+/// incomplete (more bytes may complete it). Bytes after the head are left
+/// alone. Kept apart from the socket so that it can be fuzzed.
+pub(crate) fn parse_head(buf: &[u8]) -> Option<Head> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => Some(to_parts(&request)),
+        Ok(httparse::Status::Partial) => None,
+        Err(httparse::Error::TooManyHeaders) => Some(Head::TooLarge),
+        Err(_) => Some(Head::Invalid),
     }
 }
 

@@ -2235,3 +2235,44 @@ fn token_claims_and_mint_make_tokens_like_mercure_token() {
     );
     assert!(grants.can_publish("anything") && grants.can_subscribe("anything"));
 }
+
+/// A token signed with the hub's key over `payload` as it is, whatever the
+/// bytes: what a serializer would never write.
+fn hs256_raw(payload: &[u8]) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"at+jwt"}"#);
+    let message = format!("{header}.{}", URL_SAFE_NO_PAD.encode(payload));
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &hmac(SECRET), Algorithm::HS256).unwrap();
+    format!("{message}.{signature}")
+}
+
+/// Found by fuzzing: invalid UTF-8 in a claim the hub does not read passed
+/// the typed decode, so a payload that is not JSON (RFC 7519 §7.2) was
+/// accepted.
+#[test]
+fn claims_that_are_not_json_in_utf8_refuse_the_token() {
+    let mut payload = br#"{"other":""#.to_vec();
+    payload.extend_from_slice(b"\xcb\xcb");
+    payload.extend_from_slice(br#"","mercure":{"subscribe":["*"]}}"#);
+    assert!(
+        matches!(
+            refused(&compat(), &hs256_raw(&payload)),
+            Rejection::Malformed(_)
+        ),
+        "invalid UTF-8 in an unknown claim"
+    );
+    let valid = serde_json::to_vec(&everything()).unwrap();
+    let mut trailing = valid.clone();
+    trailing.extend_from_slice(b"x");
+    assert!(matches!(
+        refused(&config(), &hs256_raw(&trailing)),
+        Rejection::Malformed(_)
+    ));
+    assert!(matches!(
+        refused(&compat(), &hs256_raw(b"[1]")),
+        Rejection::NotAnObject
+    ));
+    accepted(&config(), &hs256_raw(&valid));
+}

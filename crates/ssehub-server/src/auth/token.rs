@@ -23,6 +23,9 @@ pub enum Rejection {
     /// Not a compact JWS with a JSON header and payload.
     #[error("malformed token: {0}")]
     Malformed(jsonwebtoken::errors::Error),
+    /// The payload is JSON but not an object.
+    #[error("the claims are not a JSON object")]
+    NotAnObject,
     /// A `crit` header: extensions must be understood, and none are.
     #[error("crit header parameter")]
     Crit,
@@ -85,12 +88,6 @@ pub(super) struct Claims {
     pub(super) mercure_namespaced: Option<Value>,
 }
 
-/// Just enough of the payload to choose the issuer before verifying.
-#[derive(Deserialize)]
-struct Unverified {
-    iss: Option<Value>,
-}
-
 /// Validates `token`, presented for `role`, for the hub whose resource
 /// identifier is `audience`, and parses its grants.
 pub(super) fn validate(
@@ -102,11 +99,17 @@ pub(super) fn validate(
 ) -> Result<Grants, Rejection> {
     let header = jsonwebtoken::decode_header(token).map_err(Rejection::Malformed)?;
     check_header(&header, config.compat)?;
-    // The unverified `iss` only chooses among the configured issuers; it
-    // never brings a key of its own.
-    let unverified: Unverified =
+    // The whole payload is read as JSON, not just the claims the hub uses:
+    // RFC 7519 §7.2 wants a valid JSON object in UTF-8, and the typed decode
+    // below skips unknown claims without checking their strings. The
+    // unverified `iss` only chooses among the configured issuers; it never
+    // brings a key of its own.
+    let unverified: Value =
         jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(Rejection::Malformed)?;
-    let iss = unverified.iss.as_ref().and_then(Value::as_str);
+    if !unverified.is_object() {
+        return Err(Rejection::NotAnObject);
+    }
+    let iss = unverified.get("iss").and_then(Value::as_str);
     let issuer = config
         .issuer(iss)
         .ok_or_else(|| Rejection::UntrustedIssuer(iss.map(str::to_owned)))?;

@@ -51,9 +51,19 @@ pub(crate) fn format(epoch: u32, position: u64) -> String {
 }
 
 /// The position a generated id names, if it is one of this epoch's.
+///
+/// Only the spelling [`format`] writes is one: 8 lowercase hex digits, and
+/// the position in decimal without a leading zero. Anything else (`0300`,
+/// an uppercase or `+`-signed epoch) may be a publisher's own id, looked up
+/// as such.
 pub(crate) fn parse(epoch: u32, id: &str) -> Option<u64> {
     let (e, p) = id.split_once('-')?;
-    if e.len() != 8 || !p.bytes().all(|b| b.is_ascii_digit()) || p.is_empty() || p.len() > 20 {
+    let epoch_ok = e.len() == 8 && e.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let position_ok = !p.is_empty()
+        && p.len() <= 20
+        && p.bytes().all(|b| b.is_ascii_digit())
+        && (p == "0" || !p.starts_with('0'));
+    if !epoch_ok || !position_ok {
         return None;
     }
     if u32::from_str_radix(e, 16).ok()? != epoch {
@@ -95,6 +105,13 @@ mod tests {
         ] {
             assert_eq!(parse(0, id), None, "{id}");
         }
+        // Not the written form (found by fuzzing: these named positions).
+        assert_eq!(parse(0, "00000000-0300"), None);
+        assert_eq!(parse(0, "00000000-00"), None);
+        assert_eq!(parse(0x2a, "0000002A-7"), None);
+        assert_eq!(parse(0x2a, "+000002a-7"), None);
+        assert_eq!(parse(0x2a, "0000002a-7"), Some(7));
+        assert_eq!(parse(0, "00000000-0"), Some(0));
         assert_ne!(new_epoch(), new_epoch());
     }
 }

@@ -1020,3 +1020,9 @@ impl fmt::Debug for Broker {
             .finish()
     }
 }
+
+/// The broker's id format, for [`crate::fuzzing`].
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing {
+    pub(crate) use super::ids::{format as format_id, parse as parse_id};
+}

@@ -169,19 +169,22 @@ impl Drop for KeySetRefreshers {
 
 /// Checks everything [`start`] would check before binding: the settings,
 /// every key, the log's transport and the TLS files. Nothing is bound and
-/// no server is contacted.
+/// no server is contacted; like [`start`], it runs within a Tokio runtime
+/// (the Redis transport's client is built, not connected).
 ///
 /// # Errors
 /// [`StartError`] naming what is wrong.
 ///
 /// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use clap::Parser;
 /// let config = ssehub_server::Config::parse_from(["ssehub", "--listen", "127.0.0.1:0", "--transport", "redis://127.0.0.1:1"]);
-/// assert!(ssehub_server::check(&config).is_ok(), "Redis is not contacted");
+/// if let Err(err) = ssehub_server::check(&config).await { panic!("Redis is not contacted: {err}") }
 /// let config = ssehub_server::Config::parse_from(["ssehub", "--listen", "127.0.0.1:0", "--keep-alive", "0s"]);
-/// assert_eq!(ssehub_server::check(&config).unwrap_err().to_string(), "--keep-alive: must be at least 100ms");
+/// assert_eq!(ssehub_server::check(&config).await.unwrap_err().to_string(), "--keep-alive: must be at least 100ms");
+/// # }
 /// ```
-pub fn check(config: &Config) -> Result<Settings, StartError> {
+pub async fn check(config: &Config) -> Result<Settings, StartError> {
     let settings = config.settings(config.listen)?;
     settings.auth()?;
     journal(config)?;

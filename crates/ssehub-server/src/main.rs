@@ -18,7 +18,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     if config.check_config {
-        return match ssehub_server::check(&config) {
+        return match ssehub_server::check(&config).await {
             Ok(_) => {
                 // Written, not printed: a closed pipe (`| head`) is no panic.
                 let _ = writeln!(std::io::stdout().lock(), "{effective}# configuration OK");

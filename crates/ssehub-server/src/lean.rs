@@ -36,9 +36,12 @@ pub(crate) async fn serve(
     app: Arc<App>,
     router: Router,
     write_timeout: Duration,
+    head_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let config = ServerConfig::default().write_timeout(write_timeout);
+    let config = ServerConfig::default()
+        .write_timeout(write_timeout)
+        .read_timeout(head_timeout);
     let graceful = GracefulShutdown::new();
     // Every connection task holds a clone; one left means all are done.
     let open = Arc::new(());
@@ -65,9 +68,14 @@ pub(crate) async fn serve(
                 Some(response)
             };
             let fallback = |io: Rewind<TcpStream>| async move {
-                serve_hyper(WriteTimeout::new(io, write_timeout), router, watcher)
-                    .await
-                    .map_err(std::io::Error::other)
+                serve_hyper(
+                    WriteTimeout::new(io, write_timeout),
+                    router,
+                    watcher,
+                    head_timeout,
+                )
+                .await
+                .map_err(std::io::Error::other)
             };
             if let Err(err) = serve_connection_with(socket, config, &handler, fallback).await {
                 tracing::debug!(%err, "connection ended with an error");

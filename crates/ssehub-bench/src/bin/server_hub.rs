@@ -13,6 +13,8 @@
 //! The schedule publishes each payload with `Running::publish(topic,
 //! payload)`, the hub's in-process publish path.
 //!
+//! `--stream-server` and `--head-timeout` are handed to the hub as they
+//! are (the slow-peers scenario runs both stream servers).
 //! `--transport URL` and `--transport-stream KEY` are handed to the hub as
 //! they are (its `--transport`, `--transport-stream`): with a Redis URL,
 //! several `server-hub` processes on one stream act as one hub, which is
@@ -34,7 +36,7 @@ use ssehub_bench::hub_fanout::HubFanout;
 use ssehub_bench::procfs;
 use tokio::net::TcpListener;
 
-const USAGE: &str = "server-hub [--addr 127.0.0.1:7405] [--control-addr ADDR (default: port + 10)] [--write-timeout-s 10] [--keep-alive-s 15] [--transport memory|redis://HOST:PORT] [--transport-stream KEY]";
+const USAGE: &str = "server-hub [--addr 127.0.0.1:7405] [--control-addr ADDR (default: port + 10)] [--write-timeout-s 10] [--keep-alive-s 15] [--transport memory|redis://HOST:PORT] [--transport-stream KEY] [--stream-server lean|hyper] [--head-timeout 10s]";
 
 /// 32 random bytes, hex: the hub's HS256 key, which nothing here uses.
 fn random_key() -> io::Result<String> {
@@ -68,7 +70,12 @@ fn main() -> io::Result<()> {
         "--write-timeout".to_owned(),
         format!("{write_timeout_s}s"),
     ];
-    for flag in ["transport", "transport-stream"] {
+    for flag in [
+        "transport",
+        "transport-stream",
+        "stream-server",
+        "head-timeout",
+    ] {
         if let Some(value) = args.opt(flag) {
             hub_args.extend([format!("--{flag}"), value.to_owned()]);
         }

@@ -1235,6 +1235,7 @@ async fn peers(
     let with_from = since(mono_ns());
     schedule(opts, rec, pids, shared, clients).await?;
     rec.with = Some(phase(rec, &samples.borrow(), with_from));
+    rec.fds_after = procfs::open_fds(pids[0]).unwrap_or(0);
     stop.set(true);
     rec.slowloris = opts.slowloris;
     rec.slowloris_opened = loris.opened.get();

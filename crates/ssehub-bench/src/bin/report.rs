@@ -814,7 +814,13 @@ fn soak_tables(path: &str) -> String {
             r.slowloris_life_p50_s,
             r.slowloris_life_max_s
         );
-        let rows: [(&str, String, String); 8] = [
+        let hub = |key: &str| {
+            r.server_extra
+                .get(key)
+                .and_then(serde_json::Value::as_u64)
+                .map_or_else(|| "?".to_owned(), |v| v.to_string())
+        };
+        let rows: [(&str, String, String); 9] = [
             ("slow-loris heads", "0".into(), life),
             (
                 "never-reading subscribers",
@@ -854,7 +860,15 @@ fn soak_tables(path: &str) -> String {
             (
                 "hub descriptors, most sampled",
                 a.fds_max.to_string(),
-                format!("{} ({} with the peers idle)", b.fds_max, r.fds_peers),
+                format!(
+                    "{} ({} with the peers idle, {} at the end)",
+                    b.fds_max, r.fds_peers, r.fds_after
+                ),
+            ),
+            (
+                "hub's slow-client disconnects / dropped updates, whole run",
+                String::new(),
+                format!("{} / {}", hub("slow_disconnects"), hub("dropped")),
             ),
             (
                 "hub CPU during the schedule, s",
@@ -869,8 +883,6 @@ fn soak_tables(path: &str) -> String {
     out
 }
 
-/// `--soak --svg FILE`: the last soak record's RSS and descriptors over
-/// time, one panel each, the warm-up shaded.
 /// A panel of the soak plot: where, its title, the value of a sample.
 type SoakPanel<'a, 'b> = (
     &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
@@ -878,6 +890,8 @@ type SoakPanel<'a, 'b> = (
     &'a dyn Fn(&Sample) -> f64,
 );
 
+/// `--soak --svg FILE`: the last soak record's RSS and descriptors over
+/// time, one panel each, the warm-up shaded.
 fn soak_plot(path: &str, svg: &str) -> Result<(), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(path)?;
     let Some(r) = text

@@ -1,15 +1,16 @@
 //! Peers that never finish their request head: the hub closes them once
 //! `--head-timeout` has passed, whichever server reads the head — the lean
 //! stream server, hyper behind it (heads it hands over), hyper alone
-//! (`--stream-server hyper`) — while a head that completes in time, even a
-//! byte at a time, is served.
+//! (`--stream-server hyper`), hyper behind TLS — while a head that
+//! completes in time, even a byte at a time, is served.
 
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
 use ssehub_server::{Config, Running};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
 
 /// The deadline under test; short so the tests are quick.
 const HEAD_TIMEOUT: &str = "1s";
@@ -19,31 +20,38 @@ const SLACK: Duration = Duration::from_secs(8);
 const SUBSCRIBE: &[u8] = b"GET /.well-known/mercure?match=t HTTP/1.1\r\nHost: h\r\n\r\n";
 
 async fn hub(stream_server: &str) -> Running {
-    let args = [
+    hub_with(&["--stream-server", stream_server]).await
+}
+
+async fn hub_with(extra: &[&str]) -> Running {
+    let mut args = vec![
         "ssehub",
         "--listen",
         "127.0.0.1:0",
         "--dev",
-        "--stream-server",
-        stream_server,
         "--head-timeout",
         HEAD_TIMEOUT,
     ];
+    args.extend_from_slice(extra);
     ssehub_server::start(Config::parse_from(args))
         .await
         .unwrap()
+}
+
+/// Connects to the hub in plain TCP.
+async fn tcp(running: &Running) -> TcpStream {
+    TcpStream::connect(running.local_addr()).await.unwrap()
 }
 
 /// Writes `prefix` at once, then `drip` a byte every `every`, never the
 /// end of the head; returns how long the hub kept the connection open and
 /// what it answered (if anything) before closing it.
 async fn stall(
-    running: &Running,
+    mut socket: impl AsyncRead + AsyncWrite + Unpin,
     prefix: &[u8],
     drip: &[u8],
     every: Duration,
 ) -> (Duration, Vec<u8>) {
-    let mut socket = TcpStream::connect(running.local_addr()).await.unwrap();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(1) + SLACK;
     socket.write_all(prefix).await.unwrap();
@@ -96,7 +104,8 @@ async fn unfinished_heads_are_closed(stream_server: &str) {
         ),
     ];
     for (what, prefix, drip) in cases {
-        let (held, answer) = stall(&running, prefix, drip, Duration::from_millis(100)).await;
+        let every = Duration::from_millis(100);
+        let (held, answer) = stall(tcp(&running).await, prefix, drip, every).await;
         assert!(
             held >= Duration::from_millis(900),
             "{stream_server}, {what}: closed after {held:?}, before the deadline"
@@ -118,6 +127,45 @@ async fn lean_server_closes_unfinished_heads() {
 #[tokio::test]
 async fn hyper_server_closes_unfinished_heads() {
     unfinished_heads_are_closed("hyper").await;
+}
+
+/// Over TLS, the deadline starts once the handshake is done: a peer that
+/// completes it and then sends half a head, or nothing, is closed too.
+#[tokio::test]
+async fn tls_server_closes_unfinished_heads() {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("ssehub-slow-heads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let running = hub_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ])
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    for (what, prefix) in [("nothing", &b""[..]), ("half a head", &SUBSCRIBE[..20])] {
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = connector.connect(name, tcp(&running).await).await.unwrap();
+        let (held, answer) = stall(tls, prefix, b"", Duration::from_millis(100)).await;
+        assert!(
+            held >= Duration::from_millis(900) && answer.is_empty(),
+            "TLS, {what}: closed after {held:?} with {answer:?}"
+        );
+    }
+    running.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A head that arrives slowly but within the deadline is served.

@@ -20,7 +20,8 @@
 #   bench/run.sh slowpeers [CLIENTS...] default: 1000   (RATE=10 ev/s, DURATION=30 s twice: without,
 #                                           then with SLOWLORIS=4000 heads that never end and
 #                                           STALLED=4000 subscribers that never read; once per
-#                                           stream server in STREAM_SERVERS, default "lean hyper")
+#                                           stream server in STREAM_SERVERS, default "lean hyper";
+#                                           TAG=x names the runs slowpeers-lean-x, …)
 #
 # Scale-out over Redis (SERVERS default "hub hub-redis hub-redis3"):
 #   bench/run.sh scaleout      [CLIENTS...] default: 1000   (RATE=100 ev/s, 100 B, 20 s)
@@ -141,7 +142,7 @@ run_one() {
             bin=server-hub
             # Mercure subscribers: GET /.well-known/mercure?match=TOPIC.
             path=(--path '/.well-known/mercure?match=')
-            note="ssehub ${REV}ssehub-server ${HUB_REV}" ;;
+            note="ssehub ${REV}ssehub-server ${HUB_REV}${SERVER_ARGS:+ (server args: $SERVER_ARGS)}" ;;
     esac
     case $server in
         hub-redis|hub-redis3)
@@ -230,7 +231,7 @@ for n in $counts; do
             slowpeers)
                 for ss in ${STREAM_SERVERS:-lean hyper}; do
                     SERVER_ARGS="${SERVER_ARGS:+$SERVER_ARGS }--stream-server $ss" \
-                        run_one "$server" --scenario "slowpeers-$ss" --clients "$n" --mode peers --rate "${RATE:-10}" --size 100 \
+                        run_one "$server" --scenario "slowpeers-$ss${TAG:+-$TAG}" --clients "$n" --mode peers --rate "${RATE:-10}" --size 100 \
                         --duration "${DURATION:-30}" --slowloris "${SLOWLORIS:-4000}" --stalled "${STALLED:-4000}" --sample-every 1
                 done ;;
             *) echo "unknown scenario $scenario" >&2; exit 2 ;;

@@ -17,7 +17,7 @@
 //!
 //! `--soak` reports the soak and slow-peers runs (`bench/run.sh soak`,
 //! `slowpeers`): each record as tables of its own, in file order; with
-//! `--svg`, the last soak's RSS and descriptors over time.
+//! `--svg`, every soak's RSS and descriptors over time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -890,32 +890,47 @@ type SoakPanel<'a, 'b> = (
     &'a dyn Fn(&Sample) -> f64,
 );
 
-/// `--soak --svg FILE`: the last soak record's RSS and descriptors over
-/// time, one panel each, the warm-up shaded.
+/// `--soak --svg FILE`: every soak record's RSS and descriptors over time,
+/// one panel each, one line per run (named by its server arguments), the
+/// first run's warm-up shaded.
 fn soak_plot(path: &str, svg: &str) -> Result<(), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(path)?;
-    let Some(r) = text
+    let runs: Vec<Record> = text
         .lines()
-        .rev()
         .filter_map(|l| serde_json::from_str::<Record>(l).ok())
-        .find(|r| r.mode == "soak" && !r.samples.is_empty())
-    else {
+        .filter(|r| r.mode == "soak" && !r.samples.is_empty())
+        .collect();
+    let Some(first) = runs.first() else {
         return Err("no soak record with samples".into());
     };
     let root = SVGBackend::new(svg, (1100, 400)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(550);
-    let end = r.samples.last().map_or(1.0, |s| s.t_s / 60.0).max(0.1);
-    let rss = format!("hub RSS (MiB), {} subscribers + churn", r.clients);
+    let end = runs
+        .iter()
+        .filter_map(|r| r.samples.last())
+        .map(|s| s.t_s / 60.0)
+        .fold(0.1, f64::max);
+    let rss = format!("hub RSS (MiB), {} subscribers + churn", first.clients);
     let rss_of = |s: &Sample| s.rss_kib as f64 / 1024.0;
     let fds_of = |s: &Sample| s.fds as f64;
     let panels: [SoakPanel<'_, '_>; 2] = [
         (&left, &rss, &rss_of),
         (&right, "hub open descriptors", &fds_of),
     ];
+    let colors = [
+        RGBColor(40, 90, 200),
+        RGBColor(200, 40, 40),
+        RGBColor(60, 160, 60),
+        RGBColor(130, 60, 170),
+    ];
     for (area, title, value) in panels {
-        let pts: Vec<(f64, f64)> = r.samples.iter().map(|s| (s.t_s / 60.0, value(s))).collect();
-        let top = pts.iter().map(|p| p.1).fold(0.0, f64::max) * 1.15 + 1.0;
+        let top = runs
+            .iter()
+            .flat_map(|r| r.samples.iter().map(value))
+            .fold(0.0, f64::max)
+            * 1.15
+            + 1.0;
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 16))
             .margin(12)
@@ -924,10 +939,28 @@ fn soak_plot(path: &str, svg: &str) -> Result<(), Box<dyn std::error::Error>> {
             .build_cartesian_2d(0.0..end, 0.0..top)?;
         chart.configure_mesh().x_desc("minutes").draw()?;
         chart.draw_series(std::iter::once(Rectangle::new(
-            [(0.0, 0.0), ((r.warmup_s / 60.0).min(end), top)],
+            [(0.0, 0.0), ((first.warmup_s / 60.0).min(end), top)],
             RGBColor(230, 230, 230).filled(),
         )))?;
-        chart.draw_series(LineSeries::new(pts, RGBColor(40, 90, 200).stroke_width(2)))?;
+        for (k, r) in runs.iter().enumerate() {
+            let color = colors[k % colors.len()];
+            let pts: Vec<(f64, f64)> = r.samples.iter().map(|s| (s.t_s / 60.0, value(s))).collect();
+            let label = r
+                .note
+                .split_once("(server args: ")
+                .map_or("defaults", |(_, args)| args.trim_end_matches(')'))
+                .to_owned();
+            chart
+                .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
     }
     root.present()?;
     Ok(())

@@ -23,7 +23,7 @@ pub struct Record {
     pub connect_s: f64,
     /// Stalled (never reading) extra clients.
     pub stalled: usize,
-    /// Schedule mode (`idle`, `rate`, `max`, `churn`).
+    /// Schedule mode (`idle`, `rate`, `max`, `churn`, `soak`, `peers`).
     pub mode: String,
     /// Server RSS before any client, KiB.
     pub rss_before_kib: u64,

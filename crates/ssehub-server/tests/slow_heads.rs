@@ -201,3 +201,20 @@ async fn slow_but_complete_heads_are_served() {
         running.shutdown().await.unwrap();
     }
 }
+
+/// A deadline of zero would close every connection: refused at start, with
+/// the flag named.
+#[test]
+fn a_zero_or_unreadable_head_timeout_is_refused() {
+    for value in ["0s", "0", "soon"] {
+        let err = Config::try_parse_from(["ssehub", "--head-timeout", value]).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("--head-timeout"), "{value}: {message}");
+    }
+    let config = Config::try_parse_from(["ssehub", "--head-timeout", "1m 30s"]).unwrap();
+    assert_eq!(config.head_timeout, Duration::from_secs(90));
+    assert_eq!(
+        Config::try_parse_from(["ssehub"]).unwrap().head_timeout,
+        Duration::from_secs(10)
+    );
+}

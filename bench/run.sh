@@ -16,7 +16,8 @@
 #   bench/run.sh soak      [CLIENTS...] default: 1000   (RATE=10 ev/s, 100 B, DURATION=3600 s;
 #                                           CHURN=32 subscribers coming and going, every other one
 #                                           resuming with Last-Event-ID; RSS and descriptors sampled
-#                                           every SAMPLE=10 s and judged flat or not)
+#                                           every SAMPLE=10 s and judged flat or not after WARMUP s,
+#                                           default a sixth of the run, at most 300)
 #   bench/run.sh slowpeers [CLIENTS...] default: 1000   (RATE=10 ev/s, DURATION=30 s twice: without,
 #                                           then with SLOWLORIS=4000 heads that never end and
 #                                           STALLED=4000 subscribers that never read; once per
@@ -227,7 +228,8 @@ for n in $counts; do
                 done ;;
             soak)
                 run_one "$server" --scenario soak --clients "$n" --mode soak --rate "${RATE:-10}" --size 100 \
-                    --duration "${DURATION:-3600}" --churn-concurrency "${CHURN:-32}" --sample-every "${SAMPLE:-10}" ;;
+                    --duration "${DURATION:-3600}" --churn-concurrency "${CHURN:-32}" --sample-every "${SAMPLE:-10}" \
+                    ${WARMUP:+--warmup "$WARMUP"} ;;
             slowpeers)
                 for ss in ${STREAM_SERVERS:-lean hyper}; do
                     SERVER_ARGS="${SERVER_ARGS:+$SERVER_ARGS }--stream-server $ss" \

@@ -12,6 +12,18 @@
 #                                           stalled client's socket fills and its buffer overflows)
 #   bench/run.sh report                     tables on stdout, plot in bench/results/plot.svg
 #
+# Soak and slow peers (SERVERS default "hub"):
+#   bench/run.sh soak      [CLIENTS...] default: 1000   (RATE=10 ev/s, 100 B, DURATION=3600 s;
+#                                           CHURN=32 subscribers coming and going, every other one
+#                                           resuming with Last-Event-ID; RSS and descriptors sampled
+#                                           every SAMPLE=10 s and judged flat or not after WARMUP s,
+#                                           default a sixth of the run, at most 300)
+#   bench/run.sh slowpeers [CLIENTS...] default: 1000   (RATE=10 ev/s, DURATION=30 s twice: without,
+#                                           then with SLOWLORIS=4000 heads that never end and
+#                                           STALLED=4000 subscribers that never read; once per
+#                                           stream server in STREAM_SERVERS, default "lean hyper";
+#                                           TAG=x names the runs slowpeers-lean-x, …)
+#
 # Scale-out over Redis (SERVERS default "hub hub-redis hub-redis3"):
 #   bench/run.sh scaleout      [CLIENTS...] default: 1000   (RATE=100 ev/s, 100 B, 20 s)
 #   bench/run.sh scaleout-idle [CLIENTS...] default: 10000  (idle memory per subscriber)
@@ -41,9 +53,13 @@ scenario=${1:?usage: bench/run.sh SCENARIO [CLIENTS...]}
 shift || true
 case $scenario in
     scaleout*) SERVERS=${SERVERS:-"hub hub-redis hub-redis3"} ;;
+    soak|slowpeers) SERVERS=${SERVERS:-hub} ;;
     *) SERVERS=${SERVERS:-"ssehub ssehub-lean baseline floor"} ;;
 esac
 mkdir -p "$(dirname "$OUT")" bench/results/logs
+# Thousands of connections each side: every process started here may use
+# the hard open-file limit (the binaries raise their own too).
+ulimit -n "$(ulimit -Hn)"
 # BUILD=0 reuses the binaries as they are: the library changes while others
 # work, and one set of numbers should come from one build.
 if [ "${BUILD:-1}" != 0 ]; then
@@ -127,7 +143,7 @@ run_one() {
             bin=server-hub
             # Mercure subscribers: GET /.well-known/mercure?match=TOPIC.
             path=(--path '/.well-known/mercure?match=')
-            note="ssehub ${REV}ssehub-server ${HUB_REV}" ;;
+            note="ssehub ${REV}ssehub-server ${HUB_REV}${SERVER_ARGS:+ (server args: $SERVER_ARGS)}" ;;
     esac
     case $server in
         hub-redis|hub-redis3)
@@ -175,6 +191,7 @@ if [ $# -gt 0 ]; then counts="$*"; else
         scaleout) counts="1000" ;;
         scaleout-idle) counts="10000" ;;
         scaleout-rate) counts="30" ;;
+        soak|slowpeers) counts="1000" ;;
         *) counts="1000 10000" ;;
     esac
 fi
@@ -208,6 +225,16 @@ for n in $counts; do
             scaleout-rate)
                 for rate in ${RATES:-1000 3000}; do
                     run_one "$server" --scenario "scaleout-rate-$rate" --clients "$n" --mode rate --rate "$rate" --size 100 --duration "${DURATION:-10}"
+                done ;;
+            soak)
+                run_one "$server" --scenario soak --clients "$n" --mode soak --rate "${RATE:-10}" --size 100 \
+                    --duration "${DURATION:-3600}" --churn-concurrency "${CHURN:-32}" --sample-every "${SAMPLE:-10}" \
+                    ${WARMUP:+--warmup "$WARMUP"} ;;
+            slowpeers)
+                for ss in ${STREAM_SERVERS:-lean hyper}; do
+                    SERVER_ARGS="${SERVER_ARGS:+$SERVER_ARGS }--stream-server $ss" \
+                        run_one "$server" --scenario "slowpeers-$ss${TAG:+-$TAG}" --clients "$n" --mode peers --rate "${RATE:-10}" --size 100 \
+                        --duration "${DURATION:-30}" --slowloris "${SLOWLORIS:-4000}" --stalled "${STALLED:-4000}" --sample-every 1
                 done ;;
             *) echo "unknown scenario $scenario" >&2; exit 2 ;;
         esac

@@ -26,6 +26,7 @@ pub mod payload;
 pub mod procfs;
 pub mod record;
 pub mod redis_info;
+pub mod soak;
 pub mod sse;
 pub mod timing;
 pub mod wire;

@@ -37,6 +37,16 @@ pub fn sample(pid: u32) -> io::Result<ProcSample> {
     Ok(ProcSample { rss_kib, cpu_ns })
 }
 
+/// How many file descriptors `pid` holds open (entries of
+/// `/proc/<pid>/fd`).
+///
+/// # Errors
+/// When the process is gone or its descriptors cannot be listed (another
+/// user's process).
+pub fn open_fds(pid: u32) -> io::Result<u64> {
+    Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64)
+}
+
 /// The 1, 5 and 15 minute load averages, as `/proc/loadavg` shows them.
 #[must_use]
 pub fn loadavg() -> String {

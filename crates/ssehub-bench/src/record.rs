@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::redis_info::RedisDelta;
+use crate::soak::{Sample, Trend};
 
 /// The outcome of one scenario against one server.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -22,7 +23,7 @@ pub struct Record {
     pub connect_s: f64,
     /// Stalled (never reading) extra clients.
     pub stalled: usize,
-    /// Schedule mode (`idle`, `rate`, `max`, `churn`).
+    /// Schedule mode (`idle`, `rate`, `max`, `churn`, `soak`, `peers`).
     pub mode: String,
     /// Server RSS before any client, KiB.
     pub rss_before_kib: u64,
@@ -124,6 +125,79 @@ pub struct Record {
     pub redis_calls_per_publish: f64,
     /// Requests Redis read from clients per publish: round trips.
     pub redis_reads_per_publish: f64,
+    /// Descriptors the server held before any client (node 0).
+    pub fds_before: u64,
+    /// Descriptors it held once the run had settled (soak, slow peers).
+    pub fds_after: u64,
+    /// Soak and slow peers: the server's RSS and descriptors, sampled
+    /// through the schedule(s).
+    pub samples: Vec<Sample>,
+    /// Soak: how RSS moved after the warm-up, KiB, and whether it is flat.
+    pub rss_trend: Option<Trend>,
+    /// Soak: how the descriptor count moved, and whether it is flat.
+    pub fd_trend: Option<Trend>,
+    /// Soak: seconds of samples left out of the trends.
+    pub warmup_s: f64,
+    /// Soak: reconnections of churning subscribers with `Last-Event-ID`.
+    pub resumes: u64,
+    /// Soak: events the churning subscribers received.
+    pub churn_events: u64,
+    /// Soak: events missing inside a churning connection or across a
+    /// resume (its first event is not the one after the id it named).
+    pub churn_gaps: u64,
+    /// Soak: events a churning subscriber received twice (within a
+    /// connection, or again after resuming).
+    pub churn_duplicated: u64,
+    /// Slow peers: connections held open with a request head that never
+    /// ends (a byte at a time, or half a head and silence).
+    pub slowloris: usize,
+    /// Slow peers: such connections opened in all (each reopened when the
+    /// server closes it).
+    pub slowloris_opened: u64,
+    /// Slow peers: those the server closed.
+    pub slowloris_closed: u64,
+    /// Slow peers: how long the server kept them, median, s.
+    pub slowloris_life_p50_s: f64,
+    /// Longest.
+    pub slowloris_life_max_s: f64,
+    /// Slow peers: RSS with the slow peers connected, before the second
+    /// schedule, KiB.
+    pub rss_peers_kib: u64,
+    /// Slow peers: descriptors at that moment.
+    pub fds_peers: u64,
+    /// Slow peers: the schedule before the slow peers came.
+    pub without: Option<Phase>,
+    /// Slow peers: the same schedule with them.
+    pub with: Option<Phase>,
+}
+
+/// One schedule of a slow-peers run: what the normal subscribers saw, and
+/// the server's peak footprint meanwhile.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Phase {
+    /// Rounds published.
+    pub published: u64,
+    /// Events the normal subscribers missed.
+    pub lost: u64,
+    /// Events received twice.
+    pub duplicated: u64,
+    /// Normal subscribers whose stream ended.
+    pub disconnected: u64,
+    /// Publish-to-delivery latency of the normal subscribers, median, ms.
+    pub lat_p50_ms: f64,
+    /// 99th percentile.
+    pub lat_p99_ms: f64,
+    /// 99.9th percentile.
+    pub lat_p999_ms: f64,
+    /// Maximum.
+    pub lat_max_ms: f64,
+    /// Server CPU seconds.
+    pub cpu_s: f64,
+    /// Highest RSS sampled, KiB.
+    pub rss_max_kib: u64,
+    /// Most descriptors sampled.
+    pub fds_max: u64,
 }
 
 /// One node's share of a run.

@@ -222,6 +222,13 @@ pub struct Config {
     #[arg(long, env = "SSEHUB_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub write_timeout: Duration,
 
+    /// A connection that has not sent a complete request head this long
+    /// after it opened (or, between requests on a kept-alive connection,
+    /// after the previous response) is closed: slow-loris peers cannot
+    /// hold descriptors and buffers forever.
+    #[arg(long, env = "SSEHUB_HEAD_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub head_timeout: Duration,
+
     /// Per-subscriber buffer, in events; a subscriber that falls further
     /// behind is disconnected (it resumes with Last-Event-ID).
     #[arg(long, env = "SSEHUB_CLIENT_BUFFER", default_value_t = 4096)]
@@ -506,6 +513,15 @@ pub fn parse_size(value: &str) -> Result<usize, String> {
         .parse()
         .map_err(|_| format!("{value:?} is not a size (bytes, or with a unit: 8MiB, 512KiB)"))?;
     usize::try_from(size.as_u64()).map_err(|_| format!("{value:?} is too large"))
+}
+
+/// A duration (`10s`, `1m 30s`) longer than zero.
+fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err("must be longer than zero".to_owned()),
+        Err(err) => Err(format!("{value:?} is not a duration (10s, 1m 30s): {err}")),
+    }
 }
 
 fn parse_fraction(value: &str) -> Result<f64, String> {

@@ -37,9 +37,12 @@ pub(crate) async fn serve(
     app: Arc<App>,
     router: Router,
     write_timeout: Duration,
+    head_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let config = ServerConfig::default().write_timeout(write_timeout);
+    let config = ServerConfig::default()
+        .write_timeout(write_timeout)
+        .read_timeout(head_timeout);
     let graceful = GracefulShutdown::new();
     // Every connection task holds a clone; one left means all are done.
     let open = Arc::new(());
@@ -86,6 +89,7 @@ pub(crate) async fn serve(
                         watcher,
                         peer,
                         paid,
+                        head_timeout,
                     )
                     .await
                     .map_err(std::io::Error::other)

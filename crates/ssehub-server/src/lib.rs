@@ -341,22 +341,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tracing::info!("shutting down: no new connections");
         let _ = draining_tx.send(());
     };
-    let write_timeout = config.write_timeout;
+    let (write_timeout, head_timeout) = (config.write_timeout, config.head_timeout);
     let server = async move {
         match tls {
-            Some(acceptor) => tls::serve(listener, acceptor, router, write_timeout, shutdown).await,
-            None if lean => lean::serve(listener, app, router, write_timeout, shutdown).await,
-            None => {
-                let listener = ssehub::axum::WriteTimeoutListener::new(listener, write_timeout);
-                // One service for all connections: serving the router
-                // itself would rebuild its routes per connection and keep
-                // them (~6 KB) for the life of every stream.
-                axum::serve(
+            Some(acceptor) => {
+                tls::serve(
                     listener,
-                    router.into_make_service_with_connect_info::<listen::PeerAddr>(),
+                    acceptor,
+                    router,
+                    write_timeout,
+                    head_timeout,
+                    shutdown,
                 )
-                .with_graceful_shutdown(shutdown)
                 .await
+            }
+            None if lean => {
+                lean::serve(listener, app, router, write_timeout, head_timeout, shutdown).await
+            }
+            // hyper alone, with the head deadline `axum::serve` cannot set;
+            // one router for all connections (a clone shares its routes).
+            None => {
+                listen::serve_plain(listener, router, write_timeout, head_timeout, shutdown).await
             }
         }
     };

@@ -1,5 +1,5 @@
-//! What the lean and the TLS servers share: the accept loop's step and
-//! serving a connection with hyper.
+//! What the plain, lean and TLS servers share: the accept loop's step and
+//! serving a connection with hyper under a request-head deadline.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,27 +10,20 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use ssehub::axum::WriteTimeoutListener;
+use ssehub::io::WriteTimeout;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tower::ServiceExt as _;
 
 /// The TCP peer of a request's connection, in its `ConnectInfo`, for every
-/// server the hub runs (axum's own, the lean one's fallback, TLS).
+/// server the hub runs (hyper alone, the lean one's fallback, TLS).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PeerAddr(pub SocketAddr);
-
-impl Connected<IncomingStream<'_, WriteTimeoutListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, WriteTimeoutListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
 
 /// Marks a request whose subscribe rate was already charged: the lean
 /// server looked at it first and handed it on to hyper.
@@ -63,26 +56,90 @@ pub(crate) async fn accept_until<F: Future<Output = ()>>(
 /// whichever the client speaks), watched by `graceful` so shutdown can
 /// wait for it. Its requests carry the peer's address (`ConnectInfo`, as
 /// axum's own server sets it); the first also [`RatePaid`] if `rate_paid`.
+///
+/// A peer must send a complete request head within `head_timeout`: hyper
+/// enforces it for every HTTP/1.1 head (its timer-driven header read
+/// timeout, which it skips when no timer is given), and the first request
+/// must reach the router within it too — that also covers the bytes hyper
+/// reads before it knows the protocol (it waits for them without a
+/// deadline of its own) and an HTTP/2 preface with no request after it.
+/// Without this, a peer that never finishes a head keeps its descriptor
+/// and buffers for ever.
 pub(crate) async fn serve_hyper<I>(
     io: I,
     router: Router,
     watcher: Watcher,
     peer: SocketAddr,
     rate_paid: bool,
+    head_timeout: Duration,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let first_request = Arc::new(Notify::new());
     let paid = Arc::new(AtomicBool::new(rate_paid));
-    let service = router.map_request(move |mut request: http::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(PeerAddr(peer)));
-        if paid.swap(false, Ordering::Relaxed) {
-            request.extensions_mut().insert(RatePaid);
-        }
-        request
-    });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let service = {
+        let first_request = first_request.clone();
+        // One atomic store per request: cheap next to routing it.
+        router.map_request(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                first_request.notify_one();
+                request.extensions_mut().insert(ConnectInfo(PeerAddr(peer)));
+                if paid.swap(false, Ordering::Relaxed) {
+                    request.extensions_mut().insert(RatePaid);
+                }
+                request
+            },
+        )
+    };
     let connection =
         builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
-    watcher.watch(connection.into_owned()).await
+    let mut connection = std::pin::pin!(watcher.watch(connection.into_owned()));
+    tokio::select! {
+        biased;
+        result = connection.as_mut() => return result,
+        () = first_request.notified() => {}
+        () = tokio::time::sleep(head_timeout) => {
+            return Err(Box::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no complete request head in time",
+            )));
+        }
+    }
+    connection.await
+}
+
+/// Serves `router` with hyper alone (HTTP/1.1 and h2c) until `shutdown`
+/// completes, then waits for the open connections to end (the hub's drain
+/// ends its streams): `--stream-server hyper` on plain HTTP.
+pub(crate) async fn serve_plain(
+    listener: TcpListener,
+    router: Router,
+    write_timeout: Duration,
+    head_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    while let Some((socket, peer)) = accept_until(&listener, &mut shutdown).await {
+        // Small writes must go out at once: an event is latency, not bulk.
+        let _ = socket.set_nodelay(true);
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let io = WriteTimeout::new(socket, write_timeout);
+            if let Err(err) = serve_hyper(io, router, watcher, peer, false, head_timeout).await {
+                tracing::debug!(%err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -76,6 +76,7 @@ pub(crate) async fn serve(
     acceptor: TlsAcceptor,
     router: Router,
     write_timeout: Duration,
+    head_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -99,7 +100,7 @@ pub(crate) async fn serve(
                 }
                 Err(_) => return,
             };
-            if let Err(err) = serve_hyper(tls, router, watcher, peer, false).await {
+            if let Err(err) = serve_hyper(tls, router, watcher, peer, false, head_timeout).await {
                 tracing::debug!(%peer, %err, "connection ended with an error");
             }
         });

@@ -3,6 +3,14 @@
 //! deliveries/s, latency percentiles, loss, duplicates, reordering, and the
 //! server's RSS and CPU time from `/proc`.
 //!
+//! `--mode soak` runs the schedule with churning subscribers beside the
+//! steady ones (every other reconnection resumes with `Last-Event-ID` and
+//! must continue exactly) and samples the server's RSS and descriptors to
+//! judge whether they stay flat; `--mode peers` runs the schedule twice
+//! with the same subscribers, the second time beside slow-loris heads and
+//! never-reading subscribers, to compare the normal subscribers' latency
+//! and the server's memory with and without them.
+//!
 //! One thread (a current-thread tokio runtime), a hand-rolled HTTP/1.1
 //! client per connection (chunked and unframed bodies), one read buffer per
 //! connection and one clock read per `read(2)`, so the load generator is not
@@ -22,8 +30,9 @@ use serde_json::Value;
 use ssehub_bench::args::Args;
 use ssehub_bench::clock::mono_ns;
 use ssehub_bench::procfs::{self, ProcSample};
-use ssehub_bench::record::{NodeStat, Record};
+use ssehub_bench::record::{NodeStat, Phase, Record};
 use ssehub_bench::redis_info::RedisInfo;
+use ssehub_bench::soak::{Sample, fd_tolerance, rss_tolerance_kib, trend};
 use ssehub_bench::sse::Scanner;
 use ssehub_bench::wire::{self, Chunked, Framing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,7 +40,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
 const USAGE: &str = "\
-loadgen --target 127.0.0.1:PORT[,ADDR...] --clients N --mode idle|rate|max|churn [options]
+loadgen --target 127.0.0.1:PORT[,ADDR...] --clients N --mode idle|rate|max|churn|soak|peers [options]
 
   --target A,B,...        several nodes of one hub: client i connects to node i % n,
                           the schedule runs on the first; latency is also reported
@@ -58,6 +67,19 @@ loadgen --target 127.0.0.1:PORT[,ADDR...] --clients N --mode idle|rate|max|churn
   --per-address N         connections per source address before spreading (default 20000)
   --read-buf B            read buffer per connection (default 8192)
   --note TEXT             free text for the record
+  soak (mode soak: the schedule at --rate for --duration, plus churn):
+  --churn-concurrency C   churning subscribers at once (default 64); each holds a
+                          stream for up to --hold-ms (default 2000), then leaves;
+                          every other one resumes with Last-Event-ID
+  --sample-every S        server RSS and descriptor sampling period (default 5)
+  --warmup S              samples left out of the trends (default duration/6, <= 300)
+  --fd-tolerance N        descriptor growth still flat (default churn concurrency + 16)
+  --rss-tolerance-kib K   RSS growth still flat (default 10 % of the first third, >= 8 MiB)
+  slow peers (mode peers: the schedule without, then with them):
+  --slowloris K           connections whose request head never ends: half send a
+                          byte every --drip-ms (default 1000), half half a head and
+                          nothing more; each reopened when the server closes it
+  --stalled K             subscribers that never read (opened between the schedules)
   --time-limit S          hard stop (default: duration + 300)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +88,8 @@ enum Mode {
     Rate,
     Max,
     Churn,
+    Soak,
+    Peers,
 }
 
 struct Opts {
@@ -97,6 +121,13 @@ struct Opts {
     addresses: usize,
     read_buf: usize,
     note: String,
+    hold_ms: u64,
+    sample_every: f64,
+    warmup: f64,
+    fd_tolerance: Option<f64>,
+    rss_tolerance_kib: Option<f64>,
+    slowloris: usize,
+    drip_ms: u64,
 }
 
 /// One subscriber's view of the run.
@@ -449,6 +480,7 @@ async fn run(opts: Rc<Opts>) -> Result<Record, String> {
     }
     let before = sample_all(&pids);
     rec.rss_before_kib = rss_kib(&before);
+    rec.fds_before = procfs::open_fds(pids[0]).unwrap_or(0);
     rec.nodes = pids.len();
     rec.node_stats = (0..pids.len())
         .map(|k| NodeStat {
@@ -471,7 +503,13 @@ async fn run(opts: Rc<Opts>) -> Result<Record, String> {
         .collect();
     let sem = Arc::new(Semaphore::new(opts.connect_concurrency));
     let t0 = mono_ns();
-    for (i, stat) in stats_all.iter().enumerate() {
+    // Slow peers come between the two schedules, not now.
+    let initial = if opts.mode == Mode::Peers {
+        opts.clients
+    } else {
+        stats_all.len()
+    };
+    for (i, stat) in stats_all[..initial].iter().enumerate() {
         let permit = sem
             .clone()
             .acquire_owned()
@@ -489,7 +527,7 @@ async fn run(opts: Rc<Opts>) -> Result<Record, String> {
     }
     let connect_deadline = mono_ns() + 180_000_000_000;
     loop {
-        let pending = stats_all
+        let pending = stats_all[..initial]
             .iter()
             .filter(|s| !s.connected.get() && !s.ended.get())
             .count();
@@ -529,12 +567,14 @@ async fn run(opts: Rc<Opts>) -> Result<Record, String> {
         n.rss_idle_kib = s.rss_kib;
     }
     rec.idle_bytes_per_conn = (rec.rss_idle_kib as f64 - rec.rss_before_kib as f64) * 1024.0
-        / (rec.connected + opts.stalled).max(1) as f64;
+        / (rec.connected + initial - opts.clients).max(1) as f64;
 
     match opts.mode {
         Mode::Idle => {}
         Mode::Rate | Mode::Max => schedule(&opts, &mut rec, &pids, &shared, clients).await?,
         Mode::Churn => churn(&opts, &mut rec, pids[0], total).await?,
+        Mode::Soak => soak(&opts, &mut rec, &pids, &shared, clients, total).await?,
+        Mode::Peers => peers(&opts, &mut rec, &pids, &shared, &stats_all, sem).await?,
     }
     let after = sample_all(&pids);
     rec.rss_after_kib = rss_kib(&after);
@@ -793,6 +833,422 @@ async fn churn(opts: &Rc<Opts>, rec: &mut Record, pid: u32, steady: u64) -> Resu
     Ok(())
 }
 
+/// The server's RSS and descriptors every `--sample-every` seconds until
+/// `stop`, `t_s` counted from `t0` (mono ns).
+fn spawn_sampler(
+    pid: u32,
+    every: f64,
+    t0: u64,
+    samples: Rc<RefCell<Vec<Sample>>>,
+    stop: Rc<Cell<bool>>,
+) {
+    tokio::task::spawn_local(async move {
+        while !stop.get() {
+            if let (Ok(p), Ok(fds)) = (procfs::sample(pid), procfs::open_fds(pid)) {
+                samples.borrow_mut().push(Sample {
+                    t_s: mono_ns().saturating_sub(t0) as f64 / 1e9,
+                    rss_kib: p.rss_kib,
+                    fds,
+                });
+            }
+            sleep_s(every).await;
+        }
+    });
+}
+
+/// What the churning subscribers of a soak saw.
+#[derive(Default)]
+struct ChurnStats {
+    cycles: Cell<u64>,
+    failures: Cell<u64>,
+    resumes: Cell<u64>,
+    events: Cell<u64>,
+    gaps: Cell<u64>,
+    dups: Cell<u64>,
+    first_error: RefCell<Option<String>>,
+}
+
+/// Where a churning subscriber's last stream stopped: the id it would
+/// resume from and the sequence number of that event.
+type Resume = (String, u64);
+
+/// One churning stream: subscribes (resuming from `resume` if given),
+/// reads for `hold`, leaves; checks that its events follow each other
+/// (and the resumed-from one) exactly. Returns where it stopped, if it
+/// received anything.
+async fn churn_stream(
+    opts: &Opts,
+    source: IpAddr,
+    resume: Option<&Resume>,
+    hold: Duration,
+    buf: &mut [u8],
+    st: &ChurnStats,
+) -> Result<Option<Resume>, String> {
+    let target = opts.targets[0];
+    let last_event_id =
+        resume.map_or_else(String::new, |(id, _)| format!("Last-Event-ID: {id}\r\n"));
+    let request = format!(
+        "GET {}{} HTTP/1.1\r\nHost: {target}\r\nAccept: text/event-stream\r\n{last_event_id}\r\n",
+        opts.path, opts.topic
+    );
+    let (mut stream, head, start, filled) =
+        open_stream(target, &request, Some(source), false, buf).await?;
+    let mut scanner = Scanner::with_ids();
+    let mut chunked = Chunked::default();
+    let mut prev = resume.map(|r| r.1);
+    let mut on_event = |ev: Option<(u64, u64)>| {
+        let Some((seq, _)) = ev else { return };
+        st.events.set(st.events.get() + 1);
+        match prev {
+            Some(p) if seq <= p => st.dups.set(st.dups.get() + 1),
+            Some(p) => {
+                st.gaps.set(st.gaps.get() + (seq - p - 1));
+                prev = Some(seq);
+            }
+            None => prev = Some(seq),
+        }
+    };
+    let mut feed = |data: &[u8], scanner: &mut Scanner| -> Result<bool, String> {
+        match head.framing {
+            Framing::Chunked => chunked
+                .feed(data, |b| scanner.feed(b, &mut on_event))
+                .map_err(|_| "malformed chunked body".to_owned()),
+            _ => {
+                scanner.feed(data, &mut on_event);
+                Ok(false)
+            }
+        }
+    };
+    let ended = feed(&buf[start..filled], &mut scanner)?;
+    let deadline = tokio::time::Instant::now() + hold;
+    if !ended {
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(buf)).await {
+                Err(_) => break,
+                Ok(Ok(0)) => return Err("the server ended the stream".into()),
+                Ok(Ok(n)) => {
+                    if feed(&buf[..n], &mut scanner)? {
+                        return Err("the server ended the stream".into());
+                    }
+                }
+                Ok(Err(e)) => return Err(format!("read: {e}")),
+            }
+        }
+    }
+    drop(stream);
+    let id = String::from_utf8_lossy(scanner.last_event_id()).into_owned();
+    Ok(prev
+        .filter(|_| !id.is_empty())
+        .map(|seq| (id, seq))
+        .or_else(|| resume.cloned()))
+}
+
+/// A churning subscriber: streams of random length, one after the other
+/// until `stop`; every other one resumes where the previous one stopped.
+async fn churn_loop(opts: Rc<Opts>, st: Rc<ChurnStats>, k: usize, stop: Rc<Cell<bool>>) {
+    let mut buf = vec![0u8; 8192];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (k as u64 + 1).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    let mut last: Option<Resume> = None;
+    let mut n = 0usize;
+    while !stop.get() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let hold = Duration::from_millis(100 + x % opts.hold_ms);
+        let source = spread_ip(256 + (k + n * opts.churn_concurrency) % 250);
+        let resume = if n % 2 == 1 { last.clone() } else { None };
+        if resume.is_some() {
+            // Offline for a moment, as a browser between two attempts:
+            // updates published meanwhile must come back with the resume.
+            sleep_s(0.2 + (x >> 32) as f64 % 600.0 / 1000.0).await;
+        }
+        match churn_stream(&opts, source, resume.as_ref(), hold, &mut buf, &st).await {
+            Ok(stopped) => {
+                st.cycles.set(st.cycles.get() + 1);
+                if resume.is_some() {
+                    st.resumes.set(st.resumes.get() + 1);
+                }
+                last = stopped;
+            }
+            Err(e) => {
+                st.failures.set(st.failures.get() + 1);
+                st.first_error.borrow_mut().get_or_insert(e);
+                last = None;
+                sleep_s(0.1).await;
+            }
+        }
+        n += 1;
+    }
+}
+
+/// The soak: the schedule for `--duration` with the steady subscribers,
+/// churning ones beside them, and the server sampled throughout; then
+/// whether its RSS and descriptors stayed flat, and whether it let every
+/// churning subscriber go.
+async fn soak(
+    opts: &Rc<Opts>,
+    rec: &mut Record,
+    pids: &[u32],
+    shared: &Rc<Shared>,
+    clients: &[Rc<ClientStat>],
+    steady: u64,
+) -> Result<(), String> {
+    let stop = Rc::new(Cell::new(false));
+    let samples = Rc::new(RefCell::new(Vec::new()));
+    let t0 = mono_ns();
+    spawn_sampler(
+        pids[0],
+        opts.sample_every,
+        t0,
+        samples.clone(),
+        stop.clone(),
+    );
+    let st = Rc::new(ChurnStats::default());
+    let running = Rc::new(Cell::new(opts.churn_concurrency));
+    for k in 0..opts.churn_concurrency {
+        let (opts, st, stop, running) = (opts.clone(), st.clone(), stop.clone(), running.clone());
+        tokio::task::spawn_local(async move {
+            churn_loop(opts, st, k, stop).await;
+            running.set(running.get() - 1);
+        });
+    }
+    // The churning loops stop with the schedule, before its drain.
+    {
+        let (stop, duration) = (stop.clone(), opts.duration);
+        tokio::task::spawn_local(async move {
+            sleep_s(duration).await;
+            stop.set(true);
+        });
+    }
+    let result = schedule(opts, rec, pids, shared, clients).await;
+    stop.set(true);
+    let waited = mono_ns() + 30_000_000_000;
+    while running.get() > 0 && mono_ns() < waited {
+        sleep_s(0.05).await;
+    }
+    result?;
+    let elapsed = opts.duration;
+    rec.churn_cycles = st.cycles.get();
+    rec.churn_per_s = st.cycles.get() as f64 / elapsed;
+    rec.resumes = st.resumes.get();
+    rec.churn_events = st.events.get();
+    rec.churn_gaps = st.gaps.get();
+    rec.churn_duplicated = st.dups.get();
+    if st.failures.get() > 0 {
+        rec.note = format!(
+            "{} churn failures (first: {}); {}",
+            st.failures.get(),
+            st.first_error.borrow().as_deref().unwrap_or("?"),
+            rec.note
+        );
+    }
+    // Every churning subscriber gone: the server is back to the steady ones.
+    rec.churn_subscribers_after = wait_subscribers(opts.controls[0], steady, 30.0).await;
+    sleep_s(2.0).await;
+    rec.fds_after = procfs::open_fds(pids[0]).unwrap_or(0);
+    let samples = samples.borrow().clone();
+    rec.warmup_s = opts.warmup;
+    rec.rss_trend = trend(&samples, opts.warmup, |s| s.rss_kib as f64).map(|t| {
+        let tolerance = opts
+            .rss_tolerance_kib
+            .unwrap_or_else(|| rss_tolerance_kib(t.first_mean));
+        t.judge(tolerance)
+    });
+    rec.fd_trend = trend(&samples, opts.warmup, |s| s.fds as f64).map(|t| {
+        t.judge(
+            opts.fd_tolerance
+                .unwrap_or_else(|| fd_tolerance(opts.churn_concurrency)),
+        )
+    });
+    rec.samples = samples;
+    Ok(())
+}
+
+/// What the slow-loris connections of a slow-peers run did.
+struct LorisStats {
+    opened: Cell<u64>,
+    closed: Cell<u64>,
+    /// How long the server kept each, ms.
+    life: RefCell<Histogram<u64>>,
+}
+
+/// One slow-loris peer: a connection whose request head never ends —
+/// a byte every `--drip-ms` (even `k`) or half a head and then silence
+/// (odd `k`) — reopened whenever the server closes it, until `stop`.
+async fn slowloris_loop(
+    opts: Rc<Opts>,
+    k: usize,
+    st: Rc<LorisStats>,
+    sem: Arc<Semaphore>,
+    stop: Rc<Cell<bool>>,
+) {
+    let request = events_request(&opts, k);
+    // Never the head's last byte.
+    let head = &request.as_bytes()[..request.len() - 1];
+    let drip = k % 2 == 0;
+    let mut probe = [0u8; 512];
+    let mut n = 0usize;
+    while !stop.get() {
+        let source = spread_ip(512 + (k + n * opts.slowloris) % 250);
+        n += 1;
+        let connected = {
+            let Ok(_permit) = sem.acquire().await else {
+                return;
+            };
+            connect(opts.targets[0], Some(source), false).await
+        };
+        let Ok(mut stream) = connected else {
+            sleep_s(0.5).await;
+            continue;
+        };
+        st.opened.set(st.opened.get() + 1);
+        let t = mono_ns();
+        let mut sent = if drip { 0 } else { head.len() / 2 };
+        if !drip && stream.write_all(&head[..sent]).await.is_err() {
+            sent = usize::MAX;
+        }
+        let closed = loop {
+            if sent == usize::MAX {
+                break true;
+            }
+            let wait = Duration::from_millis(opts.drip_ms.min(500));
+            match tokio::time::timeout(wait, stream.read(&mut probe)).await {
+                // An answer (408, 400) is read; the close follows.
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => break true,
+                Err(_) if stop.get() => break false,
+                Err(_) => {
+                    let due = (mono_ns() - t) / 1_000_000 / opts.drip_ms + 1;
+                    while drip && (sent as u64) < due && sent < head.len() {
+                        if stream.write_all(&head[sent..=sent]).await.is_err() {
+                            sent = usize::MAX;
+                            break;
+                        }
+                        sent += 1;
+                    }
+                }
+            }
+        };
+        if closed {
+            st.closed.set(st.closed.get() + 1);
+            st.life
+                .borrow_mut()
+                .saturating_record(((mono_ns() - t) / 1_000_000).max(1));
+        }
+    }
+}
+
+/// A schedule's figures, taken from the record `schedule` filled, with the
+/// server's peak over `samples` since `since` (seconds into the run).
+fn phase(rec: &Record, samples: &[Sample], since: f64) -> Phase {
+    let during = samples.iter().filter(|s| s.t_s >= since);
+    Phase {
+        published: rec.published,
+        lost: rec.lost,
+        duplicated: rec.duplicated,
+        disconnected: rec.disconnected,
+        lat_p50_ms: rec.lat_p50_ms,
+        lat_p99_ms: rec.lat_p99_ms,
+        lat_p999_ms: rec.lat_p999_ms,
+        lat_max_ms: rec.lat_max_ms,
+        cpu_s: rec.cpu_s,
+        rss_max_kib: during.clone().map(|s| s.rss_kib).max().unwrap_or(0),
+        fds_max: during.map(|s| s.fds).max().unwrap_or(0),
+    }
+}
+
+/// Slow peers: the schedule with the normal subscribers alone, then the
+/// slow-loris connections and never-reading subscribers join, then the same
+/// schedule again — latency and footprint with and without, one server,
+/// one set of subscribers.
+async fn peers(
+    opts: &Rc<Opts>,
+    rec: &mut Record,
+    pids: &[u32],
+    shared: &Rc<Shared>,
+    stats_all: &[Rc<ClientStat>],
+    sem: Arc<Semaphore>,
+) -> Result<(), String> {
+    let clients = &stats_all[..opts.clients];
+    let stop = Rc::new(Cell::new(false));
+    let samples = Rc::new(RefCell::new(Vec::new()));
+    let t0 = mono_ns();
+    let since = |t: u64| t.saturating_sub(t0) as f64 / 1e9;
+    spawn_sampler(
+        pids[0],
+        opts.sample_every,
+        t0,
+        samples.clone(),
+        stop.clone(),
+    );
+    schedule(opts, rec, pids, shared, clients).await?;
+    rec.without = Some(phase(rec, &samples.borrow(), 0.0));
+
+    // The slow peers.
+    let loris = Rc::new(LorisStats {
+        opened: Cell::new(0),
+        closed: Cell::new(0),
+        life: RefCell::new(histogram()),
+    });
+    for k in 0..opts.slowloris {
+        tokio::task::spawn_local(slowloris_loop(
+            opts.clone(),
+            k,
+            loris.clone(),
+            sem.clone(),
+            stop.clone(),
+        ));
+    }
+    for (i, stat) in stats_all.iter().enumerate().skip(opts.clients) {
+        let permit = sem
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::task::spawn_local(subscriber(
+            opts.clone(),
+            shared.clone(),
+            stat.clone(),
+            i,
+            permit,
+            true,
+        ));
+    }
+    let stalled = &stats_all[opts.clients..];
+    let deadline = mono_ns() + 120_000_000_000;
+    while mono_ns() < deadline
+        && (stalled.iter().any(|s| !s.connected.get() && !s.ended.get())
+            || loris.opened.get() < opts.slowloris as u64)
+    {
+        sleep_s(0.05).await;
+    }
+    let stalled_up = stalled.iter().filter(|s| s.connected.get()).count();
+    if stalled_up < opts.stalled {
+        eprintln!(
+            "loadgen: {stalled_up} of {} never-reading subscribers connected",
+            opts.stalled
+        );
+    }
+    sleep_s(opts.idle_wait).await;
+    rec.rss_peers_kib = sample(pids[0]).rss_kib;
+    rec.fds_peers = procfs::open_fds(pids[0]).unwrap_or(0);
+    let with_from = since(mono_ns());
+    schedule(opts, rec, pids, shared, clients).await?;
+    rec.with = Some(phase(rec, &samples.borrow(), with_from));
+    rec.fds_after = procfs::open_fds(pids[0]).unwrap_or(0);
+    stop.set(true);
+    rec.slowloris = opts.slowloris;
+    rec.slowloris_opened = loris.opened.get();
+    rec.slowloris_closed = loris.closed.get();
+    let life = loris.life.borrow();
+    if !life.is_empty() {
+        rec.slowloris_life_p50_s = life.value_at_quantile(0.5) as f64 / 1000.0;
+        rec.slowloris_life_max_s = life.max() as f64 / 1000.0;
+    }
+    rec.samples = samples.borrow().clone();
+    Ok(())
+}
+
 fn main() {
     let args = Args::from_env(USAGE);
     let addrs =
@@ -805,6 +1261,8 @@ fn main() {
         "rate" => Mode::Rate,
         "max" => Mode::Max,
         "churn" => Mode::Churn,
+        "soak" => Mode::Soak,
+        "peers" => Mode::Peers,
         other => {
             eprintln!("unknown --mode {other}\n{USAGE}");
             std::process::exit(2);
@@ -813,9 +1271,21 @@ fn main() {
     let duration: f64 = args.get("duration", 10.0);
     let limit = procfs::raise_nofile();
     let per_address: usize = args.get("per-address", 20_000);
+    let slowloris: usize = args.get("slowloris", 0);
+    let churn_concurrency: usize = args.get("churn-concurrency", 64);
+    // Churning and slow-loris connections have source addresses of their
+    // own (127.0.1.x, 127.0.2.x); they count against the open-file limit.
+    let churners = if matches!(mode, Mode::Churn | Mode::Soak) {
+        churn_concurrency
+    } else {
+        0
+    };
     let needed = clients + stalled;
-    if (needed as u64) + 64 > limit {
-        eprintln!("loadgen: {needed} connections need more than the open-file limit {limit}");
+    if ((needed + slowloris + churners) as u64) + 64 > limit {
+        eprintln!(
+            "loadgen: {} connections need more than the open-file limit {limit}",
+            needed + slowloris + churners
+        );
         std::process::exit(2);
     }
     let controls = args.opt("control").map_or_else(|| targets.clone(), addrs);
@@ -847,10 +1317,21 @@ fn main() {
         stalled,
         idle_wait: args.get("idle-wait", 3.0),
         connect_concurrency: args.get("connect-concurrency", 256),
-        churn_concurrency: args.get("churn-concurrency", 64),
+        churn_concurrency,
         addresses: needed.div_ceil(per_address.max(1)),
         read_buf: args.get("read-buf", 8192),
         note: args.opt("note").unwrap_or("").to_owned(),
+        hold_ms: args.get::<u64>("hold-ms", 2000).max(100),
+        sample_every: args.get::<f64>("sample-every", 5.0).max(0.1),
+        warmup: args.get("warmup", (duration / 6.0).min(300.0)),
+        fd_tolerance: args
+            .opt("fd-tolerance")
+            .map(|_| args.get("fd-tolerance", 0.0)),
+        rss_tolerance_kib: args
+            .opt("rss-tolerance-kib")
+            .map(|_| args.get("rss-tolerance-kib", 0.0)),
+        slowloris,
+        drip_ms: args.get::<u64>("drip-ms", 1000).max(1),
     });
     // Stop by ourselves whatever happens.
     let limit_s: f64 = args.get("time-limit", duration + 300.0);
@@ -931,7 +1412,7 @@ fn summary(r: &Record) -> String {
             r.slip_max_ms
         );
     }
-    if r.churn_cycles > 0 {
+    if r.churn_cycles > 0 && r.mode == "churn" {
         s += &format!(
             "\n  churn {} cycles = {:.0}/s, p99 {:.2} ms, {:.1} us CPU/cycle; RSS peak {} KiB, after {} KiB; subscribers after {}",
             r.churn_cycles,
@@ -985,6 +1466,62 @@ fn summary(r: &Record) -> String {
             d.writes as f64 / per,
             r.redis_calls_per_publish,
             calls.join(", ")
+        );
+    }
+    if let (Some(rss), Some(fds)) = (&r.rss_trend, &r.fd_trend) {
+        let verdict = |flat: bool| if flat { "flat" } else { "NOT FLAT" };
+        s += &format!(
+            "\n  soak: {} resumes, {} churn events, {} gaps, {} duplicated\n  \
+             RSS {}: first third {:.0} KiB, last third {:.0} KiB ({:+.0}, allowed {:.0}), slope {:+.0} KiB/h\n  \
+             fds {}: first third {:.1}, last third {:.1} ({:+.1}, allowed {:.0}), slope {:+.1}/h; {} before, {} after",
+            r.resumes,
+            r.churn_events,
+            r.churn_gaps,
+            r.churn_duplicated,
+            verdict(rss.flat),
+            rss.first_mean,
+            rss.last_mean,
+            rss.growth,
+            rss.tolerance,
+            rss.slope_per_h,
+            verdict(fds.flat),
+            fds.first_mean,
+            fds.last_mean,
+            fds.growth,
+            fds.tolerance,
+            fds.slope_per_h,
+            r.fds_before,
+            r.fds_after
+        );
+    }
+    if let (Some(a), Some(b)) = (&r.without, &r.with) {
+        s += &format!(
+            "\n  slow peers: {} slow-loris ({} opened, {} closed by the server after p50 {:.1} s, max {:.1} s), {} never reading; \
+             RSS with them idle {} KiB, {} fds\n  \
+             without: p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms, lost {}, RSS max {} KiB, fds max {}\n  \
+             with:    p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms, lost {}, RSS max {} KiB, fds max {}",
+            r.slowloris,
+            r.slowloris_opened,
+            r.slowloris_closed,
+            r.slowloris_life_p50_s,
+            r.slowloris_life_max_s,
+            r.stalled,
+            r.rss_peers_kib,
+            r.fds_peers,
+            a.lat_p50_ms,
+            a.lat_p99_ms,
+            a.lat_p999_ms,
+            a.lat_max_ms,
+            a.lost,
+            a.rss_max_kib,
+            a.fds_max,
+            b.lat_p50_ms,
+            b.lat_p99_ms,
+            b.lat_p999_ms,
+            b.lat_max_ms,
+            b.lost,
+            b.rss_max_kib,
+            b.fds_max
         );
     }
     s += &format!("\n  load {} -> {}", r.load_before, r.load_after);

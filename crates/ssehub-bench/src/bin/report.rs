@@ -14,6 +14,10 @@
 //! `--scaleout` reports the scale-out scenarios (`bench/run.sh scaleout`,
 //! `scaleout-idle`, `scaleout-rate`) for `hub`, `hub-redis` and
 //! `hub-redis3` (or `--columns`): the aims first, then the tables; no plot.
+//!
+//! `--soak` reports the soak and slow-peers runs (`bench/run.sh soak`,
+//! `slowpeers`): each record as tables of its own, in file order; with
+//! `--svg`, every soak's RSS and descriptors over time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -21,8 +25,9 @@ use std::fmt::Write as _;
 use plotters::prelude::*;
 use ssehub_bench::args::Args;
 use ssehub_bench::record::Record;
+use ssehub_bench::soak::Sample;
 
-const USAGE: &str = "report [--results bench/results/results.jsonl] [--svg bench/results/plot.svg] [--columns S1,S2,...] [--bar-clients 10000] [--scaleout [--aim-clients 1000]]";
+const USAGE: &str = "report [--results bench/results/results.jsonl] [--svg bench/results/plot.svg] [--columns S1,S2,...] [--bar-clients 10000] [--scaleout [--aim-clients 1000]] [--soak [--svg FILE]]";
 const SCALEOUT: [&str; 3] = ["hub", "hub-redis", "hub-redis3"];
 const SERVERS: [&str; 4] = ["ssehub", "ssehub-lean", "baseline", "floor"];
 
@@ -706,11 +711,277 @@ fn plot(
     Ok(())
 }
 
+/// `--soak`: every soak and slow-peers record of the results file, in
+/// order, as tables: the soak's deliveries, churn and resumes, and how its
+/// RSS and descriptors moved; the slow-peers runs' normal subscribers and
+/// the hub's footprint without and with the slow peers.
+fn soak_tables(path: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        eprintln!("cannot read {path}: {e}");
+        std::process::exit(1);
+    });
+    let records: Vec<Record> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+        .collect();
+    let mut out = String::new();
+    for r in records.iter().filter(|r| r.mode == "soak") {
+        let seconds = r.samples.last().map_or(0.0, |s| s.t_s);
+        let _ = writeln!(
+            out,
+            "\n#### Soak: {} ({} steady subscribers, {} updates, {:.0} s; load {} -> {})\n",
+            r.server, r.clients, r.published, seconds, r.load_before, r.load_after
+        );
+        let _ = writeln!(out, "| | |\n|---|---:|");
+        let rows: [(&str, String); 9] = [
+            (
+                "steady subscribers: lost / duplicated / out of order / dropped",
+                format!(
+                    "{} / {} / {} / {}",
+                    r.lost, r.duplicated, r.out_of_order, r.disconnected
+                ),
+            ),
+            (
+                "steady subscribers' latency p50 / p99 / max, ms",
+                format!(
+                    "{:.1} / {:.1} / {:.1}",
+                    r.lat_p50_ms, r.lat_p99_ms, r.lat_max_ms
+                ),
+            ),
+            (
+                "churning streams (per second)",
+                format!("{} ({:.1})", r.churn_cycles, r.churn_per_s),
+            ),
+            ("of which resumed with Last-Event-ID", r.resumes.to_string()),
+            (
+                "events the churning streams received",
+                r.churn_events.to_string(),
+            ),
+            (
+                "missed / repeated by them, resumes included",
+                format!("{} / {}", r.churn_gaps, r.churn_duplicated),
+            ),
+            (
+                "subscribers the hub holds after the churn (steady)",
+                format!("{} ({})", r.churn_subscribers_after, r.connected),
+            ),
+            (
+                "descriptors before / after the run",
+                format!("{} / {}", r.fds_before, r.fds_after),
+            ),
+            ("hub CPU, s", format!("{:.1}", r.cpu_s)),
+        ];
+        for (name, value) in rows {
+            let _ = writeln!(out, "| {name} | {value} |");
+        }
+        let _ = writeln!(
+            out,
+            "\n| after {:.0} s of warm-up | first third | last third | growth | allowed | slope per hour | |\n|---|---:|---:|---:|---:|---:|---|",
+            r.warmup_s
+        );
+        for (name, trend, scale, unit) in [
+            ("RSS", r.rss_trend, 1024.0, " MiB"),
+            ("descriptors", r.fd_trend, 1.0, ""),
+        ] {
+            let Some(t) = trend else { continue };
+            let _ = writeln!(
+                out,
+                "| {name} | {:.1}{unit} | {:.1}{unit} | {:+.1}{unit} | {:.1}{unit} | {:+.1}{unit} | {} |",
+                t.first_mean / scale,
+                t.last_mean / scale,
+                t.growth / scale,
+                t.tolerance / scale,
+                t.slope_per_h / scale,
+                if t.flat { "flat" } else { "**grows**" }
+            );
+        }
+    }
+    for r in records.iter().filter(|r| r.mode == "peers") {
+        let (Some(a), Some(b)) = (&r.without, &r.with) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "\n#### Slow peers: {} ({}; {} normal subscribers, {} updates per schedule; load {} -> {})\n",
+            r.server, r.scenario, r.clients, b.published, r.load_before, r.load_after
+        );
+        let _ = writeln!(out, "| | without | with |\n|---|---:|---:|");
+        let life = format!(
+            "{} (opened {}, closed by the hub {} after p50 {:.1} s, max {:.1} s)",
+            r.slowloris,
+            r.slowloris_opened,
+            r.slowloris_closed,
+            r.slowloris_life_p50_s,
+            r.slowloris_life_max_s
+        );
+        let hub = |key: &str| {
+            r.server_extra
+                .get(key)
+                .and_then(serde_json::Value::as_u64)
+                .map_or_else(|| "?".to_owned(), |v| v.to_string())
+        };
+        let rows: [(&str, String, String); 9] = [
+            ("slow-loris heads", "0".into(), life),
+            (
+                "never-reading subscribers",
+                "0".into(),
+                r.stalled.to_string(),
+            ),
+            (
+                "normal subscribers' latency p50 / p99 / p99.9, ms",
+                format!(
+                    "{:.1} / {:.1} / {:.1}",
+                    a.lat_p50_ms, a.lat_p99_ms, a.lat_p999_ms
+                ),
+                format!(
+                    "{:.1} / {:.1} / {:.1}",
+                    b.lat_p50_ms, b.lat_p99_ms, b.lat_p999_ms
+                ),
+            ),
+            (
+                "max, ms",
+                format!("{:.1}", a.lat_max_ms),
+                format!("{:.1}", b.lat_max_ms),
+            ),
+            (
+                "lost / duplicated / dropped",
+                format!("{} / {} / {}", a.lost, a.duplicated, a.disconnected),
+                format!("{} / {} / {}", b.lost, b.duplicated, b.disconnected),
+            ),
+            (
+                "hub RSS, most sampled, MiB",
+                format!("{:.1}", a.rss_max_kib as f64 / 1024.0),
+                format!(
+                    "{:.1} ({:.1} with the peers idle)",
+                    b.rss_max_kib as f64 / 1024.0,
+                    r.rss_peers_kib as f64 / 1024.0
+                ),
+            ),
+            (
+                "hub descriptors, most sampled",
+                a.fds_max.to_string(),
+                format!(
+                    "{} ({} with the peers idle, {} at the end)",
+                    b.fds_max, r.fds_peers, r.fds_after
+                ),
+            ),
+            (
+                "hub's slow-client disconnects / dropped updates, whole run",
+                String::new(),
+                format!("{} / {}", hub("slow_disconnects"), hub("dropped")),
+            ),
+            (
+                "hub CPU during the schedule, s",
+                format!("{:.1}", a.cpu_s),
+                format!("{:.1}", b.cpu_s),
+            ),
+        ];
+        for (name, without, with) in rows {
+            let _ = writeln!(out, "| {name} | {without} | {with} |");
+        }
+    }
+    out
+}
+
+/// A panel of the soak plot: where, its title, the value of a sample.
+type SoakPanel<'a, 'b> = (
+    &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    &'a str,
+    &'a dyn Fn(&Sample) -> f64,
+);
+
+/// `--soak --svg FILE`: every soak record's RSS and descriptors over time,
+/// one panel each, one line per run (named by its server arguments), the
+/// first run's warm-up shaded.
+fn soak_plot(path: &str, svg: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path)?;
+    let runs: Vec<Record> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+        .filter(|r| r.mode == "soak" && !r.samples.is_empty())
+        .collect();
+    let Some(first) = runs.first() else {
+        return Err("no soak record with samples".into());
+    };
+    let root = SVGBackend::new(svg, (1100, 400)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(550);
+    let end = runs
+        .iter()
+        .filter_map(|r| r.samples.last())
+        .map(|s| s.t_s / 60.0)
+        .fold(0.1, f64::max);
+    let rss = format!("hub RSS (MiB), {} subscribers + churn", first.clients);
+    let rss_of = |s: &Sample| s.rss_kib as f64 / 1024.0;
+    let fds_of = |s: &Sample| s.fds as f64;
+    let panels: [SoakPanel<'_, '_>; 2] = [
+        (&left, &rss, &rss_of),
+        (&right, "hub open descriptors", &fds_of),
+    ];
+    let colors = [
+        RGBColor(40, 90, 200),
+        RGBColor(200, 40, 40),
+        RGBColor(60, 160, 60),
+        RGBColor(130, 60, 170),
+    ];
+    for (area, title, value) in panels {
+        let top = runs
+            .iter()
+            .flat_map(|r| r.samples.iter().map(value))
+            .fold(0.0, f64::max)
+            * 1.15
+            + 1.0;
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.0..end, 0.0..top)?;
+        chart.configure_mesh().x_desc("minutes").draw()?;
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(0.0, 0.0), ((first.warmup_s / 60.0).min(end), top)],
+            RGBColor(230, 230, 230).filled(),
+        )))?;
+        for (k, r) in runs.iter().enumerate() {
+            let color = colors[k % colors.len()];
+            let pts: Vec<(f64, f64)> = r.samples.iter().map(|s| (s.t_s / 60.0, value(s))).collect();
+            let label = r
+                .note
+                .split_once("(server args: ")
+                .map_or("defaults", |(_, args)| args.trim_end_matches(')'))
+                .to_owned();
+            chart
+                .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
 fn main() {
     let args = Args::from_env(USAGE);
     let results = args.opt("results").unwrap_or("bench/results/results.jsonl");
     let svg = args.opt("svg").unwrap_or("bench/results/plot.svg");
     let n: usize = args.get("bar-clients", 10_000);
+    if args.flag("soak") {
+        print!("{}", soak_tables(results));
+        if let Some(svg) = args.opt("svg") {
+            if let Err(e) = soak_plot(results, svg) {
+                eprintln!("plot failed: {e}");
+                std::process::exit(1);
+            }
+            eprintln!("wrote {svg}");
+        }
+        return;
+    }
     let groups = load(results);
     let columns: Vec<&str> = args
         .opt("columns")

@@ -13,6 +13,9 @@
 //! The schedule publishes each payload with `Running::publish(topic,
 //! payload)`, the hub's in-process publish path.
 //!
+//! `--stream-server`, `--head-timeout` and `--history-events` are handed
+//! to the hub as they are (the slow-peers scenario runs both stream
+//! servers; a soak with a short history fills it early).
 //! `--transport URL` and `--transport-stream KEY` are handed to the hub as
 //! they are (its `--transport`, `--transport-stream`): with a Redis URL,
 //! several `server-hub` processes on one stream act as one hub, which is
@@ -34,7 +37,7 @@ use ssehub_bench::hub_fanout::HubFanout;
 use ssehub_bench::procfs;
 use tokio::net::TcpListener;
 
-const USAGE: &str = "server-hub [--addr 127.0.0.1:7405] [--control-addr ADDR (default: port + 10)] [--write-timeout-s 10] [--keep-alive-s 15] [--transport memory|redis://HOST:PORT] [--transport-stream KEY]";
+const USAGE: &str = "server-hub [--addr 127.0.0.1:7405] [--control-addr ADDR (default: port + 10)] [--write-timeout-s 10] [--keep-alive-s 15] [--transport memory|redis://HOST:PORT] [--transport-stream KEY] [--stream-server lean|hyper] [--head-timeout 10s] [--history-events N]";
 
 /// 32 random bytes, hex: the hub's HS256 key, which nothing here uses.
 fn random_key() -> io::Result<String> {
@@ -74,7 +77,13 @@ fn main() -> io::Result<()> {
         "--subscribe-rate".to_owned(),
         "0".to_owned(),
     ];
-    for flag in ["transport", "transport-stream"] {
+    for flag in [
+        "transport",
+        "transport-stream",
+        "stream-server",
+        "head-timeout",
+        "history-events",
+    ] {
         if let Some(value) = args.opt(flag) {
             hub_args.extend([format!("--{flag}"), value.to_owned()]);
         }

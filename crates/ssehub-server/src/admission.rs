@@ -23,7 +23,7 @@ use std::collections::hash_map::Entry;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -155,6 +155,10 @@ pub(crate) struct Admission {
     publish_rate: Option<DefaultKeyedRateLimiter<Publisher>>,
     token_hasher: RandomState,
     limited: Family<LimitLabels, Counter>,
+    /// Set once the per-address limit refused someone: its first refusal
+    /// is logged as a warning, since behind an unlisted reverse proxy
+    /// every client shares one address and the limit refuses them all.
+    warned_per_ip: AtomicBool,
 }
 
 /// The slots one subscriber holds; dropping it gives them back.
@@ -187,6 +191,7 @@ impl Admission {
             publish_rate: quota(config.publish_rate, config.publish_burst).map(RateLimiter::keyed),
             token_hasher: RandomState::new(),
             limited,
+            warned_per_ip: AtomicBool::new(false),
         });
         if admission.subscribe_rate.is_some() || admission.publish_rate.is_some() {
             tokio::spawn(forget(Arc::downgrade(&admission)));
@@ -238,6 +243,13 @@ impl Admission {
             && let Some(ip) = peer
         {
             if !take(&self.per_ip, ip, self.config.per_ip) {
+                if !self.warned_per_ip.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        %ip,
+                        limit = self.config.per_ip,
+                        "--max-connections-per-ip refused a subscriber (logged once); if this address is a reverse proxy, list it with --trusted-proxy so its clients count one by one"
+                    );
+                }
                 return Err(self.refuse(Limit::ConnectionsPerIp, SLOT_RETRY_AFTER));
             }
             slots.ip = Some(ip);

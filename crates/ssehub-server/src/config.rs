@@ -31,6 +31,7 @@ use crate::auth::{
     Algorithm, AuthConfig, DEFAULT_COOKIE_NAME, DEV_COOKIE_NAME, Issuer, JWKS_ALGORITHMS, Jwks,
     JwksError, JwksOptions, JwksSource, KeyConfig, KeyError,
 };
+use crate::forwarded::TrustedProxy;
 use crate::identity::{Identities, IdentityConfigError};
 use crate::topic::{Limits, RESERVED_PATH};
 
@@ -287,6 +288,24 @@ pub struct Config {
     /// hold; more are refused with 429. 0: no limit.
     #[arg(long, env = "SSEHUB_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
     pub max_connections_per_ip: u32,
+
+    /// A reverse proxy (an address, or a network such as 10.0.0.0/8)
+    /// whose `Forwarded` / `X-Forwarded-For` headers name the client: the
+    /// per-address limits then count the client behind it, not the proxy.
+    /// Repeat, or comma-separate in the environment variable.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SSEHUB_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<TrustedProxy>,
+
+    /// Bytes the kernel may hold for one connection's socket, sent or
+    /// not, before the hub's writes wait (SO_SNDBUF; Linux doubles it):
+    /// bounds what a subscriber that never reads costs the host's memory.
+    /// 0: the kernel's own autotuning (up to net.ipv4.tcp_wmem's maximum).
+    #[arg(long, env = "SSEHUB_SEND_BUFFER", default_value = "256KiB", value_parser = parse_size)]
+    pub send_buffer: usize,
 
     /// Concurrent subscriptions one token subject (`sub`) may hold; more
     /// are refused with 429. Anonymous subscribers count per address

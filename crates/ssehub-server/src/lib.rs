@@ -25,6 +25,7 @@ pub mod config;
 pub mod config_file;
 mod debugger;
 mod demo;
+pub mod forwarded;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -205,6 +206,20 @@ pub async fn check(config: &Config) -> Result<Settings, StartError> {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    // Accepted sockets inherit the listener's send buffer.
+    if config.send_buffer > 0 {
+        rustix::net::sockopt::set_socket_send_buffer_size(&listener, config.send_buffer)
+            .map_err(std::io::Error::from)?;
+        // The kernel caps it at net.core.wmem_max and doubles what it
+        // grants: say what each connection really gets.
+        if let Ok(granted) = rustix::net::sockopt::socket_send_buffer_size(&listener) {
+            tracing::info!(
+                requested = config.send_buffer,
+                granted,
+                "send buffer per connection: {granted} bytes"
+            );
+        }
+    }
     let settings = config.settings(addr)?;
     let auth = settings.auth()?;
     let admin = match config.admin_listen {

@@ -195,6 +195,140 @@ async fn subscriptions_per_address_are_limited_and_freed_by_a_disconnect() {
     }
 }
 
+/// `GET /.well-known/mercure?match=t` with `X-Forwarded-For: forwarded`.
+async fn subscribe_forwarded(hub: &Running, forwarded: &str) -> reqwest::Response {
+    client()
+        .get(hub.hub_url().as_str())
+        .query(&[("match", "t")])
+        .header("x-forwarded-for", forwarded)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_counted() {
+    for server in SERVERS {
+        // Every connection comes from 127.0.0.1, as from a proxy on the
+        // same host; the header names the client behind it.
+        let trusting = hub(
+            server,
+            &[
+                "--max-connections-per-ip",
+                "1",
+                "--trusted-proxy",
+                "127.0.0.0/8",
+            ],
+        )
+        .await;
+        let a = subscribe_forwarded(&trusting, "198.51.100.1").await;
+        let b = subscribe_forwarded(&trusting, "198.51.100.2").await;
+        assert_eq!(
+            (a.status().as_u16(), b.status().as_u16()),
+            (200, 200),
+            "{server}"
+        );
+        // The same client again is over its limit; a forged address left
+        // of the one the proxy added does not help it.
+        let again = subscribe_forwarded(&trusting, "203.0.113.66, 198.51.100.1").await;
+        assert_limited(again, 429, "5", "too many subscriptions from this address").await;
+        drop((a, b));
+        until_open(&trusting, 0.0).await;
+        trusting.shutdown().await.unwrap();
+
+        // Without --trusted-proxy the header is ignored: one address.
+        let plain = hub(server, &["--max-connections-per-ip", "1"]).await;
+        let a = subscribe_forwarded(&plain, "198.51.100.1").await;
+        assert_eq!(a.status(), 200, "{server}");
+        let b = subscribe_forwarded(&plain, "198.51.100.2").await;
+        assert_eq!(
+            b.status(),
+            429,
+            "{server}: forwarded headers from an untrusted peer"
+        );
+        drop(a);
+        until_open(&plain, 0.0).await;
+        plain.shutdown().await.unwrap();
+    }
+}
+
+/// The bytes queued in the kernel (sent and unacknowledged, or not sent
+/// yet) on the established TCP socket from `local_port` to `remote_port`
+/// (`tx_queue` of `/proc/net/tcp`).
+fn send_queue(local_port: u16, remote_port: u16) -> Option<u64> {
+    let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next()?, 16).ok();
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            std::fs::read_to_string(table)
+                .ok()?
+                .lines()
+                .skip(1)
+                .find_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let (local, remote, state, queues) =
+                        (fields[1], fields[2], fields[3], fields[4]);
+                    (state == "01" && port(local)? == local_port && port(remote)? == remote_port)
+                        .then(|| u64::from_str_radix(queues.split(':').next()?, 16).ok())
+                        .flatten()
+                })
+        })
+}
+
+/// How many bytes of 1 MiB of updates the kernel holds for a subscriber
+/// that never reads, on a hub started with `--send-buffer send_buffer`.
+async fn held_for_a_stalled_subscriber(send_buffer: &str) -> u64 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let hub = hub(
+        "lean",
+        &["--send-buffer", send_buffer, "--write-timeout", "60s"],
+    )
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // The smallest receive window: what the kernel holds is the hub's.
+    socket.set_recv_buffer_size(1).unwrap();
+    let mut stream = socket.connect(hub.local_addr()).await.unwrap();
+    let head = format!(
+        "GET /.well-known/mercure?match=t HTTP/1.1\r\nhost: {}\r\n\r\n",
+        hub.local_addr()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut first = [0u8; 12];
+    stream.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    until_open(&hub, 1.0).await;
+    let data = "x".repeat(16 * 1024);
+    for _ in 0..64 {
+        hub.publish("t", &data).await.unwrap();
+    }
+    let ports = (hub.local_addr().port(), stream.local_addr().unwrap().port());
+    // The writes run on; the queue stops growing once the buffer is full.
+    let mut held = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        held = held.max(send_queue(ports.0, ports.1).expect("the hub's socket"));
+    }
+    drop(stream);
+    hub.shutdown().await.unwrap();
+    held
+}
+
+#[tokio::test]
+async fn the_send_buffer_bounds_what_a_subscriber_that_never_reads_costs() {
+    // Linux grants twice the size asked for; with 16 KiB, at most 32 KiB
+    // are ever queued. The kernel's autotuning takes far more of 1 MiB.
+    let bounded = held_for_a_stalled_subscriber("16KiB").await;
+    assert!(
+        bounded <= 40 * 1024,
+        "{bounded} bytes queued with --send-buffer 16KiB"
+    );
+    let autotuned = held_for_a_stalled_subscriber("0").await;
+    assert!(
+        autotuned > 128 * 1024,
+        "{autotuned} bytes queued with the kernel's autotuning"
+    );
+}
+
 #[tokio::test]
 async fn subscriptions_per_subject_are_limited_and_anonymous_ones_are_not_counted() {
     for server in SERVERS {

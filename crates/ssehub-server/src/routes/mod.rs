@@ -62,7 +62,8 @@ pub(crate) struct App {
 /// Where a request came from, for the per-address limits.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Peer {
-    /// The TCP peer's address (forwarded headers are not trusted).
+    /// The TCP peer's address (forwarded headers count only from a
+    /// `--trusted-proxy`, read where the limits are checked).
     pub ip: Option<IpAddr>,
     /// The request's subscribe rate was already charged.
     pub rate_paid: bool,

@@ -16,6 +16,7 @@ use super::{
 use crate::auth::{self, AuthError, Grants, Role, TokenSource};
 use crate::body::HubBody;
 use crate::config::Settings;
+use crate::forwarded;
 use crate::hub::JoinError;
 use crate::request::subscribe::{self, Rules};
 
@@ -38,7 +39,10 @@ pub(crate) async fn subscribe_response(
     };
     // The limits by address before anything costs: the slots are given
     // back when `slots` drops, with the stream or with a refusal below.
-    let mut slots = match app.admission.subscriber(peer.ip, peer.rate_paid) {
+    let client = peer
+        .ip
+        .map(|ip| forwarded::client_address(&settings.config.trusted_proxies, ip, headers));
+    let mut slots = match app.admission.subscriber(client, peer.rate_paid) {
         Ok(slots) => slots,
         Err(refusal) => return limited(app, ENDPOINT, &refusal),
     };

@@ -52,6 +52,7 @@ mod presentation;
 #[cfg(test)]
 mod tests;
 mod token;
+mod verified;
 
 use std::sync::Arc;
 
@@ -200,6 +201,8 @@ pub struct AuthConfig {
     pub limits: Limits,
     /// The hub's URL: the base of relative URL patterns and topics.
     pub base: Url,
+    /// Tokens this configuration has verified (a clone starts empty).
+    verified: verified::Verified,
 }
 
 impl AuthConfig {
@@ -212,6 +215,7 @@ impl AuthConfig {
             compat: false,
             limits: Limits::default(),
             base,
+            verified: verified::Verified::default(),
         }
     }
 
@@ -346,12 +350,32 @@ pub fn authenticate(
     let Some((token, source)) = presentation::find_token(config, headers, query)? else {
         return Ok(None);
     };
-    token::validate(config, role, &token, source, audience)
+    validate(config, role, &token, source, audience)
         .map(Some)
         .map_err(|rejection| {
             tracing::info!(?role, ?source, reason = %rejection, "access token refused");
             AuthError::InvalidToken
         })
+}
+
+/// [`token::validate`], answered from the tokens already verified when
+/// it can be: a publisher sends the same token with every update.
+fn validate(
+    config: &AuthConfig,
+    role: Role,
+    token: &str,
+    source: TokenSource,
+    audience: &str,
+) -> Result<Grants, token::Rejection> {
+    if let Some(grants) = config.verified.get(role, token, source, audience) {
+        return Ok(grants);
+    }
+    let epoch = verified::KEYS.load(std::sync::atomic::Ordering::Acquire);
+    let grants = token::validate(config, role, token, source, audience)?;
+    config
+        .verified
+        .put(role, token, source, audience, epoch, &grants);
+    Ok(grants)
 }
 
 /// The token a request presents, wherever it is (as [`authenticate`]
@@ -393,7 +417,7 @@ pub async fn authenticate_fetching(
     let Some((token, source)) = presentation::find_token(config, headers, query)? else {
         return Ok(None);
     };
-    let mut result = token::validate(config, role, &token, source, audience);
+    let mut result = validate(config, role, &token, source, audience);
     if let Err(Rejection::KeySet { issuer, reason }) = &result
         && reason.retryable()
         && let Some(set) = config
@@ -403,7 +427,7 @@ pub async fn authenticate_fetching(
             .and_then(|issuer| issuer.key_set(role))
         && set.refetch().await
     {
-        result = token::validate(config, role, &token, source, audience);
+        result = validate(config, role, &token, source, audience);
     }
     result.map(Some).map_err(|rejection| {
         tracing::info!(?role, ?source, reason = %rejection, "access token refused");

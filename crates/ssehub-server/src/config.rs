@@ -1253,13 +1253,12 @@ impl Settings {
                 })
             })
             .collect::<Result<_, ConfigError>>()?;
-        Ok(AuthConfig {
-            issuers,
-            cookie_name: self.cookie_name.clone(),
-            compat: self.config.compat,
-            limits: self.limits,
-            base: self.base.clone(),
-        })
+        let mut auth = AuthConfig::new(self.base.clone());
+        auth.issuers = issuers;
+        auth.cookie_name.clone_from(&self.cookie_name);
+        auth.compat = self.config.compat;
+        auth.limits = self.limits;
+        Ok(auth)
     }
 }
 

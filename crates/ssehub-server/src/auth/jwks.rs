@@ -422,6 +422,9 @@ impl Jwks {
             .as_secs();
         self.last_success.store(now, Ordering::Relaxed);
         self.ok.fetch_add(1, Ordering::Relaxed);
+        // Tokens verified under the keys this set replaces are checked
+        // again.
+        super::verified::KEYS.fetch_add(1, Ordering::Release);
     }
 
     /// Whether the set holds a key with this `kid`.

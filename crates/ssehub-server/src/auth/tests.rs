@@ -2276,3 +2276,64 @@ fn claims_that_are_not_json_in_utf8_refuse_the_token() {
     ));
     accepted(&config(), &hs256_raw(&valid));
 }
+
+// --- Tokens already verified ---
+
+#[test]
+fn a_token_verified_once_is_answered_again_without_a_second_check() {
+    let config = config();
+    let token = hs256(&everything());
+    accepted(&config, &token);
+    accepted(&config, &token);
+    assert_eq!(config.verified.len(), 1);
+    // A failure is never kept.
+    let forged = hs256_with(OTHER_SECRET, &everything());
+    refused(&config, &forged);
+    assert_eq!(config.verified.len(), 1);
+}
+
+#[test]
+fn a_verified_token_counts_only_for_its_role_and_audience() {
+    // Publishing verified with one key, subscribing with another.
+    let config = config_with(vec![
+        Issuer::new(ISS)
+            .publisher(hmac_key(SECRET))
+            .subscriber(hmac_key(OTHER_SECRET)),
+    ]);
+    let token = hs256(&everything());
+    accepted_as(&config, Role::Publisher, &token);
+    refused_as(&config, Role::Subscriber, &token);
+    // Minted for this hub, not another one the same config serves.
+    let other_hub = "https://other-hub.example/.well-known/mercure";
+    let elsewhere = authenticate(&config, Role::Publisher, &bearer(&token), None, other_hub);
+    assert_eq!(elsewhere.unwrap_err(), AuthError::InvalidToken);
+}
+
+#[test]
+fn a_verified_token_is_not_accepted_past_its_exp() {
+    let config = config();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut claims = everything();
+    claims["exp"] = json!(now + 2);
+    let token = hs256(&claims);
+    accepted(&config, &token);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(matches!(
+        refused(&config, &token),
+        Rejection::Expired | Rejection::Verification(_)
+    ));
+}
+
+#[test]
+fn new_keys_invalidate_what_the_old_ones_verified() {
+    let config = config();
+    let token = hs256(&everything());
+    accepted(&config, &token);
+    // What a JWKS refresh does when it installs a key set.
+    verified::KEYS.fetch_add(1, std::sync::atomic::Ordering::Release);
+    accepted(&config, &token);
+    assert_eq!(config.verified.len(), 1, "checked again and kept again");
+}

@@ -198,7 +198,7 @@ fn cors(origins: &[String], compat: bool) -> CorsLayer {
     }
     let origins: Vec<HeaderValue> = origins
         .iter()
-        .filter_map(|o| HeaderValue::from_str(origin_of(o)).ok())
+        .filter_map(|o| HeaderValue::from_str(configured_origin(o)).ok())
         .collect();
     layer
         .allow_origin(AllowOrigin::list(origins))
@@ -207,7 +207,7 @@ fn cors(origins: &[String], compat: bool) -> CorsLayer {
 
 /// A configured origin as browsers send it (`https://app.example/` →
 /// `https://app.example`).
-fn origin_of(configured: &str) -> &str {
+fn configured_origin(configured: &str) -> &str {
     configured.trim_end_matches('/')
 }
 
@@ -232,7 +232,7 @@ pub(crate) fn add_cors_headers(app: &App, request: &HeaderMap, response: &mut He
         response.append(header::VARY, HeaderValue::from_static("origin"));
         if !origins
             .iter()
-            .any(|o| origin_of(o).as_bytes() == origin.as_bytes())
+            .any(|o| configured_origin(o).as_bytes() == origin.as_bytes())
         {
             return;
         }

@@ -60,7 +60,7 @@ use tokio::sync::{Notify, watch};
 
 use super::channel::ChannelInner;
 use super::client::{ClientInner, GapReason};
-use super::config::{GapReplay, JournalWindow};
+use super::policy::{GapReplay, JournalWindow};
 use super::record;
 use super::stats::Counters;
 use super::{BrokerInner, GAP_EVENT};

@@ -3,7 +3,8 @@
 use http::{HeaderMap, header};
 use url::Url;
 
-use super::{AuthConfig, AuthError, LEGACY_COOKIE_NAME, TokenSource};
+use super::config::{AuthConfig, LEGACY_COOKIE_NAME, TokenSource};
+use super::error::AuthError;
 
 /// The query parameter Mercure 0.x clients put their token in
 /// (compatibility mode only).

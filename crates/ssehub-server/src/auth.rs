@@ -66,8 +66,8 @@ pub use error::AuthError;
 pub use grants::Grants;
 pub use jsonwebtoken::Algorithm;
 pub use jwks::{
-    JWKS_ALGORITHMS, Jwks, JwksError, JwksOptions, JwksSource, KeySetRejection, cache_lifetime,
-    refresh_loop,
+    JWKS_ALGORITHMS, Jwks, JwksError, JwksOptions, JwksSource, JwksSourceError, KeySetRejection,
+    cache_lifetime, refresh_loop,
 };
 pub use keys::{KeyConfig, KeyError};
 pub use mint::{mint, token_claims};

@@ -29,7 +29,11 @@ fn no_file_imports_in_a_circle() {
             group.into_iter().chain(edges).collect()
         })
         .collect();
-    assert_eq!(circles, Vec::<Vec<String>>::new(), "files, then their imports");
+    assert_eq!(
+        circles,
+        Vec::<Vec<String>>::new(),
+        "files, then their imports"
+    );
 }
 
 #[test]

@@ -76,20 +76,40 @@ pub enum JwksSource {
     File(PathBuf),
 }
 
+/// Why a text names no key set's source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwksSourceError {
+    /// Not a URL.
+    #[error("{value:?} is not a URL: {source}")]
+    Url {
+        /// The text.
+        value: String,
+        /// Why.
+        source: url::ParseError,
+    },
+    /// A `file:` URL that is no absolute local path.
+    #[error("{0:?} names no local file (file:///absolute/path)")]
+    NotLocal(String),
+    /// Another scheme, or an `http(s)` URL without a host.
+    #[error("{0:?}: a JWKS source is an https://, http:// or file:// URL")]
+    Scheme(String),
+}
+
 impl FromStr for JwksSource {
-    type Err = String;
+    type Err = JwksSourceError;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let url = Url::parse(value).map_err(|err| format!("{value:?} is not a URL: {err}"))?;
+        let url = Url::parse(value).map_err(|source| JwksSourceError::Url {
+            value: value.to_owned(),
+            source,
+        })?;
         match url.scheme() {
             "https" | "http" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(Self::Url(url)),
             "file" => url
                 .to_file_path()
                 .map(Self::File)
-                .map_err(|()| format!("{value:?} names no local file (file:///absolute/path)")),
-            _ => Err(format!(
-                "{value:?}: a JWKS source is an https://, http:// or file:// URL"
-            )),
+                .map_err(|()| JwksSourceError::NotLocal(value.to_owned())),
+            _ => Err(JwksSourceError::Scheme(value.to_owned())),
         }
     }
 }

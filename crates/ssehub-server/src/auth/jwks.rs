@@ -738,18 +738,18 @@ fn parse_set(bytes: &[u8], algs: &[Algorithm], issuer: &str) -> Result<KeySet, J
 
 /// The verification keys one JWK gives: one per allowed algorithm it
 /// suits (its `alg`, or without one every algorithm of its type).
-fn keys_of(value: Value, allowed: &[Algorithm]) -> Result<Vec<KeyConfig>, String> {
-    let jwk: Jwk = serde_json::from_value(value).map_err(|err| err.to_string())?;
+fn keys_of(value: Value, allowed: &[Algorithm]) -> Result<Vec<KeyConfig>, Unusable> {
+    let jwk: Jwk = serde_json::from_value(value)?;
     if let Some(key_use) = &jwk.common.public_key_use
         && *key_use != PublicKeyUse::Signature
     {
-        return Err("not a signing key (use)".into());
+        return Err(Unusable::NotForSigning);
     }
     let algs: Vec<Algorithm> = match jwk.common.key_algorithm {
         Some(alg) => vec![
             alg.to_string()
                 .parse()
-                .map_err(|_| format!("alg {alg} is not a signature algorithm"))?,
+                .map_err(|_| Unusable::NotSignature(alg.to_string()))?,
         ],
         None => match &jwk.algorithm {
             // RS* and PS*: the first six.
@@ -757,26 +757,58 @@ fn keys_of(value: Value, allowed: &[Algorithm]) -> Result<Vec<KeyConfig>, String
             AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
                 EllipticCurve::P256 => vec![Algorithm::ES256],
                 EllipticCurve::P384 => vec![Algorithm::ES384],
-                _ => return Err("unsupported curve".into()),
+                _ => return Err(Unusable::Curve),
             },
             AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
                 vec![Algorithm::EdDSA]
             }
-            _ => return Err("unsupported key type".into()),
+            _ => return Err(Unusable::KeyType),
         },
     };
     let algs: Vec<Algorithm> = algs.into_iter().filter(|a| allowed.contains(a)).collect();
     if algs.is_empty() {
-        return Err("no allowed algorithm".into());
+        return Err(Unusable::NotAllowed);
     }
     if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
-        return Err("a symmetric key".into());
+        return Err(Unusable::Symmetric);
     }
-    let key = DecodingKey::from_jwk(&jwk).map_err(|err| err.to_string())?;
-    algs.into_iter()
+    let key = DecodingKey::from_jwk(&jwk).map_err(Unusable::Jwk)?;
+    Ok(algs
+        .into_iter()
         .map(|alg| KeyConfig::from_decoding_key(alg, key.clone()))
-        .collect::<Result<_, KeyError>>()
-        .map_err(|err| err.to_string())
+        .collect::<Result<_, KeyError>>()?)
+}
+
+/// Why a JWK of a set is skipped (logged, never an error of the set).
+#[derive(Debug, thiserror::Error)]
+enum Unusable {
+    /// Not a JWK.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Its `use` is not `sig`.
+    #[error("not a signing key (use)")]
+    NotForSigning,
+    /// Its `alg` signs nothing.
+    #[error("alg {0} is not a signature algorithm")]
+    NotSignature(String),
+    /// An elliptic curve no algorithm here uses.
+    #[error("unsupported curve")]
+    Curve,
+    /// A key type no algorithm here uses.
+    #[error("unsupported key type")]
+    KeyType,
+    /// None of its algorithms is allowed for the set.
+    #[error("no allowed algorithm")]
+    NotAllowed,
+    /// An HMAC secret: a key set's keys are public.
+    #[error("a symmetric key")]
+    Symmetric,
+    /// The JWK's parameters do not make a key.
+    #[error(transparent)]
+    Jwk(jsonwebtoken::errors::Error),
+    /// The key does not suit an algorithm.
+    #[error(transparent)]
+    Key(#[from] KeyError),
 }
 
 #[cfg(test)]

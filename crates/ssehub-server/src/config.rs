@@ -1379,7 +1379,9 @@ mod issuer_words_tests {
 
     /// The spec, or the error as the user reads it.
     fn parse(value: &str) -> Result<IssuerSpec, String> {
-        value.parse().map_err(|err: IssuerSpecError| err.to_string())
+        value
+            .parse()
+            .map_err(|err: IssuerSpecError| err.to_string())
     }
 
     #[test]

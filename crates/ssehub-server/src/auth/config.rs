@@ -166,7 +166,7 @@ impl AuthConfig {
             .any(|issuer| issuer.key(role).is_some() || issuer.key_set(role).is_some())
     }
 
-    /// Every key set of every issuer, each once: what [`refresh_loop`]
+    /// Every key set of every issuer, each once: what [`refresh_loop`](super::refresh_loop)
     /// keeps fresh and `/metrics` reports.
     ///
     /// ```
@@ -232,6 +232,6 @@ pub enum TokenSource {
     Header,
     /// The `authorization` query parameter (compatibility mode only).
     Query,
-    /// The cookie; a `POST` authenticated this way needs [`check_csrf`].
+    /// The cookie; a `POST` authenticated this way needs [`check_csrf`](super::check_csrf).
     Cookie,
 }

@@ -22,7 +22,7 @@ pub enum AuthError {
     InsufficientScope,
     /// A malformed token presentation: an `Authorization` header that is
     /// not `Bearer <token>`, or a cookie-authenticated `POST` without an
-    /// allowed `Origin` or `Referer` ([`check_csrf`]).
+    /// allowed `Origin` or `Referer` ([`check_csrf`](super::check_csrf)).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
 }

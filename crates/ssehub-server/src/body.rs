@@ -11,8 +11,7 @@ use ssehub::SseBody;
 
 use crate::admission::Slots;
 use crate::hub::Membership;
-use crate::metrics::ring_key;
-use crate::update::parse_generated;
+use crate::metrics::first_generated_key;
 
 pin_project_lite::pin_project! {
     /// Streams the broker's body and, when dropped (the client left or
@@ -62,33 +61,5 @@ impl Body for HubBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-/// The ring key of the position in the first hub-generated `id:` line of
-/// `chunk`. Updates with publisher-chosen ids are not timed.
-pub(crate) fn first_generated_key(chunk: &[u8]) -> Option<u64> {
-    const FIELD: &[u8] = b"id: #";
-    let start = chunk.windows(FIELD.len()).position(|w| w == FIELD)?;
-    // Only at a line start: `id: #` inside data is not a field.
-    if start > 0 && chunk[start - 1] != b'\n' {
-        return None;
-    }
-    let value = &chunk[start + FIELD.len() - 1..];
-    let end = value.iter().position(|&b| b == b'\n')?;
-    parse_generated(std::str::from_utf8(&value[..end]).ok()?).map(ring_key)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_first_generated_id_at_a_line_start() {
-        let chunk = b"event: x\nid: #0000000a-17\ndata: y\n\nid: #0000000a-18\ndata: z\n\n";
-        assert_eq!(first_generated_key(chunk), Some(17));
-        assert_eq!(first_generated_key(b"data: id: #0000000a-1\n\n"), None);
-        assert_eq!(first_generated_key(b"id: urn:x\ndata: y\n\n"), None);
-        assert_eq!(first_generated_key(b":\n\n"), None);
     }
 }

@@ -29,7 +29,7 @@ use url::Url;
 
 use crate::auth::{
     Algorithm, AuthConfig, DEFAULT_COOKIE_NAME, DEV_COOKIE_NAME, Issuer, JWKS_ALGORITHMS, Jwks,
-    JwksError, JwksOptions, JwksSource, KeyConfig, KeyError,
+    JwksError, JwksOptions, JwksSource, JwksSourceError, KeyConfig, KeyError,
 };
 use crate::forwarded::TrustedProxy;
 use crate::identity::{Identities, IdentityConfigError};
@@ -431,10 +431,61 @@ impl FromStr for Secret {
     }
 }
 
-fn parse_alg(value: &str) -> Result<Algorithm, String> {
+fn parse_alg(value: &str) -> Result<Algorithm, UnknownAlgorithm> {
     value
         .parse::<Algorithm>()
-        .map_err(|_| format!("unknown JWT algorithm {value:?}"))
+        .map_err(|_| UnknownAlgorithm(value.to_owned()))
+}
+
+/// A JWT algorithm name that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown JWT algorithm {0:?}")]
+pub struct UnknownAlgorithm(pub String);
+
+/// Why a `--transport` value is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// Another scheme, or no URL at all (the value is shown without its
+    /// password).
+    #[error("{0:?} is neither `memory` nor a redis://, rediss:// or redis+unix:// URL")]
+    Scheme(String),
+    /// A Redis URL that does not parse.
+    #[error("{url:?}: {source}")]
+    Url {
+        /// The URL, without its password.
+        url: String,
+        /// Why.
+        source: url::ParseError,
+    },
+    /// A Redis URL without a host (or a socket path).
+    #[error("{0:?} names no Redis server")]
+    NoServer(String),
+}
+
+/// Why a flag's value (a size, a duration, a fraction) is refused; clap
+/// shows it after the flag's name.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    /// Not a size.
+    #[error("{0:?} is not a size (bytes, or with a unit: 8MiB, 512KiB)")]
+    NotSize(String),
+    /// A size beyond this machine's `usize`.
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+    /// A zero duration where one is needed.
+    #[error("must be longer than zero")]
+    Zero,
+    /// Not a duration.
+    #[error("{value:?} is not a duration (10s, 1m 30s): {source}")]
+    NotDuration {
+        /// The value given.
+        value: String,
+        /// Why.
+        source: humantime::DurationError,
+    },
+    /// Not a number from 0 to 1.
+    #[error("{0:?} is not a number from 0 to 1")]
+    NotFraction(String),
 }
 
 /// Where the hub's log lives.
@@ -457,7 +508,7 @@ pub enum Transport {
 }
 
 impl FromStr for Transport {
-    type Err = String;
+    type Err = TransportError;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         if value == "memory" {
@@ -469,10 +520,7 @@ impl FromStr for Transport {
                 redis_url_check(value)?;
                 Ok(Self::Redis(value.to_owned()))
             }
-            _ => Err(format!(
-                "{:?} is neither `memory` nor a redis://, rediss:// or redis+unix:// URL",
-                redact(value)
-            )),
+            _ => Err(TransportError::Scheme(redact(value))),
         }
     }
 }
@@ -486,11 +534,14 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-fn redis_url_check(value: &str) -> Result<(), String> {
-    let url = Url::parse(value).map_err(|err| format!("{:?}: {err}", redact(value)))?;
+fn redis_url_check(value: &str) -> Result<(), TransportError> {
+    let url = Url::parse(value).map_err(|source| TransportError::Url {
+        url: redact(value),
+        source,
+    })?;
     let unix = matches!(url.scheme(), "redis+unix" | "unix");
     if unix && url.path().is_empty() || !unix && url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{:?} names no Redis server", redact(value)));
+        return Err(TransportError::NoServer(redact(value)));
     }
     Ok(())
 }
@@ -507,7 +558,7 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn parse_transport(value: &str) -> Result<Transport, String> {
+fn parse_transport(value: &str) -> Result<Transport, TransportError> {
     value.parse()
 }
 
@@ -524,29 +575,32 @@ fn parse_transport(value: &str) -> Result<Transport, String> {
 /// ```
 ///
 /// # Errors
-/// A message naming the value, for a text that is not a size or one too
-/// large for this machine.
-pub fn parse_size(value: &str) -> Result<usize, String> {
+/// [`ValueError::NotSize`] for a text that is not a size,
+/// [`ValueError::TooLarge`] for one too large for this machine.
+pub fn parse_size(value: &str) -> Result<usize, ValueError> {
     let size: bytesize::ByteSize = value
         .trim()
         .parse()
-        .map_err(|_| format!("{value:?} is not a size (bytes, or with a unit: 8MiB, 512KiB)"))?;
-    usize::try_from(size.as_u64()).map_err(|_| format!("{value:?} is too large"))
+        .map_err(|_| ValueError::NotSize(value.to_owned()))?;
+    usize::try_from(size.as_u64()).map_err(|_| ValueError::TooLarge(value.to_owned()))
 }
 
 /// A duration (`10s`, `1m 30s`) longer than zero.
-fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+fn parse_positive_duration(value: &str) -> Result<Duration, ValueError> {
     match humantime::parse_duration(value) {
         Ok(duration) if !duration.is_zero() => Ok(duration),
-        Ok(_) => Err("must be longer than zero".to_owned()),
-        Err(err) => Err(format!("{value:?} is not a duration (10s, 1m 30s): {err}")),
+        Ok(_) => Err(ValueError::Zero),
+        Err(source) => Err(ValueError::NotDuration {
+            value: value.to_owned(),
+            source,
+        }),
     }
 }
 
-fn parse_fraction(value: &str) -> Result<f64, String> {
+fn parse_fraction(value: &str) -> Result<f64, ValueError> {
     match value.parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
-        _ => Err(format!("{value:?} is not a number from 0 to 1")),
+        _ => Err(ValueError::NotFraction(value.to_owned())),
     }
 }
 
@@ -582,27 +636,50 @@ impl std::fmt::Debug for KeySpec {
 impl KeySpec {
     /// `material` with `@PATH` read (one trailing newline dropped, as a
     /// text file of one secret ends) and `env:NAME` looked up.
-    fn new(alg: Algorithm, material: &str) -> Result<Self, String> {
+    fn new(alg: Algorithm, material: &str) -> Result<Self, KeySpecError> {
         let material = if let Some(path) = material.strip_prefix('@') {
-            let text = std::fs::read_to_string(path)
-                .map_err(|err| format!("cannot read key file {path}: {err}"))?;
+            let text = std::fs::read_to_string(path).map_err(|source| KeySpecError::File {
+                path: path.to_owned(),
+                source,
+            })?;
             let text = text.strip_suffix('\n').unwrap_or(&text);
             text.strip_suffix('\r').unwrap_or(text).to_owned()
         } else if let Some(name) = material.strip_prefix("env:") {
-            std::env::var(name)
-                .map_err(|_| format!("environment variable {name} is not set (or not UTF-8)"))?
+            std::env::var(name).map_err(|_| KeySpecError::Env(name.to_owned()))?
         } else {
             material.to_owned()
         };
         if material.is_empty() {
-            return Err("empty key".into());
+            return Err(KeySpecError::Empty);
         }
         Ok(Self { alg, material })
     }
 }
 
+/// Why a key as given (`[ALG:]MATERIAL`) cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeySpecError {
+    /// `ALG:` names no algorithm.
+    #[error(transparent)]
+    Algorithm(#[from] UnknownAlgorithm),
+    /// `@PATH` cannot be read.
+    #[error("cannot read key file {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `env:NAME` names no variable.
+    #[error("environment variable {0} is not set (or not UTF-8)")]
+    Env(String),
+    /// Nothing left once read.
+    #[error("empty key")]
+    Empty,
+}
+
 impl FromStr for KeySpec {
-    type Err = String;
+    type Err = KeySpecError;
 
     /// `[ALG:]MATERIAL`; `ALG:` is only taken as such when it names an
     /// algorithm, so secrets with colons need no escaping.
@@ -678,34 +755,88 @@ impl IssuerSpec {
 }
 
 /// `algs=` of `--issuer`: algorithms a key set may verify.
-fn parse_algs(list: &str) -> Result<Vec<Algorithm>, String> {
+fn parse_algs(list: &str) -> Result<Vec<Algorithm>, IssuerSpecError> {
     if list.is_empty() {
-        return Err("algs= is empty: name algorithms, e.g. algs=RS256,ES256".into());
+        return Err(IssuerSpecError::NoAlgs);
     }
     list.split(',')
         .map(|name| {
-            let alg = parse_alg(name).map_err(|err| format!("algs={list}: {err}"))?;
+            let alg = parse_alg(name).map_err(|source| IssuerSpecError::Algs {
+                list: list.to_owned(),
+                source,
+            })?;
             if JWKS_ALGORITHMS.contains(&alg) {
                 Ok(alg)
             } else {
-                Err(format!(
-                    "algs={list}: {name} cannot verify with a key set (RS*, PS*, ES256, ES384, EdDSA)"
-                ))
+                Err(IssuerSpecError::NotForKeySets {
+                    list: list.to_owned(),
+                    name: name.to_owned(),
+                })
             }
         })
         .collect()
 }
 
-fn parse_jwks(word: &str, value: &str) -> Result<JwksSource, String> {
-    value.parse().map_err(|err| format!("{word}: {err}"))
+fn parse_jwks(word: &str, value: &str) -> Result<JwksSource, IssuerSpecError> {
+    value.parse().map_err(|source| IssuerSpecError::Jwks {
+        word: word.to_owned(),
+        source,
+    })
+}
+
+/// Why an `--issuer` value cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerSpecError {
+    /// An empty value.
+    #[error("an issuer needs an identifier")]
+    NoId,
+    /// `jwks=` (or `publisher-jwks=`, `subscriber-jwks=`) is no key set's
+    /// source.
+    #[error("{word}: {source}")]
+    Jwks {
+        /// The word as given.
+        word: String,
+        /// Why.
+        source: JwksSourceError,
+    },
+    /// `algs=` with nothing after it.
+    #[error("algs= is empty: name algorithms, e.g. algs=RS256,ES256")]
+    NoAlgs,
+    /// `algs=` naming something that is no algorithm.
+    #[error("algs={list}: {source}")]
+    Algs {
+        /// The list as given.
+        list: String,
+        /// Why.
+        source: UnknownAlgorithm,
+    },
+    /// `algs=` naming an algorithm key sets do not verify with.
+    #[error("algs={list}: {name} cannot verify with a key set (RS*, PS*, ES256, ES384, EdDSA)")]
+    NotForKeySets {
+        /// The list as given.
+        list: String,
+        /// The algorithm.
+        name: String,
+    },
+    /// A key that cannot be read.
+    #[error(transparent)]
+    Key(#[from] KeySpecError),
+    /// A word that is none of those an issuer takes.
+    #[error(
+        "{0:?}: expected publisher=KEY, subscriber=KEY, key=KEY, jwks=URL, publisher-jwks=URL, subscriber-jwks=URL, algs=ALG,… or authorization_server"
+    )]
+    UnknownWord(String),
+    /// `algs=` without a key set to apply to.
+    #[error("{0}: algs= applies to key sets: add jwks=URL (a static key has its own ALG:)")]
+    AlgsWithoutKeySet(String),
 }
 
 impl FromStr for IssuerSpec {
-    type Err = String;
+    type Err = IssuerSpecError;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         let mut words = value.split_ascii_whitespace();
-        let id = words.next().ok_or("an issuer needs an identifier")?;
+        let id = words.next().ok_or(IssuerSpecError::NoId)?;
         let mut spec = Self::new(id);
         for word in words {
             match word.split_once('=') {
@@ -727,18 +858,12 @@ impl FromStr for IssuerSpec {
                     spec.subscriber = Some(key);
                 }
                 None if word == "authorization_server" => spec.authorization_server = true,
-                _ => {
-                    return Err(format!(
-                        "{word:?}: expected publisher=KEY, subscriber=KEY, key=KEY, jwks=URL, publisher-jwks=URL, subscriber-jwks=URL, algs=ALG,… or authorization_server"
-                    ));
-                }
+                _ => return Err(IssuerSpecError::UnknownWord(word.to_owned())),
             }
         }
         if !spec.algs.is_empty() && spec.publisher_jwks.is_none() && spec.subscriber_jwks.is_none()
         {
-            return Err(format!(
-                "{id}: algs= applies to key sets: add jwks=URL (a static key has its own ALG:)"
-            ));
+            return Err(IssuerSpecError::AlgsWithoutKeySet(id.to_owned()));
         }
         Ok(spec)
     }
@@ -763,6 +888,14 @@ pub enum ConfigError {
         role: &'static str,
         /// Why.
         source: KeyError,
+    },
+    /// A key flag whose value cannot be read (`@PATH`, `env:NAME`).
+    #[error("{role} key: {source}")]
+    KeySpec {
+        /// Which key.
+        role: &'static str,
+        /// Why.
+        source: KeySpecError,
     },
     /// No key and not in development mode.
     #[error(
@@ -1085,12 +1218,8 @@ impl Config {
             role(&self.subscriber_jwt_key, self.subscriber_jwt_alg),
         );
         // A key file that cannot be read is reported like a bad key.
-        let keyed = |result: Result<Option<KeySpec>, String>, role| {
-            result.map_err(|reason| ConfigError::Key {
-                issuer: String::new(),
-                role,
-                source: KeyError::Pem(reason),
-            })
+        let keyed = |result: Result<Option<KeySpec>, KeySpecError>, role| {
+            result.map_err(|source| ConfigError::KeySpec { role, source })
         };
         let (publisher, subscriber) = (
             keyed(publisher, "publisher")?,
@@ -1266,8 +1395,11 @@ impl Settings {
 mod issuer_words_tests {
     use super::*;
 
+    /// The spec, or the error as the user reads it.
     fn parse(value: &str) -> Result<IssuerSpec, String> {
-        value.parse()
+        value
+            .parse()
+            .map_err(|err: IssuerSpecError| err.to_string())
     }
 
     #[test]

@@ -1,36 +1,12 @@
-//! The demo page at `/`: subscribe, publish, watch updates arrive, and
-//! the hub's live figures (the debugger's live view, inlined).
-//!
-//! In development mode `/demo/config.json` hands the page a publisher and
-//! a subscriber token minted for the identity the page was loaded from
-//! (their `aud` is that origin's hub URL); otherwise the page asks for one.
+//! The development key: the issuer and key that mint the demo page's
+//! tokens in development mode (the page and `/demo/config.json` are in
+//! `routes/demo.rs`).
 
-use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::response::{Html, IntoResponse, Response};
-use http::{HeaderMap, Uri, header};
 use serde::Serialize;
 
 use crate::auth::{self, Algorithm};
-use crate::routes::{App, HUB_PATH};
-
-const PAGE: &str = include_str!("../assets/index.html");
-
-/// The page with the live view's style and script put in place of their
-/// markers: one self-contained document, as before, sharing the
-/// debugger's live view.
-static ASSEMBLED: LazyLock<String> = LazyLock::new(|| {
-    PAGE.replace(
-        "<!-- live-view:style -->",
-        &format!("<style>\n{}</style>", crate::debugger::LIVE_STYLE),
-    )
-    .replace(
-        "<!-- live-view:script -->",
-        &format!("<script>\n{}</script>", crate::debugger::LIVE_SCRIPT),
-    )
-});
 
 /// How long development tokens stay valid.
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -76,35 +52,4 @@ impl DevKey {
             subscriber: mint(&["subscribe"]),
         }
     }
-}
-
-/// `GET /`.
-pub(crate) async fn page() -> Html<&'static str> {
-    Html(ASSEMBLED.as_str())
-}
-
-/// What the page reads at start.
-#[derive(Serialize)]
-struct PageConfig<'a> {
-    hub: &'a str,
-    dev: bool,
-    #[serde(rename = "cookieName")]
-    cookie_name: &'a str,
-    #[serde(flatten)]
-    tokens: DevTokens,
-}
-
-/// `GET /demo/config.json`.
-pub(crate) async fn config(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
-    let tokens = match (&app.dev_key, app.settings.identities.of(&uri, &headers)) {
-        (Some(key), Ok(identity)) => key.tokens(&[&identity.resource]),
-        _ => DevTokens::default(),
-    };
-    let document = PageConfig {
-        hub: HUB_PATH,
-        dev: app.settings.dev,
-        cookie_name: &app.auth.cookie_name,
-        tokens,
-    };
-    ([(header::CACHE_CONTROL, "no-store")], axum::Json(document)).into_response()
 }

@@ -121,7 +121,7 @@ pub struct Stored {
 /// # Errors
 /// Why the publication could not be encoded or decoded.
 pub fn store(publication: &Publication, position: JournalId) -> Result<Stored, String> {
-    let new = crate::hub::NewUpdate {
+    let new = crate::update::NewUpdate {
         topics: publication
             .topics
             .iter()

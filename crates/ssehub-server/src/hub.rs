@@ -41,15 +41,14 @@ use tokio::sync::{Notify, mpsc};
 use url::Url;
 
 use crate::auth::{Grants, Jwks};
-use crate::body::first_generated_key;
 use crate::groups::{Group, GroupKey, Groups, Selector, key_of};
 use crate::matcher::Matcher;
-use crate::metrics::{Metrics, ReplayLabels, ring_key};
+use crate::metrics::{Metrics, ReplayLabels, first_generated_key, ring_key};
 use crate::recent::Recent;
 use crate::request::publish::RESERVED_TYPE;
 use crate::subscriptions::{ActiveSubscriptions, Subscription};
 use crate::sync::lock;
-use crate::update::{self, Update, now_us, parse_generated};
+use crate::update::{self, NewUpdate, Update, now_us, parse_generated};
 
 /// The `Mercure-Last-Event-ID` response value when the resume point is not
 /// (or no longer) known, or everything was asked for.
@@ -61,17 +60,6 @@ const PAGE: usize = 1000;
 /// How long a join waits for this node's follower to reach a position the
 /// log already showed it, before answering `503`.
 const CATCH_UP: Duration = Duration::from_secs(3);
-
-/// An update as a publisher asked for it, validated.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct NewUpdate {
-    pub topics: Vec<Arc<str>>,
-    pub data: String,
-    pub id: Option<String>,
-    pub event_type: Option<String>,
-    pub retry: Option<Duration>,
-    pub private: bool,
-}
 
 /// How the hub's core is tuned.
 #[derive(Debug)]

@@ -23,7 +23,6 @@ pub mod auth;
 mod body;
 pub mod config;
 pub mod config_file;
-mod debugger;
 mod demo;
 pub mod forwarded;
 #[cfg(feature = "fuzzing")]
@@ -554,10 +553,10 @@ impl Running {
     /// ```
     pub async fn publish(&self, topic: &str, data: &str) -> Result<String, PublishError> {
         topic::validate_topic(topic, &self.settings.base, &self.settings.limits)?;
-        let update = hub::NewUpdate {
+        let update = update::NewUpdate {
             topics: vec![topic.into()],
             data: data.to_owned(),
-            ..hub::NewUpdate::default()
+            ..update::NewUpdate::default()
         };
         match self.core.publish(update).await {
             Ok(id) => {

@@ -25,7 +25,7 @@ use ssehub::journal::{JournalId, Offset};
 
 use crate::admission::LimitLabels;
 use crate::auth::Jwks;
-use crate::update::age;
+use crate::update::{age, parse_generated};
 
 /// Publication times remembered for the latency histogram, by a hash of
 /// the update's position modulo this size.
@@ -39,6 +39,20 @@ pub(crate) fn ring_key(position: JournalId) -> u64 {
         Offset::Stream { ms, seq } => ms.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seq,
         _ => 0,
     }
+}
+
+/// The ring key of the position in the first hub-generated `id:` line of
+/// `chunk`. Updates with publisher-chosen ids are not timed.
+pub(crate) fn first_generated_key(chunk: &[u8]) -> Option<u64> {
+    const FIELD: &[u8] = b"id: #";
+    let start = chunk.windows(FIELD.len()).position(|w| w == FIELD)?;
+    // Only at a line start: `id: #` inside data is not a field.
+    if start > 0 && chunk[start - 1] != b'\n' {
+        return None;
+    }
+    let value = &chunk[start + FIELD.len() - 1..];
+    let end = value.iter().position(|&b| b == b'\n')?;
+    parse_generated(std::str::from_utf8(&value[..end]).ok()?).map(ring_key)
 }
 
 /// Label of the replay counter.
@@ -385,5 +399,19 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_first_generated_id_at_a_line_start() {
+        let chunk = b"event: x\nid: #0000000a-17\ndata: y\n\nid: #0000000a-18\ndata: z\n\n";
+        assert_eq!(first_generated_key(chunk), Some(17));
+        assert_eq!(first_generated_key(b"data: id: #0000000a-1\n\n"), None);
+        assert_eq!(first_generated_key(b"id: urn:x\ndata: y\n\n"), None);
+        assert_eq!(first_generated_key(b":\n\n"), None);
     }
 }

@@ -1,5 +1,6 @@
 //! `/stats` and `/stats/live`: the hub's state as counts, for the live view
-//! of the demo page and of the debugger.
+//! of the demo page and of the debugger (their handlers are in
+//! `routes/stats.rs`).
 //!
 //! Every figure is read from the counters `/metrics` exposes (the
 //! [`Metrics`] gauges and counters, the broker's own counters and the
@@ -12,27 +13,18 @@
 //! `stats` events, one a second, each a [`Sample`]: the snapshot and the
 //! rates and latency quantiles of the second just past.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use http::header;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-use ssehub::{Event, StreamConfig};
 
 use crate::metrics::Metrics;
-use crate::routes::App;
 
 /// The JSON snapshot's path.
 pub(crate) const STATS_PATH: &str = "/stats";
 
 /// The live stream's path.
 pub(crate) const LIVE_PATH: &str = "/stats/live";
-
-/// Time between two samples of the live stream.
-const TICK: Duration = Duration::from_secs(1);
 
 /// Reads the hub's metrics into [`Snapshot`]s.
 #[derive(Debug)]
@@ -207,7 +199,7 @@ fn round(value: f64, digits: i32) -> f64 {
 
 impl Sample {
     /// `now`, with what changed since `before`.
-    fn between(before: Option<&Snapshot>, now: Snapshot) -> Self {
+    pub(crate) fn between(before: Option<&Snapshot>, now: Snapshot) -> Self {
         let interval = before.map(|before| {
             let seconds = (now.time_ms.saturating_sub(before.time_ms) as f64 / 1000.0).max(0.001);
             let rate = |a: u64, b: u64| round(a.saturating_sub(b) as f64 / seconds, 2);
@@ -229,44 +221,6 @@ impl Sample {
         });
         Self { now, interval }
     }
-}
-
-/// `GET /stats`.
-pub(crate) async fn snapshot(State(app): State<Arc<App>>) -> Response {
-    let snapshot = app.stats.snapshot(&app.core.metrics, &app.core.broker);
-    ([(header::CACHE_CONTROL, "no-store")], axum::Json(snapshot)).into_response()
-}
-
-/// `GET /stats/live`: a `stats` event at once, then one a second until the
-/// client leaves or the hub drains.
-pub(crate) async fn live(State(app): State<Arc<App>>, request: http::request::Parts) -> Response {
-    // Samples come every second: no keep-alive comments needed.
-    let config = StreamConfig::default().keep_alive(None);
-    ssehub::respond(&request, &config, move |sender| async move {
-        let mut before: Option<Snapshot> = None;
-        let mut ticks = tokio::time::interval(TICK);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            if app.core.broker.is_closed() {
-                break;
-            }
-            let now = app.stats.snapshot(&app.core.metrics, &app.core.broker);
-            let sample = Sample::between(before.as_ref(), now.clone());
-            before = Some(now);
-            let event = match Event::json("stats", &sample) {
-                Ok(event) => event,
-                Err(err) => {
-                    tracing::warn!(%err, "stats sample not encodable");
-                    break;
-                }
-            };
-            if sender.send(event).await.is_err() {
-                break;
-            }
-        }
-    })
-    .into_response()
 }
 
 #[cfg(test)]

@@ -27,7 +27,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 use ssehub::journal::{JournalId, Record};
 use ssehub::{Event, EventError};
 
-use crate::hub::NewUpdate;
+/// An update as a publisher asked for it, validated.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NewUpdate {
+    pub topics: Vec<Arc<str>>,
+    pub data: String,
+    pub id: Option<String>,
+    pub event_type: Option<String>,
+    pub retry: Option<Duration>,
+    pub private: bool,
+}
 
 const VERSION: u8 = 1;
 const PRIVATE: u8 = 1;

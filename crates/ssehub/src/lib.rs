@@ -31,10 +31,17 @@ pub mod axum;
 pub mod broker;
 #[cfg(feature = "server")]
 mod chunked;
-#[cfg(feature = "client")]
-pub mod client;
+/// The reconnecting client's former name: `broker::Client` is a broker's
+/// subscriber, so the `EventSource` client lives in [`eventsource`].
+#[cfg(feature = "eventsource")]
+#[deprecated(note = "renamed `ssehub::eventsource`; this alias goes in the next release")]
+pub mod client {
+    pub use crate::eventsource::*;
+}
 pub mod error;
 pub mod event;
+#[cfg(feature = "eventsource")]
+pub mod eventsource;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

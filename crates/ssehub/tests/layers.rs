@@ -4,6 +4,12 @@
 //! HTTP framing (those are the edges', behind `broker/transport.rs`).
 //!
 //! Comments are left out, so documentation may still point anywhere.
+//!
+//! Within a layer, files import one way too: no circles between files
+//! but the owner/handle pairs of `ALLOWED_CIRCLES`.
+
+#[path = "support/imports.rs"]
+mod imports;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,7 +19,7 @@ const EDGES: &[&str] = &[
     "crate::server",
     "crate::axum",
     "crate::io",
-    "crate::client",
+    "crate::eventsource",
     "crate::chunked",
 ];
 const BROKER: &str = "crate::broker";
@@ -108,4 +114,81 @@ fn the_check_sees_an_import_when_there_is_one() {
     // would be reading the wrong files.
     assert!(!uses(&["server.rs"], &[BROKER]).is_empty());
     assert!(!uses(&["broker"], &["crate::stream"]).is_empty());
+}
+
+/// Files that import each other on purpose: an owner and the handles on
+/// it, inside one concept. Each pair is allowed both ways; any other
+/// circle fails `no_file_imports_in_a_circle`.
+const ALLOWED_CIRCLES: &[(&str, &str, &str)] = &[
+    (
+        "broker/mod.rs",
+        "broker/channel.rs",
+        "the broker owns its channels; a channel holds a weak handle on the broker to publish",
+    ),
+    (
+        "broker/mod.rs",
+        "broker/client.rs",
+        "the broker owns its clients; a client holds a weak handle on it to leave and to subscribe",
+    ),
+    (
+        "broker/mod.rs",
+        "broker/replica.rs",
+        "the broker owns the journal replica; the replica publishes through the broker it follows for",
+    ),
+    (
+        "broker/channel.rs",
+        "broker/client.rs",
+        "a client holds the channels it is in; a channel hands its members back as clients \
+         (the public `Channel::subscribe(&Client)`)",
+    ),
+    (
+        "broker/client.rs",
+        "broker/replica.rs",
+        "a client's resume from the journal runs in `replica.rs`, on the client's own state",
+    ),
+    (
+        "eventsource/mod.rs",
+        "eventsource/builder.rs",
+        "`EventSource::builder()` returns the builder, which builds the `EventSource`",
+    ),
+];
+
+#[test]
+fn no_file_imports_in_a_circle() {
+    let graph = imports::graph(&src());
+    let allowed: Vec<(&str, &str)> = ALLOWED_CIRCLES.iter().map(|(a, b, _)| (*a, *b)).collect();
+    let circles: Vec<Vec<String>> = graph
+        .without(&allowed)
+        .circles()
+        .into_iter()
+        .map(|group| {
+            let edges = graph.without(&allowed).edges_within(&group);
+            group.into_iter().chain(edges).collect()
+        })
+        .collect();
+    assert_eq!(
+        circles,
+        Vec::<Vec<String>>::new(),
+        "files, then their imports"
+    );
+}
+
+#[test]
+fn every_allowed_circle_is_one() {
+    // An entry whose files no longer import each other is stale.
+    let graph = imports::graph(&src());
+    for (a, b, _) in ALLOWED_CIRCLES {
+        let both = graph.edges.get(*a).is_some_and(|to| to.contains(*b))
+            && graph.edges.get(*b).is_some_and(|to| to.contains(*a));
+        assert!(both, "{a} and {b} do not import each other");
+    }
+}
+
+#[test]
+fn the_circle_check_sees_a_circle_when_there_is_one() {
+    let graph = imports::graph(&src());
+    assert!(!graph.circles().is_empty());
+    // Re-exports are followed to the file that defines the item.
+    assert!(graph.edges["broker/channel.rs"].contains("broker/client.rs"));
+    assert!(graph.edges["stream/body.rs"].contains("stream/sender.rs"));
 }

@@ -2,14 +2,14 @@
 //! connections at random moments while publishers keep publishing on
 //! several channels; each client ends up with exactly what was published on
 //! its channels, once each, in order.
-#![cfg(all(feature = "client", feature = "axum"))]
+#![cfg(all(feature = "eventsource", feature = "axum"))]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use ssehub::broker::{Broker, BrokerConfig, HistoryConfig};
-use ssehub::client::{ClientEvent, EventSource};
+use ssehub::eventsource::{ClientEvent, EventSource};
 use tokio::time::{Instant, timeout};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

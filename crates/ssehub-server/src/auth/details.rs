@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::{AuthConfig, DETAIL_TYPE};
+use super::config::{AuthConfig, DETAIL_TYPE};
 use crate::matcher::{MatchType, Matcher};
 use crate::topic::{TopicError, WILDCARD};
 

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 use serde_json::Value;
 use url::Url;
 
+use super::config::{AuthConfig, TokenSource};
 use super::details::Detail;
-use super::{AuthConfig, TokenSource};
 use crate::matcher::Matcher;
 
 /// What a validated token grants, and who holds it. Cheap to clone.

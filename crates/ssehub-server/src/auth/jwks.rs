@@ -30,6 +30,11 @@ use url::Url;
 
 use super::keys::{KeyConfig, KeyError};
 
+/// Moved on by every key set installed: tokens verified before are checked
+/// again (the verified-token cache compares it). Static keys never change
+/// while the process runs.
+pub(super) static KEY_EPOCH: AtomicU64 = AtomicU64::new(0);
+
 /// The algorithms a JWKS key may verify when `algs=` does not narrow them:
 /// every asymmetric one the hub supports. Symmetric (`oct`) keys are never
 /// taken from a key set.
@@ -76,20 +81,40 @@ pub enum JwksSource {
     File(PathBuf),
 }
 
+/// Why a text names no key set's source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwksSourceError {
+    /// Not a URL.
+    #[error("{value:?} is not a URL: {source}")]
+    Url {
+        /// The text.
+        value: String,
+        /// Why.
+        source: url::ParseError,
+    },
+    /// A `file:` URL that is no absolute local path.
+    #[error("{0:?} names no local file (file:///absolute/path)")]
+    NotLocal(String),
+    /// Another scheme, or an `http(s)` URL without a host.
+    #[error("{0:?}: a JWKS source is an https://, http:// or file:// URL")]
+    Scheme(String),
+}
+
 impl FromStr for JwksSource {
-    type Err = String;
+    type Err = JwksSourceError;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let url = Url::parse(value).map_err(|err| format!("{value:?} is not a URL: {err}"))?;
+        let url = Url::parse(value).map_err(|source| JwksSourceError::Url {
+            value: value.to_owned(),
+            source,
+        })?;
         match url.scheme() {
             "https" | "http" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(Self::Url(url)),
             "file" => url
                 .to_file_path()
                 .map(Self::File)
-                .map_err(|()| format!("{value:?} names no local file (file:///absolute/path)")),
-            _ => Err(format!(
-                "{value:?}: a JWKS source is an https://, http:// or file:// URL"
-            )),
+                .map_err(|()| JwksSourceError::NotLocal(value.to_owned())),
+            _ => Err(JwksSourceError::Scheme(value.to_owned())),
         }
     }
 }
@@ -424,7 +449,7 @@ impl Jwks {
         self.ok.fetch_add(1, Ordering::Relaxed);
         // Tokens verified under the keys this set replaces are checked
         // again.
-        super::verified::KEYS.fetch_add(1, Ordering::Release);
+        KEY_EPOCH.fetch_add(1, Ordering::Release);
     }
 
     /// Whether the set holds a key with this `kid`.
@@ -721,18 +746,18 @@ fn parse_set(bytes: &[u8], algs: &[Algorithm], issuer: &str) -> Result<KeySet, J
 
 /// The verification keys one JWK gives: one per allowed algorithm it
 /// suits (its `alg`, or without one every algorithm of its type).
-fn keys_of(value: Value, allowed: &[Algorithm]) -> Result<Vec<KeyConfig>, String> {
-    let jwk: Jwk = serde_json::from_value(value).map_err(|err| err.to_string())?;
+fn keys_of(value: Value, allowed: &[Algorithm]) -> Result<Vec<KeyConfig>, Unusable> {
+    let jwk: Jwk = serde_json::from_value(value)?;
     if let Some(key_use) = &jwk.common.public_key_use
         && *key_use != PublicKeyUse::Signature
     {
-        return Err("not a signing key (use)".into());
+        return Err(Unusable::NotForSigning);
     }
     let algs: Vec<Algorithm> = match jwk.common.key_algorithm {
         Some(alg) => vec![
             alg.to_string()
                 .parse()
-                .map_err(|_| format!("alg {alg} is not a signature algorithm"))?,
+                .map_err(|_| Unusable::NotSignature(alg.to_string()))?,
         ],
         None => match &jwk.algorithm {
             // RS* and PS*: the first six.
@@ -740,26 +765,58 @@ fn keys_of(value: Value, allowed: &[Algorithm]) -> Result<Vec<KeyConfig>, String
             AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
                 EllipticCurve::P256 => vec![Algorithm::ES256],
                 EllipticCurve::P384 => vec![Algorithm::ES384],
-                _ => return Err("unsupported curve".into()),
+                _ => return Err(Unusable::Curve),
             },
             AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
                 vec![Algorithm::EdDSA]
             }
-            _ => return Err("unsupported key type".into()),
+            _ => return Err(Unusable::KeyType),
         },
     };
     let algs: Vec<Algorithm> = algs.into_iter().filter(|a| allowed.contains(a)).collect();
     if algs.is_empty() {
-        return Err("no allowed algorithm".into());
+        return Err(Unusable::NotAllowed);
     }
     if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
-        return Err("a symmetric key".into());
+        return Err(Unusable::Symmetric);
     }
-    let key = DecodingKey::from_jwk(&jwk).map_err(|err| err.to_string())?;
-    algs.into_iter()
+    let key = DecodingKey::from_jwk(&jwk).map_err(Unusable::Jwk)?;
+    Ok(algs
+        .into_iter()
         .map(|alg| KeyConfig::from_decoding_key(alg, key.clone()))
-        .collect::<Result<_, KeyError>>()
-        .map_err(|err| err.to_string())
+        .collect::<Result<_, KeyError>>()?)
+}
+
+/// Why a JWK of a set is skipped (logged, never an error of the set).
+#[derive(Debug, thiserror::Error)]
+enum Unusable {
+    /// Not a JWK.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Its `use` is not `sig`.
+    #[error("not a signing key (use)")]
+    NotForSigning,
+    /// Its `alg` signs nothing.
+    #[error("alg {0} is not a signature algorithm")]
+    NotSignature(String),
+    /// An elliptic curve no algorithm here uses.
+    #[error("unsupported curve")]
+    Curve,
+    /// A key type no algorithm here uses.
+    #[error("unsupported key type")]
+    KeyType,
+    /// None of its algorithms is allowed for the set.
+    #[error("no allowed algorithm")]
+    NotAllowed,
+    /// An HMAC secret: a key set's keys are public.
+    #[error("a symmetric key")]
+    Symmetric,
+    /// The JWK's parameters do not make a key.
+    #[error(transparent)]
+    Jwk(jsonwebtoken::errors::Error),
+    /// The key does not suit an algorithm.
+    #[error(transparent)]
+    Key(#[from] KeyError),
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use super::AuthConfig;
+use super::config::AuthConfig;
 use super::details::{Detail, DetailError, compile, topic_matcher};
 use crate::matcher::MatchType;
 

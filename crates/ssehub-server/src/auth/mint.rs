@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::{Value, json};
 
-use super::DETAIL_TYPE;
+use super::config::DETAIL_TYPE;
 use super::keys::{self, KeyError};
 
 /// Mints a signed access token: header `typ: at+jwt` and `alg`, `claims` as

@@ -3,7 +3,8 @@
 use http::{HeaderMap, header};
 use url::Url;
 
-use super::{AuthConfig, AuthError, LEGACY_COOKIE_NAME, TokenSource};
+use super::config::{AuthConfig, LEGACY_COOKIE_NAME, TokenSource};
+use super::error::AuthError;
 
 /// The query parameter Mercure 0.x clients put their token in
 /// (compatibility mode only).
@@ -132,7 +133,7 @@ fn unquote(value: &str) -> &str {
 pub fn check_csrf(headers: &HeaderMap, target: &str, allowed: &[String]) -> Result<(), AuthError> {
     let origin = request_origin(headers)?;
     let same = |configured: &str| {
-        configured == "*" || origin_of(configured).as_deref() == Some(origin.as_str())
+        configured == "*" || url_origin(configured).as_deref() == Some(origin.as_str())
     };
     if same(target) || allowed.iter().any(|allowed| same(allowed)) {
         Ok(())
@@ -160,12 +161,12 @@ fn request_origin(headers: &HeaderMap) -> Result<String, AuthError> {
     value
         .to_str()
         .ok()
-        .and_then(origin_of)
+        .and_then(url_origin)
         .ok_or_else(|| refuse(&format!("no usable origin in the {name} header")))
 }
 
 /// `scheme://host[:port]` of a URL, or `None` for opaque origins.
-fn origin_of(url: &str) -> Option<String> {
+fn url_origin(url: &str) -> Option<String> {
     let origin = Url::parse(url.trim()).ok()?.origin();
     origin.is_tuple().then(|| origin.ascii_serialization())
 }

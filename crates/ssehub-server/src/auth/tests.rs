@@ -2284,12 +2284,17 @@ fn a_token_verified_once_is_answered_again_without_a_second_check() {
     let config = config();
     let token = hs256(&everything());
     accepted(&config, &token);
+    assert!(verified::holds(&config, &token));
     accepted(&config, &token);
-    assert_eq!(config.verified.len(), 1);
     // A failure is never kept.
     let forged = hs256_with(OTHER_SECRET, &everything());
     refused(&config, &forged);
-    assert_eq!(config.verified.len(), 1);
+    assert!(!verified::holds(&config, &forged));
+    // Nor does another configuration (or a copy) take this one's word.
+    let copy = config.clone();
+    assert!(!verified::holds(&copy, &token));
+    let other = config_with(vec![issuer(ISS, hmac_key(OTHER_SECRET))]);
+    refused(&other, &token);
 }
 
 #[test]
@@ -2333,7 +2338,11 @@ fn new_keys_invalidate_what_the_old_ones_verified() {
     let token = hs256(&everything());
     accepted(&config, &token);
     // What a JWKS refresh does when it installs a key set.
-    verified::KEYS.fetch_add(1, std::sync::atomic::Ordering::Release);
+    jwks::KEY_EPOCH.fetch_add(1, std::sync::atomic::Ordering::Release);
+    assert!(verified::get(&config, Role::Subscriber, &token, TokenSource::Header, HUB).is_none());
     accepted(&config, &token);
-    assert_eq!(config.verified.len(), 1, "checked again and kept again");
+    assert!(
+        verified::holds(&config, &token),
+        "checked again and kept again"
+    );
 }

@@ -6,10 +6,11 @@ use jsonwebtoken::Header;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::config::{AuthConfig, Issuer, Role, TokenSource};
 use super::details::{self, DetailError};
 use super::grants::Grants;
 use super::jwks::KeySetRejection;
-use super::{AuthConfig, Issuer, Role, TokenSource, legacy};
+use super::legacy;
 
 /// Why a presented token was refused. Only logged: the client is told
 /// `invalid_token`, whatever the reason.
@@ -139,7 +140,7 @@ pub(super) fn validate(
 fn verify(issuer: &Issuer, role: Role, header: &Header, token: &str) -> Result<Claims, Rejection> {
     let set = issuer.key_set(role);
     let key = issuer.key(role);
-    let by_set = |set: &super::Jwks| {
+    let by_set = |set: &super::jwks::Jwks| {
         set.decode::<Claims>(header, token)
             .map_err(|reason| Rejection::KeySet {
                 issuer: issuer.id.clone(),

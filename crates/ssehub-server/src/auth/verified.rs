@@ -4,28 +4,30 @@
 //!
 //! Only successes are kept (a forged token costs its sender a full check
 //! every time and cannot push good ones out faster than good ones come
-//! back), each until its `exp`, and none across a change of keys: an entry
-//! records the key epoch it was verified under ([`KEYS`], moved on by
-//! every installed key set), so a key an identity provider withdrew stops
-//! verifying its tokens at the next refresh, as without the cache. The
-//! cache holds at most [`CAPACITY`] tokens; beyond that its S3-FIFO
-//! eviction (`quick_cache`) keeps the tokens that come back.
+//! back), each until its `exp`, for the configuration that verified it,
+//! and none across a change of keys: an entry records the key epoch it was
+//! verified under ([`KEY_EPOCH`], moved on by every installed key set), so
+//! a key an identity provider withdrew stops verifying its tokens at the
+//! next refresh, as without the cache. One cache serves the process (a
+//! hub has one configuration); it holds at most [`CAPACITY`] tokens, and
+//! beyond that its S3-FIFO eviction (`quick_cache`) keeps the tokens that
+//! come back.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use super::{Grants, Role, TokenSource};
+use super::config::{AuthConfig, Role, TokenSource};
+use super::grants::Grants;
+use super::jwks::KEY_EPOCH;
 
 /// Tokens kept at most (a few hundred bytes each).
 const CAPACITY: usize = 4096;
 
-/// The key epoch: every key set a JWKS fetch installs moves it on. Static
-/// keys never change while the process runs.
-pub(super) static KEYS: AtomicU64 = AtomicU64::new(0);
-
 /// What a token was verified for, and what it granted.
 #[derive(Clone)]
 struct Entry {
+    instance: u64,
     role: Role,
     source: TokenSource,
     audience: Box<str>,
@@ -33,81 +35,67 @@ struct Entry {
     grants: Grants,
 }
 
-/// The cache (one per [`AuthConfig`](super::AuthConfig)).
-pub(super) struct Verified(quick_cache::sync::Cache<String, Entry>);
+static VERIFIED: LazyLock<quick_cache::sync::Cache<String, Entry>> =
+    LazyLock::new(|| quick_cache::sync::Cache::new(CAPACITY));
 
-impl Default for Verified {
-    fn default() -> Self {
-        Self(quick_cache::sync::Cache::new(CAPACITY))
-    }
+/// The key epoch now, read before a check whose result [`put`] keeps.
+pub(super) fn epoch() -> u64 {
+    KEY_EPOCH.load(Ordering::Acquire)
 }
 
-impl std::fmt::Debug for Verified {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verified")
-            .field("tokens", &self.0.len())
-            .finish()
+/// The grants `token` was found to carry when `config` verified it,
+/// presented the same way, for the same role and audience, under today's
+/// keys, if it has not expired since.
+pub(super) fn get(
+    config: &AuthConfig,
+    role: Role,
+    token: &str,
+    source: TokenSource,
+    audience: &str,
+) -> Option<Grants> {
+    let entry = VERIFIED.get(token)?;
+    let fresh = entry.epoch == epoch()
+        && entry
+            .grants
+            .expires_at()
+            .is_none_or(|exp| SystemTime::now() < exp);
+    if !fresh {
+        VERIFIED.remove(token);
+        return None;
     }
+    (entry.instance == config.instance.get()
+        && entry.role == role
+        && entry.source == source
+        && &*entry.audience == audience)
+        .then_some(entry.grants)
 }
 
-impl Clone for Verified {
-    /// A configuration's copy starts empty: what one verified does not
-    /// speak for another's issuers.
-    fn clone(&self) -> Self {
-        Self::default()
-    }
+/// Keeps `grants`, which `config` just verified `token` to carry. `epoch`
+/// is [`epoch`] as read before the check began: a key set installed
+/// meanwhile makes the entry stale at once.
+pub(super) fn put(
+    config: &AuthConfig,
+    role: Role,
+    (token, source): (&str, TokenSource),
+    audience: &str,
+    epoch: u64,
+    grants: &Grants,
+) {
+    let entry = Entry {
+        instance: config.instance.get(),
+        role,
+        source,
+        audience: audience.into(),
+        epoch,
+        grants: grants.clone(),
+    };
+    VERIFIED.insert(token.to_owned(), entry);
 }
 
-impl Verified {
-    /// Tokens held.
-    #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// The grants `token` was found to carry when presented the same way,
-    /// for the same role and audience, under today's keys, if it has not
-    /// expired since.
-    pub(super) fn get(
-        &self,
-        role: Role,
-        token: &str,
-        source: TokenSource,
-        audience: &str,
-    ) -> Option<Grants> {
-        let entry = self.0.get(token)?;
-        let fresh = entry.epoch == KEYS.load(Ordering::Acquire)
-            && entry
-                .grants
-                .expires_at()
-                .is_none_or(|exp| SystemTime::now() < exp);
-        if !fresh {
-            self.0.remove(token);
-            return None;
-        }
-        (entry.role == role && entry.source == source && &*entry.audience == audience)
-            .then_some(entry.grants)
-    }
-
-    /// Keeps `grants`, which `token` was just verified to carry. `epoch`
-    /// is [`KEYS`] as read before the check began: a key set installed
-    /// meanwhile makes the entry stale at once.
-    pub(super) fn put(
-        &self,
-        role: Role,
-        token: &str,
-        source: TokenSource,
-        audience: &str,
-        epoch: u64,
-        grants: &Grants,
-    ) {
-        let entry = Entry {
-            role,
-            source,
-            audience: audience.into(),
-            epoch,
-            grants: grants.clone(),
-        };
-        self.0.insert(token.to_owned(), entry);
-    }
+/// Whether `config` has `token` verified (for tests).
+#[cfg(test)]
+pub(super) fn holds(config: &AuthConfig, token: &str) -> bool {
+    VERIFIED
+        .get(token)
+        .is_some_and(|entry| entry.instance == config.instance.get())
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use url::Url;
 
 use super::{RequestError, decode_pairs};
-use crate::hub::NewUpdate;
 use crate::topic::{Limits, check_text, validate_topic};
+use crate::update::NewUpdate;
 
 /// The event type of the hub's own events (subscription events).
 pub(crate) const RESERVED_TYPE: &str = "mercure";

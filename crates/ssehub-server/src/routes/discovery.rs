@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Uri, header};
 use serde::Serialize;
 
-use super::{App, identity};
+use super::app::{App, identity};
 use crate::auth::DETAIL_TYPE;
 
 /// The metadata document.

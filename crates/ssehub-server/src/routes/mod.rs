@@ -1,20 +1,24 @@
 //! The HTTP surface: the Mercure endpoints ([`subscribe`], [`publish`],
 //! the [`subscriptions`] API), [`discovery`] metadata, health, metrics,
-//! the live figures (`/stats`), the demo page and the debugger.
+//! the live figures (`/stats`), the demo page and the debugger. This file
+//! is the router; what the handlers share is in `app.rs`.
 //!
 //! Every Mercure endpoint first derives the hub's [`Identity`] for the
 //! request (`421` for a host outside the public URLs); tokens are checked
 //! against that identity's resource identifier, and refusals point at its
 //! metadata.
 
+mod app;
+mod debugger;
+mod demo;
 mod discovery;
 mod publish;
+mod stats;
 mod subscribe;
 mod subscriptions;
 
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
@@ -25,55 +29,14 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::admission::{Admission, Refusal};
-use crate::auth::{AuthConfig, AuthError};
-use crate::config::Settings;
-use crate::demo::DevKey;
-use crate::hub::Core;
-use crate::identity::{Identity, METADATA_PATH};
+use crate::identity::METADATA_PATH;
 use crate::listen::{PeerAddr, RatePaid};
-use crate::request::RequestError;
 use crate::subscriptions::SUBSCRIPTIONS_PATH;
 
+pub use app::HUB_PATH;
+pub(crate) use app::{App, Peer};
+use app::{query_method, unavailable};
 pub(crate) use subscribe::subscribe_response;
-
-/// The hub's URL path.
-pub const HUB_PATH: &str = "/.well-known/mercure";
-
-/// The response header that says where a subscription resumed.
-const MERCURE_LAST_EVENT_ID: HeaderName = HeaderName::from_static("mercure-last-event-id");
-
-/// What every handler reads.
-#[derive(Debug)]
-pub(crate) struct App {
-    pub core: Arc<Core>,
-    pub auth: AuthConfig,
-    pub settings: Settings,
-    /// The development key the demo page's tokens are minted with.
-    pub dev_key: Option<DevKey>,
-    /// Reads the metrics for `/stats`.
-    pub stats: crate::stats::Sampler,
-    /// The limits subscribers and publishers must pass.
-    pub admission: Arc<Admission>,
-    /// Set as soon as a shutdown starts: `/readyz` answers `503` from then.
-    pub draining: AtomicBool,
-}
-
-/// Where a request came from, for the per-address limits.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Peer {
-    /// The TCP peer's address (forwarded headers count only from a
-    /// `--trusted-proxy`, read where the limits are checked).
-    pub ip: Option<IpAddr>,
-    /// The request's subscribe rate was already charged.
-    pub rate_paid: bool,
-}
-
-/// The `QUERY` method (draft-ietf-httpbis-safe-method-w-body), which
-/// Mercure accepts for subscriptions whose matchers do not fit a URL.
-pub(crate) fn query_method() -> Method {
-    Method::from_bytes(b"QUERY").expect("a valid token")
-}
 
 /// The router of the hub.
 pub(crate) fn router(app: Arc<App>) -> Router {
@@ -92,12 +55,12 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route(METADATA_PATH, get(discovery::metadata))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/", get(crate::demo::page))
-        .route("/demo/config.json", get(crate::demo::config))
-        .route(crate::stats::STATS_PATH, get(crate::stats::snapshot))
-        .route(crate::stats::LIVE_PATH, get(crate::stats::live));
+        .route("/", get(demo::page))
+        .route("/demo/config.json", get(demo::config))
+        .route(crate::stats::STATS_PATH, get(stats::snapshot))
+        .route(crate::stats::LIVE_PATH, get(stats::live));
     if settings.debugger {
-        router = crate::debugger::routes(router);
+        router = debugger::routes(router);
     }
     // With an admin listener, metrics stay off the public address unless
     // asked for.
@@ -199,7 +162,7 @@ fn cors(origins: &[String], compat: bool) -> CorsLayer {
     }
     let origins: Vec<HeaderValue> = origins
         .iter()
-        .filter_map(|o| HeaderValue::from_str(origin_of(o)).ok())
+        .filter_map(|o| HeaderValue::from_str(configured_origin(o)).ok())
         .collect();
     layer
         .allow_origin(AllowOrigin::list(origins))
@@ -208,7 +171,7 @@ fn cors(origins: &[String], compat: bool) -> CorsLayer {
 
 /// A configured origin as browsers send it (`https://app.example/` →
 /// `https://app.example`).
-fn origin_of(configured: &str) -> &str {
+fn configured_origin(configured: &str) -> &str {
     configured.trim_end_matches('/')
 }
 
@@ -233,7 +196,7 @@ pub(crate) fn add_cors_headers(app: &App, request: &HeaderMap, response: &mut He
         response.append(header::VARY, HeaderValue::from_static("origin"));
         if !origins
             .iter()
-            .any(|o| origin_of(o).as_bytes() == origin.as_bytes())
+            .any(|o| configured_origin(o).as_bytes() == origin.as_bytes())
         {
             return;
         }
@@ -246,77 +209,6 @@ pub(crate) fn add_cors_headers(app: &App, request: &HeaderMap, response: &mut He
     if let Some(expose) = expose() {
         response.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose);
     }
-}
-
-/// The `Link` header naming the hub, for `identity`.
-fn link(identity: &Identity) -> HeaderValue {
-    HeaderValue::from_str(&format!("<{}{HUB_PATH}>; rel=\"mercure\"", identity.origin))
-        .unwrap_or_else(|_| HeaderValue::from_static("</.well-known/mercure>; rel=\"mercure\""))
-}
-
-/// The hub's identity for this request, or the refusal (`421` for a host
-/// outside the public URLs, `400` without a host). The refusal is boxed:
-/// a `Response` is large and the happy path should not carry its size.
-fn identity(
-    app: &App,
-    endpoint: &'static str,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> Result<Identity, Box<Response>> {
-    app.settings.identities.of(uri, headers).map_err(|err| {
-        let status = err.status();
-        app.core.metrics.refused(endpoint, status);
-        tracing::debug!(endpoint, %status, reason = %err, "request refused");
-        Box::new((status, format!("{err}\n")).into_response())
-    })
-}
-
-/// A refusal of the request's form or parameters: `400 invalid_request`
-/// (RFC 6750) or `413`.
-fn refuse(app: &App, endpoint: &'static str, identity: &Identity, err: &RequestError) -> Response {
-    let status = err.status();
-    app.core.metrics.refused(endpoint, status);
-    tracing::debug!(endpoint, %status, reason = %err, "request refused");
-    if status == StatusCode::BAD_REQUEST {
-        return AuthError::InvalidRequest(err.to_string()).response(&identity.metadata);
-    }
-    (status, format!("{err}\n")).into_response()
-}
-
-/// A refusal for the token: `401` or `403` with its challenge.
-fn refuse_auth(
-    app: &App,
-    endpoint: &'static str,
-    identity: &Identity,
-    err: &AuthError,
-) -> Response {
-    let response = err.response(&identity.metadata);
-    app.core.metrics.refused(endpoint, response.status());
-    tracing::debug!(endpoint, status = %response.status(), reason = %err, "request refused");
-    response
-}
-
-/// A refusal by a limit: `429` or `503`, with `Retry-After`.
-fn limited(app: &App, endpoint: &'static str, refusal: &Refusal) -> Response {
-    app.core.metrics.refused(endpoint, refusal.status());
-    tracing::debug!(endpoint, status = %refusal.status(), reason = %refusal, "request limited");
-    refusal.response()
-}
-
-/// `503` while the hub shuts down: clients retry, perhaps on another node.
-fn shutting_down() -> Response {
-    unavailable("shutting down")
-}
-
-/// `503` with `Retry-After` and a short reason: nothing was done, and the
-/// client should try again shortly (here or on another node).
-fn unavailable(reason: &str) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, "1")],
-        format!("{reason}\n"),
-    )
-        .into_response()
 }
 
 /// `/readyz`: `200` while this node follows the log and its engine answers,

@@ -6,7 +6,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, StatusCode, Uri};
 use ssehub::journal::JournalError;
 
-use super::{App, identity, limited, link, refuse, refuse_auth, shutting_down, unavailable};
+use super::app::{App, identity, limited, link, refuse, refuse_auth, shutting_down, unavailable};
 use crate::auth::{self, AuthError, Role, TokenSource};
 use crate::hub::PublishError;
 use crate::request::{RequestError, publish};

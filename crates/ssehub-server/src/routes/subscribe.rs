@@ -9,7 +9,7 @@ use axum::response::Response;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Uri};
 
-use super::{
+use super::app::{
     App, MERCURE_LAST_EVENT_ID, Peer, identity, limited, link, refuse, refuse_auth, shutting_down,
     unavailable,
 };

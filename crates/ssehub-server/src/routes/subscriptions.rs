@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, StatusCode, Uri};
 
-use super::{App, HUB_PATH, identity, refuse_auth, unavailable};
+use super::app::{App, HUB_PATH, identity, refuse_auth, unavailable};
 use crate::auth::{self, AuthError, Role};
 use crate::subscriptions::{PathError, Query};
 

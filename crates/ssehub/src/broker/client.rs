@@ -12,10 +12,10 @@ use std::task::Waker;
 use bytes::Bytes;
 
 use super::channel::ChannelInner;
-use super::config::{GapReplay, OverflowPolicy};
 use super::ids::ResumePoint;
 use super::loan::SocketLoan;
 use super::log::{Positioned, TakeError};
+use super::policy::{GapReplay, OverflowPolicy};
 use super::replica::{self, poll_once};
 use super::stats::Counters;
 use super::{BrokerError, BrokerInner};
@@ -107,7 +107,7 @@ pub(crate) enum GapReason {
 
 /// A reconnecting client's resume, active until its connection first runs.
 #[derive(Debug)]
-struct Resume {
+struct PendingResume {
     point: Option<ResumePoint>,
     active: bool,
     gap: Option<GapReason>,
@@ -153,7 +153,7 @@ pub(crate) struct ClientInner {
     /// The broker's publish watermark (see `log.rs`).
     watermark: Arc<sync::atomic::AtomicU64>,
     /// Lock order: after a channel's log (it is locked inside `Log::subscribe`).
-    resume: Mutex<Resume>,
+    resume: Mutex<PendingResume>,
     /// Set on the connection's first poll, which ends the resume window.
     started: AtomicBool,
     /// A resume from a journal is not done, or its frames not all taken:
@@ -211,7 +211,7 @@ impl Client {
                 counters: broker.counters.clone(),
                 policy: broker.config.overflow,
                 watermark: broker.watermark.clone(),
-                resume: Mutex::new(Resume {
+                resume: Mutex::new(PendingResume {
                     point: resume,
                     active: resume.is_some(),
                     gap: None,

@@ -45,8 +45,8 @@ use std::task::Waker;
 use bytes::Bytes;
 use slab::Slab;
 
-use super::config::OverflowPolicy;
 use super::outlet::{Claim, Outlet};
+use super::policy::OverflowPolicy;
 use super::transport::Framing;
 use super::writer::Writers;
 use crate::sync::{Arc, Mutex, MutexGuard};

@@ -60,7 +60,7 @@ use tokio::sync::{Notify, watch};
 
 use super::channel::ChannelInner;
 use super::client::{ClientInner, GapReason};
-use super::config::{GapReplay, JournalWindow};
+use super::policy::{GapReplay, JournalWindow};
 use super::record;
 use super::stats::Counters;
 use super::{BrokerInner, GAP_EVENT};
@@ -561,27 +561,8 @@ pub(crate) fn gap_event(last_event_id: &str, reason: GapReason) -> Event {
         GapReason::UnknownId => "unknown-id",
         GapReason::HistoryLost => "history-lost",
     };
-    let data = format!(
-        "{{\"last_event_id\":{},\"reason\":\"{reason}\"}}",
-        json_string(last_event_id)
-    );
-    Event::with_type(GAP_EVENT, data)
-}
-
-/// `s` as a JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    let data = serde_json::json!({ "last_event_id": last_event_id, "reason": reason });
+    Event::with_type(GAP_EVENT, data.to_string())
 }
 
 /// How a resume's read of the journal ended.

@@ -27,11 +27,14 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::config::DirectWriteHook;
 use super::outlet::{Clock, Outlet, Visitor};
 use super::transport::Framing;
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex, lock};
+
+/// Called after each direct write with the bytes written and how many
+/// connections they went to (`BrokerConfig::on_direct_write`).
+pub(crate) type DirectWriteHook = std::sync::Arc<dyn Fn(&[u8], usize) + Send + Sync>;
 
 /// Visits between two yields to the runtime, so a fan-out to many clients
 /// does not hold a worker thread for its whole length.

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use super::Feed;
-use super::Sender;
 use super::config::Hook;
+use super::feed::Feed;
+use super::sender::Sender;
 use super::shared::{Chunk, Shared};
 
 /// The keep-alive frame: an empty comment, the smallest thing a client ignores.

@@ -23,7 +23,7 @@ use crate::parse::DEFAULT_MAX_EVENT_SIZE;
 ///
 /// ```
 /// use std::time::Duration;
-/// use ssehub::client::EventSource;
+/// use ssehub::eventsource::EventSource;
 ///
 /// let source = EventSource::builder("http://127.0.0.1:8080/events")
 ///     .header("authorization", "Bearer secret")
@@ -89,7 +89,7 @@ impl Builder {
     /// [`Error::InvalidHeader`].
     ///
     /// ```
-    /// use ssehub::client::{Error, EventSource};
+    /// use ssehub::eventsource::{Error, EventSource};
     ///
     /// assert!(EventSource::builder("http://localhost/").header("x-token", "abc").build().is_ok());
     /// let bad = EventSource::builder("http://localhost/").header("x-token", "a\nb").build();
@@ -121,7 +121,7 @@ impl Builder {
     /// [`build`](Builder::build) fail with [`Error::InvalidLastEventId`].
     ///
     /// ```
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// let source = EventSource::builder("http://localhost/").last_event_id("7").build().unwrap();
     /// assert_eq!(source.last_event_id(), "7");
@@ -136,7 +136,7 @@ impl Builder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// let source = EventSource::builder("http://localhost/")
     ///     .retry(Duration::from_millis(500))
@@ -156,7 +156,7 @@ impl Builder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// let builder = EventSource::builder("http://localhost/").max_backoff(Duration::from_secs(5));
     /// assert!(builder.build().is_ok());
@@ -173,7 +173,7 @@ impl Builder {
     /// time.
     ///
     /// ```
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// assert!(EventSource::builder("http://localhost/").jitter(false).build().is_ok());
     /// ```
@@ -190,7 +190,7 @@ impl Builder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// let builder = EventSource::builder("http://localhost/").idle_timeout(Some(Duration::from_secs(45)));
     /// assert!(builder.build().is_ok());
@@ -207,7 +207,7 @@ impl Builder {
     /// [`Parser::with_max_event_size`]: crate::parse::Parser::with_max_event_size
     ///
     /// ```
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// assert!(EventSource::builder("http://localhost/").max_event_size(64 * 1024).build().is_ok());
     /// ```
@@ -226,7 +226,7 @@ impl Builder {
     /// ssehub enables none.
     ///
     /// ```
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// let client = reqwest::Client::builder().user_agent("my-app/1.0").build().unwrap();
     /// assert!(EventSource::builder("http://localhost/").client(client).build().is_ok());
@@ -244,7 +244,7 @@ impl Builder {
     /// no default `reqwest::Client` can be made.
     ///
     /// ```
-    /// use ssehub::client::{Error, EventSource};
+    /// use ssehub::eventsource::{Error, EventSource};
     ///
     /// assert!(EventSource::builder("http://localhost:8080/events").build().is_ok());
     /// assert!(matches!(EventSource::builder("not a url").build(), Err(Error::InvalidUrl(_))));

@@ -1,7 +1,7 @@
-//! The reconnecting client (`ssehub::client::EventSource`) against real servers on
+//! The reconnecting client (`ssehub::eventsource::EventSource`) against real servers on
 //! 127.0.0.1: ssehub's own streams under hyper, and raw sockets where a test needs bytes no
 //! well-behaved server sends. Every wait is bounded.
-#![cfg(feature = "client")]
+#![cfg(feature = "eventsource")]
 
 mod common;
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::serve_hyper;
 use futures_util::StreamExt;
 use http::{HeaderMap, StatusCode};
-use ssehub::client::{ClientEvent, Error, EventSource, Message, ReadyState};
+use ssehub::eventsource::{ClientEvent, Error, EventSource, Message, ReadyState};
 use ssehub::parse::ParseError;
 use ssehub::{Event, ResponseBody, StreamConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -24,7 +24,7 @@ use crate::parse::ParseError;
 /// | [`Parse`](Error::Parse) | an event over the size limit was dropped | goes on reading |
 ///
 /// ```
-/// use ssehub::client::Error;
+/// use ssehub::eventsource::Error;
 ///
 /// let error = Error::Http(http::StatusCode::NO_CONTENT);
 /// assert!(error.is_fatal());
@@ -76,7 +76,7 @@ impl Error {
     /// Errors from [`build`](super::Builder::build) are fatal too.
     ///
     /// ```
-    /// use ssehub::client::Error;
+    /// use ssehub::eventsource::Error;
     ///
     /// assert!(Error::ContentType(Some("text/html".into())).is_fatal());
     /// assert!(!Error::Timeout.is_fatal());

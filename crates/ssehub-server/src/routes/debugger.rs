@@ -18,18 +18,18 @@ use axum::routing::get;
 use http::{HeaderValue, header};
 use serde::Serialize;
 
-use crate::routes::{App, HUB_PATH};
+use super::app::{App, HUB_PATH};
 use crate::stats::LIVE_PATH;
 
 /// The debugger's path (with its trailing slash: the page's files are
 /// relative to it).
 pub(crate) const DEBUG_PATH: &str = "/.well-known/mercure/debug/";
 
-const PAGE: &str = include_str!("../assets/debugger.html");
-const SCRIPT: &str = include_str!("../assets/debugger.js");
-const STYLE: &str = include_str!("../assets/debugger.css");
-pub(crate) const LIVE_SCRIPT: &str = include_str!("../assets/live.js");
-pub(crate) const LIVE_STYLE: &str = include_str!("../assets/live.css");
+const PAGE: &str = include_str!("../../assets/debugger.html");
+const SCRIPT: &str = include_str!("../../assets/debugger.js");
+const STYLE: &str = include_str!("../../assets/debugger.css");
+pub(crate) const LIVE_SCRIPT: &str = include_str!("../../assets/live.js");
+pub(crate) const LIVE_STYLE: &str = include_str!("../../assets/live.css");
 
 /// Same-origin files only, no inline script or style, no framing.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \

@@ -1,4 +1,4 @@
-//! A reconnecting event-stream client: the browser's `EventSource`, in Rust (feature `client`).
+//! A reconnecting event-stream client: the browser's `EventSource`, in Rust (feature `eventsource`, formerly `client`).
 //!
 //! An [`EventSource`] is a [`Stream`] of [`ClientEvent`]s (`Open`, then `Message`s) and
 //! [`Error`]s. It follows the WHATWG [processing model] as browsers do:
@@ -75,7 +75,7 @@
 //! #     }
 //! # });
 //! use futures_util::StreamExt;
-//! use ssehub::client::{ClientEvent, Error, EventSource};
+//! use ssehub::eventsource::{ClientEvent, Error, EventSource};
 //!
 //! let mut source = EventSource::new(&url).unwrap();
 //! let mut seen = Vec::new();
@@ -103,7 +103,7 @@
 //!
 //! [processing model]: https://html.spec.whatwg.org/multipage/server-sent-events.html#sse-processing-model
 //! [`Parser`]: crate::parse::Parser
-#![cfg_attr(docsrs, doc(cfg(feature = "client")))]
+#![cfg_attr(docsrs, doc(cfg(feature = "eventsource")))]
 
 mod backoff;
 mod builder;
@@ -132,7 +132,7 @@ use crate::parse::{Item, Parser};
 /// The reconnection time until a server sets one with `retry:`: 3 s, as browsers use.
 ///
 /// ```
-/// use ssehub::client::{DEFAULT_RETRY, EventSource};
+/// use ssehub::eventsource::{DEFAULT_RETRY, EventSource};
 ///
 /// let source = EventSource::new("http://localhost/").unwrap();
 /// assert_eq!(source.reconnection_time(), DEFAULT_RETRY);
@@ -143,7 +143,7 @@ pub const DEFAULT_RETRY: Duration = Duration::from_secs(3);
 /// The default [`Builder::max_backoff`]: 30 s.
 ///
 /// ```
-/// assert_eq!(ssehub::client::DEFAULT_MAX_BACKOFF.as_secs(), 30);
+/// assert_eq!(ssehub::eventsource::DEFAULT_MAX_BACKOFF.as_secs(), 30);
 /// ```
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -154,7 +154,7 @@ const MAX_CHUNKS_PER_POLL: usize = 32;
 /// What an [`EventSource`] yields when all goes well.
 ///
 /// ```
-/// use ssehub::client::{ClientEvent, Message};
+/// use ssehub::eventsource::{ClientEvent, Message};
 ///
 /// let event = ClientEvent::Message(Message {
 ///     event: "message".into(),
@@ -177,7 +177,7 @@ pub enum ClientEvent {
 /// The browser's `readyState`.
 ///
 /// ```
-/// use ssehub::client::{EventSource, ReadyState};
+/// use ssehub::eventsource::{EventSource, ReadyState};
 ///
 /// let mut source = EventSource::new("http://localhost/").unwrap();
 /// assert_eq!(source.ready_state(), ReadyState::Connecting);
@@ -220,7 +220,7 @@ pub enum ReadyState {
 /// #     std::future::pending::<()>().await;
 /// # });
 /// use futures_util::StreamExt;
-/// use ssehub::client::{ClientEvent, EventSource, ReadyState};
+/// use ssehub::eventsource::{ClientEvent, EventSource, ReadyState};
 ///
 /// let mut source = EventSource::builder(&url).last_event_id("41").build().unwrap();
 /// assert_eq!(source.next().await.unwrap().unwrap(), ClientEvent::Open);
@@ -306,7 +306,7 @@ impl EventSource {
     /// [`Error::Request`] when no `reqwest::Client` can be made.
     ///
     /// ```
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// let source = EventSource::new("http://localhost:8080/events").unwrap();
     /// assert_eq!(source.url().as_str(), "http://localhost:8080/events");
@@ -321,7 +321,7 @@ impl EventSource {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// let source = EventSource::builder("http://localhost/events")
     ///     .retry(Duration::from_millis(250))
@@ -370,7 +370,7 @@ impl EventSource {
     /// The URL requests go to (before any redirect).
     ///
     /// ```
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// let source = EventSource::new("http://localhost/a/../events").unwrap();
     /// assert_eq!(source.url().path(), "/events");
@@ -383,7 +383,7 @@ impl EventSource {
     /// Where the event source is: connecting (or waiting to), open, or closed for good.
     ///
     /// ```
-    /// use ssehub::client::{EventSource, ReadyState};
+    /// use ssehub::eventsource::{EventSource, ReadyState};
     ///
     /// let source = EventSource::new("http://localhost/").unwrap();
     /// assert_eq!(source.ready_state(), ReadyState::Connecting);
@@ -401,7 +401,7 @@ impl EventSource {
     /// The last event id: what the next request sends as `Last-Event-ID` (none when empty).
     ///
     /// ```
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// assert_eq!(EventSource::new("http://localhost/").unwrap().last_event_id(), "");
     /// ```
@@ -414,7 +414,7 @@ impl EventSource {
     /// `retry:`, then the server's value.
     ///
     /// ```
-    /// use ssehub::client::{DEFAULT_RETRY, EventSource};
+    /// use ssehub::eventsource::{DEFAULT_RETRY, EventSource};
     ///
     /// assert_eq!(EventSource::new("http://localhost/").unwrap().reconnection_time(), DEFAULT_RETRY);
     /// ```
@@ -428,7 +428,7 @@ impl EventSource {
     /// preceded it. `None` otherwise.
     ///
     /// ```
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// assert_eq!(EventSource::new("http://localhost/").unwrap().reconnect_delay(), None);
     /// ```
@@ -447,7 +447,7 @@ impl EventSource {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// use futures_util::StreamExt;
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// let mut source = EventSource::new("http://localhost/").unwrap();
     /// source.close();
@@ -463,7 +463,7 @@ impl EventSource {
     /// example from another task while this one is consuming the stream.
     ///
     /// ```
-    /// use ssehub::client::{EventSource, ReadyState};
+    /// use ssehub::eventsource::{EventSource, ReadyState};
     ///
     /// let source = EventSource::new("http://localhost/").unwrap();
     /// let closer = source.closer();
@@ -672,7 +672,7 @@ impl fmt::Debug for EventSource {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// use futures_util::StreamExt;
-/// use ssehub::client::EventSource;
+/// use ssehub::eventsource::EventSource;
 ///
 /// // Nothing listens on port 9 (discard): the source keeps retrying until closed.
 /// let mut source = EventSource::builder("http://127.0.0.1:9/")
@@ -703,7 +703,7 @@ impl Closer {
     /// Closes the event source for good (see [`EventSource::close`]).
     ///
     /// ```
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// let source = EventSource::new("http://localhost/").unwrap();
     /// source.closer().close();
@@ -720,7 +720,7 @@ impl Closer {
     /// Whether the event source was closed, by a `Closer` or [`EventSource::close`].
     ///
     /// ```
-    /// use ssehub::client::EventSource;
+    /// use ssehub::eventsource::EventSource;
     ///
     /// let mut source = EventSource::new("http://localhost/").unwrap();
     /// let closer = source.closer();

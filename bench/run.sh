@@ -29,6 +29,13 @@
 #   bench/run.sh scaleout-idle [CLIENTS...] default: 10000  (idle memory per subscriber)
 #   bench/run.sh scaleout-rate [CLIENTS...] default: 30     (RATES="1000 3000" ev/s, 10 s each:
 #                                           Redis and per-node cost per publish at higher rates)
+# hub = one server-hub, log in memory; hub-redis = one server-hub on a Redis
+# stream; hub-redis3 = three server-hub processes on one stream, client i on
+# node i % 3, every publish made on node 0 (its subscribers are "same node",
+# the others' "other node"). Each run starts its own redis-server on a free
+# port (--save '' --appendonly no) and stops it after. Pinning: every hub
+# process and Redis on core 0, the load generator on core 1.
+#
 # Publishing over HTTP (SERVERS default "hub nchan baseline floor"): the load
 # generator publishes to each server's real publish endpoint, IN_FLIGHT
 # keep-alive connections with one request each at a time, round-robin over
@@ -54,13 +61,6 @@
 # the worker's RSS and CPU measured) runs in any scenario with SERVERS
 # naming it; it cannot publish in process, so the load generator always
 # publishes to it over HTTP (in broadcast, at the schedule's rate).
-#
-# hub = one server-hub, log in memory; hub-redis = one server-hub on a Redis
-# stream; hub-redis3 = three server-hub processes on one stream, client i on
-# node i % 3, every publish made on node 0 (its subscribers are "same node",
-# the others' "other node"). Each run starts its own redis-server on a free
-# port (--save '' --appendonly no) and stops it after. Pinning: every hub
-# process and Redis on core 0, the load generator on core 1.
 #
 # Environment: SERVERS (default "ssehub ssehub-lean baseline floor"; "hub" is
 # the Mercure hub, crates/ssehub-server, on port 7405, control 7415; "nchan"

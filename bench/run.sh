@@ -36,8 +36,37 @@
 # port (--save '' --appendonly no) and stops it after. Pinning: every hub
 # process and Redis on core 0, the load generator on core 1.
 #
+# Publishing over HTTP (SERVERS default "hub nchan baseline floor"): the load
+# generator publishes to each server's real publish endpoint, IN_FLIGHT
+# keep-alive connections with one request each at a time, round-robin over
+# the topics; it reports publishes/s, acknowledgement latency, server CPU
+# per publish, publish-to-delivery latency and fairness (how many later
+# updates overtook an update on its way to a subscriber):
+#   bench/run.sh publish-topics   [CLIENTS...] default: 1000  (a topic per subscriber,
+#                                           IN_FLIGHT=8, as fast as acknowledged, DURATION=10 s)
+#   bench/run.sh publish-targeted [CLIENTS...] default: 10000 (a topic per subscriber,
+#                                           RATE=2000 publishes/s in all, IN_FLIGHT=8, 20 s)
+#   bench/run.sh publish-fairness [CLIENTS...] default: 10000 (one topic, IN_FLIGHT=4,
+#                                           as fast as acknowledged, 10 s)
+#   bench/run.sh report --publish          their tables, the servers side by side
+# The hub takes POST /.well-known/mercure (form topic and data) with a
+# bearer token the load generator mints with BENCH_JWT_KEY (random per
+# invocation unless set; server-hub checks tokens with the same key); nchan
+# its publisher location; ssehub, baseline and floor POST /publish?topic=T
+# on their port, ssehub-lean on its control port (each the same publish
+# call as their schedule's).
+#
+# nchan (nginx-light + libnginx-mod-nchan; bench/nchan/nginx.conf, one
+# worker, filled in and run from a temporary directory, pinned to core 0,
+# the worker's RSS and CPU measured) runs in any scenario with SERVERS
+# naming it; it cannot publish in process, so the load generator always
+# publishes to it over HTTP (in broadcast, at the schedule's rate).
+#
 # Environment: SERVERS (default "ssehub ssehub-lean baseline floor"; "hub" is
-# the Mercure hub, crates/ssehub-server, on port 7405, control 7415), BUILD=0
+# the Mercure hub, crates/ssehub-server, on port 7405, control 7415; "nchan"
+# on 7407), PORT_BASE (default 7400: ssehub on PORT_BASE + 1, baseline + 2,
+# floor + 3, ssehub-lean + 4, hub + 5, hub-redis + 6, nchan + 7, hub-redis3
+# + 31..33, each control port 10 above), BUILD=0
 # (reuse the binaries built last), DURATION (seconds
 # of publishing; default 20 for rate scenarios, 10 for max, 20 for churn),
 # OUT (default bench/results/results.jsonl), CARGO_TARGET_DIR (default
@@ -54,8 +83,22 @@ shift || true
 case $scenario in
     scaleout*) SERVERS=${SERVERS:-"hub hub-redis hub-redis3"} ;;
     soak|slowpeers) SERVERS=${SERVERS:-hub} ;;
+    publish-*) SERVERS=${SERVERS:-"hub nchan baseline floor"} ;;
     *) SERVERS=${SERVERS:-"ssehub ssehub-lean baseline floor"} ;;
 esac
+PORT_BASE=${PORT_BASE:-7400}
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
+if [ "$scenario" != report ] && [[ " $SERVERS " == *" nchan "* ]] \
+    && { [ ! -x "$NGINX" ] || [ ! -f "$NCHAN_MODULE" ]; }; then
+    echo "nchan needs nginx and its nchan module ($NGINX, $NCHAN_MODULE); install them with" >&2
+    echo "  apt-get update && apt-get install -y nginx-light libnginx-mod-nchan" >&2
+    echo "then stop the nginx the package starts: service nginx stop (or systemctl disable --now nginx)" >&2
+    exit 2
+fi
+# The hub's HS256 key, which the load generator also signs its publisher
+# token with.
+export BENCH_JWT_KEY=${BENCH_JWT_KEY:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}
 mkdir -p "$(dirname "$OUT")" bench/results/logs
 # Thousands of connections each side: every process started here may use
 # the hard open-file limit (the binaries raise their own too).
@@ -81,12 +124,44 @@ fi
 max_clients=$(( $(ulimit -Hn) - 200 ))
 
 port_of() {
-    case $1 in ssehub) echo 7401 ;; baseline) echo 7402 ;; floor) echo 7403 ;; ssehub-lean) echo 7404 ;; hub) echo 7405 ;; hub-redis) echo 7406 ;; *) echo 7409 ;; esac
+    local k
+    case $1 in ssehub) k=1 ;; baseline) k=2 ;; floor) k=3 ;; ssehub-lean) k=4 ;; hub) k=5 ;; hub-redis) k=6 ;; nchan) k=7 ;; *) k=9 ;; esac
+    echo $((PORT_BASE + k))
 }
 
 # The subscriber ports of a configuration's nodes (control on port + 10).
 ports_of() {
-    case $1 in hub-redis3) echo 7431 7432 7433 ;; *) port_of "$1" ;; esac
+    case $1 in hub-redis3) echo $((PORT_BASE + 31)) $((PORT_BASE + 32)) $((PORT_BASE + 33)) ;; *) port_of "$1" ;; esac
+}
+
+# start_nchan PORT LOG: nginx with bench/nchan/nginx.conf filled in, in a
+# temporary directory, on core 0; sets NCHAN_PID (the master), NCHAN_WORKER
+# (its one worker, the process measured) and NCHAN_DIR.
+start_nchan() {
+    NCHAN_DIR=$(mktemp -d /tmp/bench-nchan.XXXXXX)
+    sed -e "s#@DIR@#$NCHAN_DIR#g" -e "s#@PORT@#$1#g" -e "s#@NOFILE@#$(ulimit -Hn)#g" \
+        bench/nchan/nginx.conf > "$NCHAN_DIR/nginx.conf"
+    taskset -c 0 "$NGINX" -c "$NCHAN_DIR/nginx.conf" -p "$NCHAN_DIR" -e "$NCHAN_DIR/error.log" >"$2" 2>&1 &
+    NCHAN_PID=$!
+    STARTED+=("$NCHAN_PID")
+    local i
+    for i in $(seq 200); do
+        NCHAN_WORKER=$(awk '{print $1}' "/proc/$NCHAN_PID/task/$NCHAN_PID/children" 2>/dev/null || true)
+        [ -n "$NCHAN_WORKER" ] && return 0
+        kill -0 "$NCHAN_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "!! nginx did not start (logs: $2, $NCHAN_DIR/error.log)" >&2
+    return 1
+}
+
+# The load generator's HTTP publishing arguments for SERVER on PORT.
+publish_args() {
+    case $1 in
+        hub|hub-redis|hub-redis3) echo "--publish-http 127.0.0.1:$2 --publish-style mercure" ;;
+        ssehub-lean) echo "--publish-http 127.0.0.1:$(($2 + 10)) --publish-path /publish?topic=" ;;
+        *) echo "--publish-http 127.0.0.1:$2 --publish-path /publish?topic=" ;;
+    esac
 }
 
 # A free TCP port on 127.0.0.1 for the run's private Redis.
@@ -152,7 +227,22 @@ run_one() {
             redis=(--redis "127.0.0.1:$REDIS_PORT")
             note="$note; redis $(redis-cli -p "$REDIS_PORT" info server | tr -d '\r' | sed -n 's/^redis_version://p'), nodes and redis on core 0, loadgen on core 1" ;;
     esac
-    local spids=() targets="" controls="" k=0 port
+    local spids=() targets="" controls="" k=0 port pub=()
+    # HTTP_PUBLISH=1 (the publish-* scenarios), and nchan always: the load
+    # generator publishes over HTTP to the first node.
+    if [ -n "${HTTP_PUBLISH:-}" ] || [ "$server" = nchan ]; then
+        read -r -a pub <<< "$(publish_args "$server" "${ports%% *}")"
+        note="$note; published over HTTP by the load generator"
+    fi
+    if [ "$server" = nchan ]; then
+        ports=""
+        port=$(port_of nchan)
+        start_nchan "$port" "$log.0.log" || { stop_pids "$NCHAN_PID"; STARTED=(); return 0; }
+        spids+=("$NCHAN_PID")
+        targets=127.0.0.1:$port
+        control=(--control "127.0.0.1:$port" --nchan-status --pid "$NCHAN_WORKER")
+        note="nchan $("$NGINX" -V 2>&1 | sed -n 's/^nginx version: //p'), $(dpkg-query -W -f='libnginx-mod-nchan ${Version}' libnginx-mod-nchan 2>/dev/null || echo 'nchan module'); one worker (its RSS and CPU measured); published over HTTP by the load generator"
+    fi
     for port in $ports; do
         targets+="${targets:+,}127.0.0.1:$port"
         controls+="${controls:+,}127.0.0.1:$((port + 10))"
@@ -172,9 +262,13 @@ run_one() {
         control=(--control "$controls")
     fi
     local rc=0
-    taskset -c 1 "$BIN/loadgen" --target "$targets" "${control[@]}" "${path[@]}" "${redis[@]}" --label "$server" --out "$OUT" \
+    taskset -c 1 "$BIN/loadgen" --target "$targets" "${control[@]}" "${path[@]}" "${redis[@]}" "${pub[@]}" --label "$server" --out "$OUT" \
         --note "$note" "$@" >/dev/null || rc=$?
     stop_pids "${spids[@]}"
+    if [ "$server" = nchan ]; then
+        cp "$NCHAN_DIR/error.log" "$log.nginx-error.log" 2>/dev/null || true
+        rm -rf "$NCHAN_DIR"
+    fi
     [ ${#redis[@]} -eq 0 ] || stop_pids "$REDIS_PID"
     # All stopped and waited for: nothing for the exit trap to stop (a pid
     # may be reused once its process is gone).
@@ -192,6 +286,8 @@ if [ $# -gt 0 ]; then counts="$*"; else
         scaleout-idle) counts="10000" ;;
         scaleout-rate) counts="30" ;;
         soak|slowpeers) counts="1000" ;;
+        publish-topics) counts="1000" ;;
+        publish-targeted|publish-fairness) counts="10000" ;;
         *) counts="1000 10000" ;;
     esac
 fi
@@ -236,6 +332,15 @@ for n in $counts; do
                         run_one "$server" --scenario "slowpeers-$ss${TAG:+-$TAG}" --clients "$n" --mode peers --rate "${RATE:-10}" --size 100 \
                         --duration "${DURATION:-30}" --slowloris "${SLOWLORIS:-4000}" --stalled "${STALLED:-4000}" --sample-every 1
                 done ;;
+            publish-topics)
+                HTTP_PUBLISH=1 run_one "$server" --scenario publish-topics --clients "$n" --targeted --mode max \
+                    --in-flight "${IN_FLIGHT:-8}" --size 100 --duration "${DURATION:-10}" ;;
+            publish-targeted)
+                HTTP_PUBLISH=1 run_one "$server" --scenario publish-targeted --clients "$n" --targeted --mode rate \
+                    --rate "${RATE:-2000}" --in-flight "${IN_FLIGHT:-8}" --size 100 --duration "${DURATION:-20}" ;;
+            publish-fairness)
+                HTTP_PUBLISH=1 run_one "$server" --scenario publish-fairness --clients "$n" --mode max \
+                    --in-flight "${IN_FLIGHT:-4}" --size 100 --duration "${DURATION:-10}" ;;
             *) echo "unknown scenario $scenario" >&2; exit 2 ;;
         esac
     done

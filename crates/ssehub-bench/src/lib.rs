@@ -9,10 +9,13 @@
 //! | `POST /run?mode=..&..`      | the server publishes a schedule itself (see [`control::Spec`]) |
 //! | `POST /ack?seq=N`           | flow control for `mode=max`: every client has rounds `< N` |
 //! | `GET /stats`                | pid, subscribers, schedule progress, publish-to-last-write |
-//! | `POST /publish?topic=T`     | publishes the request body once (for manual use)          |
+//! | `POST /publish?topic=T`     | publishes the request body once (HTTP publishing)         |
 //!
 //! The server publishes from inside its own process when told to run a
-//! schedule, so what is measured is the fan-out, not an HTTP publish path.
+//! schedule, so what is measured is the fan-out, not an HTTP publish path;
+//! with `loadgen --publish-http`, the load generator publishes instead,
+//! over HTTP to each server's publish endpoint ([`publish`]), and measures
+//! that path too ([`fairness`] among concurrent publishers included).
 //! Payloads carry a sequence number and a `CLOCK_MONOTONIC` timestamp
 //! ([`payload`]); load generator and server run on the same machine, so the
 //! load generator's clock reads are comparable.
@@ -21,9 +24,11 @@ pub mod args;
 pub mod broker_hub;
 pub mod clock;
 pub mod control;
+pub mod fairness;
 pub mod hub_fanout;
 pub mod payload;
 pub mod procfs;
+pub mod publish;
 pub mod record;
 pub mod redis_info;
 pub mod soak;

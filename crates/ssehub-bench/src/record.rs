@@ -169,6 +169,39 @@ pub struct Record {
     pub without: Option<Phase>,
     /// Slow peers: the same schedule with them.
     pub with: Option<Phase>,
+    /// Who published: empty for the server's own schedule (in process),
+    /// `http` when the load generator published over HTTP to the server's
+    /// publish endpoint.
+    pub publish_via: String,
+    /// HTTP publishing: requests in flight at once (one per connection).
+    pub publish_in_flight: usize,
+    /// HTTP publishing: the target rate in publishes per second (all
+    /// topics together); 0 for as fast as acknowledged.
+    pub publish_rate: f64,
+    /// HTTP publishing: publishes that failed (transport error or a status
+    /// other than 2xx).
+    pub publish_errors: u64,
+    /// HTTP publishing: connections opened (the in-flight count unless the
+    /// server closed some).
+    pub publish_connects: u64,
+    /// HTTP publishing: publishes acknowledged per second, from the first
+    /// publish to the last acknowledgement.
+    pub publishes_per_s: f64,
+    /// HTTP publishing: acknowledgement latency (request sent, or due at a
+    /// fixed rate, to its response read), median, ms.
+    pub ack_p50_ms: f64,
+    /// 99th percentile.
+    pub ack_p99_ms: f64,
+    /// Maximum.
+    pub ack_max_ms: f64,
+    /// Server CPU microseconds per publish acknowledged.
+    pub cpu_us_per_publish: f64,
+    /// Fairness: for each update, how many updates published after it
+    /// reached a subscriber before it (worst over the subscribers); the
+    /// largest over the updates.
+    pub overtaken_max: u64,
+    /// The same, 99th percentile over the updates.
+    pub overtaken_p99: u64,
 }
 
 /// One schedule of a slow-peers run: what the normal subscribers saw, and

@@ -25,6 +25,9 @@ pub struct RequestHead {
     pub query: String,
     /// `Content-Length`, 0 if absent.
     pub content_length: usize,
+    /// The client asks for the connection to end after the response
+    /// (`Connection: close`, or HTTP/1.0 without `keep-alive`).
+    pub close: bool,
 }
 
 /// Parses a request head (everything up to and including `\r\n\r\n`).
@@ -35,17 +38,30 @@ pub fn parse_request_head(head: &[u8]) -> Option<RequestHead> {
     let mut first = lines.next()?.split(' ');
     let method = first.next()?.to_owned();
     let target = first.next()?;
+    let http10 = first.next() == Some("HTTP/1.0");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let content_length = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse().ok())
-        .unwrap_or(0);
+    let mut content_length = 0;
+    let mut close = http10;
+    for (k, v) in lines.filter_map(|l| l.split_once(':')) {
+        let (k, v) = (k.trim(), v.trim());
+        if k.eq_ignore_ascii_case("content-length") {
+            content_length = v.parse().unwrap_or(0);
+        } else if k.eq_ignore_ascii_case("connection") {
+            for token in v.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    close = false;
+                }
+            }
+        }
+    }
     Some(RequestHead {
         method,
         path: path.to_owned(),
         query: query.to_owned(),
         content_length,
+        close,
     })
 }
 
@@ -293,8 +309,15 @@ mod tests {
         let r = parse_request_head(b"POST /run?mode=max HTTP/1.1\r\nContent-Length: 3\r\n\r\n")
             .unwrap();
         assert_eq!(
-            (r.path.as_str(), r.query.as_str(), r.content_length),
-            ("/run", "mode=max", 3)
+            (r.path.as_str(), r.query.as_str(), r.content_length, r.close),
+            ("/run", "mode=max", 3, false)
         );
+        let r = parse_request_head(b"POST /publish HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+        assert!(r.close);
+        let r = parse_request_head(b"GET /stats HTTP/1.0\r\n\r\n").unwrap();
+        assert!(r.close);
+        let r =
+            parse_request_head(b"GET /stats HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
+        assert!(!r.close);
     }
 }

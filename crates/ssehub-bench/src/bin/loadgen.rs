@@ -11,6 +11,15 @@
 //! never-reading subscribers, to compare the normal subscribers' latency
 //! and the server's memory with and without them.
 //!
+//! `--publish-http ADDR` publishes over HTTP instead of running the
+//! server's schedule: `--in-flight K` keep-alive connections, each with one
+//! publish request at a time, as fast as acknowledged (`--mode max`, at
+//! most `--window` updates ahead of the subscriber furthest behind) or at
+//! `--rate` publishes per second in all (`--mode rate`), round-robin over
+//! the topics (`--targeted`: one per subscriber). It records publishes/s,
+//! acknowledgement latency, server CPU per publish, publish-to-delivery
+//! latency and fairness ([`ssehub_bench::fairness`]).
+//!
 //! One thread (a current-thread tokio runtime), a hand-rolled HTTP/1.1
 //! client per connection (chunked and unframed bodies), one read buffer per
 //! connection and one clock read per `read(2)`, so the load generator is not
@@ -28,8 +37,11 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::Value;
 use ssehub_bench::args::Args;
-use ssehub_bench::clock::mono_ns;
+use ssehub_bench::clock::{self, mono_ns};
+use ssehub_bench::fairness::{self, Overtakes};
+use ssehub_bench::payload;
 use ssehub_bench::procfs::{self, ProcSample};
+use ssehub_bench::publish::{self, Conn, Style, parse_nchan_status};
 use ssehub_bench::record::{NodeStat, Phase, Record};
 use ssehub_bench::redis_info::RedisInfo;
 use ssehub_bench::soak::{Sample, fd_tolerance, rss_tolerance_kib, trend};
@@ -80,7 +92,23 @@ loadgen --target 127.0.0.1:PORT[,ADDR...] --clients N --mode idle|rate|max|churn
                           byte every --drip-ms (default 1000), half half a head and
                           nothing more; each reopened when the server closes it
   --stalled K             subscribers that never read (opened between the schedules)
-  --time-limit S          hard stop (default: duration + 300)";
+  --time-limit S          hard stop (default: duration + 300)
+  publishing over HTTP (modes rate and max), instead of the server's schedule:
+  --publish-http ADDR     where the publishes go (the load generator publishes)
+  --publish-style S       plain: POST {publish-path}{topic}, the payload as the body
+                          (default); mercure: POST /.well-known/mercure, form topic and
+                          data, Authorization: Bearer (HS256 token minted here)
+  --publish-path P        plain: request target before the topic (default /publish?topic=)
+  --in-flight K           connections, one request in flight on each (default 1)
+  --rate R                mode rate: publishes per second, all topics together
+  --window W              mode max: updates a topic may run ahead of the subscriber
+                          furthest behind on it (highest update received; default 128, 0: off)
+  --jwt-key KEY           mercure: the hub's HS256 key (default: $BENCH_JWT_KEY)
+  --jwt-issuer ISS        mercure: the token's iss (default https://bench.invalid)
+  servers without the control interface (nchan):
+  --pid P                 the process whose RSS and CPU are read
+  --nchan-status          the control address serves nchan_stub_status at /nchan_status
+                          (subscriber count; the figures go into server_extra)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -128,6 +156,19 @@ struct Opts {
     rss_tolerance_kib: Option<f64>,
     slowloris: usize,
     drip_ms: u64,
+    /// Publishing over HTTP, if the load generator publishes.
+    publish: Option<HttpPublish>,
+    /// The process to measure, when the server has no `/stats`.
+    pid: Option<u32>,
+    /// The control address is nchan's, with `nchan_stub_status`.
+    nchan_status: bool,
+}
+
+/// Where and how the load generator publishes over HTTP.
+struct HttpPublish {
+    addr: SocketAddr,
+    style: Style,
+    in_flight: usize,
 }
 
 /// One subscriber's view of the run.
@@ -147,7 +188,9 @@ struct ClientStat {
 }
 
 impl ClientStat {
-    fn record(&self, seq: u64) {
+    /// Notes update `seq`; returns how many later updates came before it
+    /// ([`fairness::overtaken`]), or `None` for a duplicate.
+    fn record(&self, seq: u64) -> Option<u64> {
         let mut seen = self.seen.borrow_mut();
         let word = (seq / 64) as usize;
         if seen.len() <= word {
@@ -156,8 +199,9 @@ impl ClientStat {
         let bit = 1u64 << (seq % 64);
         if seen[word] & bit != 0 {
             self.dup.set(self.dup.get() + 1);
-            return;
+            return None;
         }
+        let overtaken = fairness::overtaken(&seen, self.next.get(), self.unique.get(), seq);
         seen[word] |= bit;
         self.unique.set(self.unique.get() + 1);
         if seq + 1 < self.max_plus1.get() {
@@ -173,6 +217,7 @@ impl ClientStat {
             n += 1;
         }
         self.next.set(n);
+        Some(overtaken)
     }
 
     fn reset(&self) {
@@ -192,12 +237,30 @@ struct Shared {
     /// The same latencies, per node.
     node_hist: Vec<RefCell<Histogram<u64>>>,
     last_ns: Cell<u64>,
+    /// HTTP publishing: each update's worst "overtaken by".
+    overtakes: RefCell<Overtakes>,
 }
 
 impl Opts {
     /// The node client `i` connects to.
     fn node_of(&self, i: usize) -> usize {
         i % self.targets.len()
+    }
+
+    /// Topics the HTTP publishers go round: one per subscriber when
+    /// targeted; 1 otherwise (and for the server's own schedule, whose
+    /// rounds publish one update to every topic).
+    fn stride(&self) -> u64 {
+        if self.publish.is_some() && self.targeted {
+            self.clients.max(1) as u64
+        } else {
+            1
+        }
+    }
+
+    /// The round-robin slot of client `i`'s topic (see [`Opts::stride`]).
+    fn topic_slot(&self, i: usize) -> u64 {
+        if self.stride() > 1 { i as u64 } else { 0 }
     }
 }
 
@@ -315,20 +378,28 @@ async fn subscriber(
         };
         let mut now = mono_ns();
         let mut data = &buf[start..filled];
+        // HTTP publishing round-robin: this topic's updates are every
+        // `stride`-th, counted here as 0, 1, 2, …
+        let (stride, slot) = (opts.stride(), opts.topic_slot(i));
+        let fair = opts.publish.is_some();
         loop {
             let mut on_event = |ev: Option<(u64, u64)>| {
                 if !shared.running.get() {
                     return;
                 }
                 match ev {
-                    Some((seq, ts)) => {
+                    Some((seq, ts)) if seq % stride == slot => {
                         let us = (now.saturating_sub(ts) / 1000).max(1);
                         shared.hist.borrow_mut().saturating_record(us);
                         shared.node_hist[node].borrow_mut().saturating_record(us);
-                        stat.record(seq);
+                        let overtaken = stat.record(seq / stride);
+                        if let (true, Some(n)) = (fair, overtaken) {
+                            shared.overtakes.borrow_mut().note(seq, n);
+                        }
                         shared.last_ns.set(now);
                     }
-                    None => stat.unparsed.set(stat.unparsed.get() + 1),
+                    // Not a payload, or another topic's.
+                    _ => stat.unparsed.set(stat.unparsed.get() + 1),
                 }
             };
             let finished = match head.framing {
@@ -386,7 +457,29 @@ async fn control_at(addr: SocketAddr, method: &str, target: &str) -> Result<Valu
 }
 
 async fn server_stats(opts: &Opts) -> Result<Value, String> {
-    control(opts, "GET", "/stats").await
+    stats_at(opts, opts.controls[0]).await
+}
+
+/// A node's `/stats` (`pid`, `subscribers`, `extra`, …); for nchan, the
+/// same built from its `nchan_stub_status` and `--pid`.
+async fn stats_at(opts: &Opts, addr: SocketAddr) -> Result<Value, String> {
+    let mut stats = if opts.nchan_status {
+        let (status, body) =
+            wire::request(addr, "GET", "/nchan_status", b"", Duration::from_secs(10))
+                .await
+                .map_err(|e| format!("GET /nchan_status: {e}"))?;
+        if status != 200 {
+            return Err(format!("GET /nchan_status: status {status}"));
+        }
+        let extra = parse_nchan_status(&String::from_utf8_lossy(&body));
+        serde_json::json!({ "subscribers": extra["subscribers"].clone(), "extra": extra })
+    } else {
+        control_at(addr, "GET", "/stats").await?
+    };
+    if let Some(pid) = opts.pid {
+        stats["pid"] = pid.into();
+    }
+    Ok(stats)
 }
 
 /// Every node's process, sampled at one moment.
@@ -434,10 +527,10 @@ fn f(v: &Value, k: &str) -> f64 {
     v.get(k).and_then(Value::as_f64).unwrap_or(0.0)
 }
 
-async fn wait_subscribers(control: SocketAddr, want: u64, timeout_s: f64) -> u64 {
+async fn wait_subscribers(opts: &Opts, control: SocketAddr, want: u64, timeout_s: f64) -> u64 {
     let deadline = mono_ns() + (timeout_s * 1e9) as u64;
     loop {
-        let n = control_at(control, "GET", "/stats")
+        let n = stats_at(opts, control)
             .await
             .ok()
             .and_then(|s| s["subscribers"].as_u64())
@@ -468,7 +561,7 @@ async fn run(opts: Rc<Opts>) -> Result<Record, String> {
     let mut pids = Vec::with_capacity(opts.controls.len());
     for &addr in &opts.controls {
         let stats = loop {
-            match control_at(addr, "GET", "/stats").await {
+            match stats_at(&opts, addr).await {
                 Ok(s) => break s,
                 Err(e) if mono_ns() > deadline => {
                     return Err(format!("server at {addr} not ready: {e}"));
@@ -497,6 +590,7 @@ async fn run(opts: Rc<Opts>) -> Result<Record, String> {
         hist: RefCell::new(histogram()),
         node_hist: (0..pids.len()).map(|_| RefCell::new(histogram())).collect(),
         last_ns: Cell::new(0),
+        overtakes: RefCell::new(Overtakes::default()),
     });
     let stats_all: Vec<Rc<ClientStat>> = (0..opts.clients + opts.stalled)
         .map(|_| Rc::new(ClientStat::default()))
@@ -555,7 +649,7 @@ async fn run(opts: Rc<Opts>) -> Result<Record, String> {
             .count() as u64;
         rec.node_stats[k].clients = on_node as usize;
         total += on_node;
-        let registered = wait_subscribers(addr, on_node, 30.0).await;
+        let registered = wait_subscribers(&opts, addr, on_node, 30.0).await;
         if registered != on_node {
             eprintln!("loadgen: node {addr} reports {registered} subscribers, {on_node} connected");
         }
@@ -571,7 +665,12 @@ async fn run(opts: Rc<Opts>) -> Result<Record, String> {
 
     match opts.mode {
         Mode::Idle => {}
-        Mode::Rate | Mode::Max => schedule(&opts, &mut rec, &pids, &shared, clients).await?,
+        Mode::Rate | Mode::Max => match &opts.publish {
+            Some(publish) => {
+                http_publish(&opts, publish, &mut rec, &pids, &shared, clients).await?;
+            }
+            None => schedule(&opts, &mut rec, &pids, &shared, clients).await?,
+        },
         Mode::Churn => churn(&opts, &mut rec, pids[0], total).await?,
         Mode::Soak => soak(&opts, &mut rec, &pids, &shared, clients, total).await?,
         Mode::Peers => peers(&opts, &mut rec, &pids, &shared, &stats_all, sem).await?,
@@ -755,6 +854,271 @@ async fn schedule(
     Ok(())
 }
 
+/// The HTTP publishers' shared state.
+struct PubState {
+    /// The next update's sequence number (send order, all topics).
+    next: Cell<u64>,
+    acked: Cell<u64>,
+    errors: Cell<u64>,
+    first_error: RefCell<Option<String>>,
+    /// Acknowledgement latency, microseconds.
+    ack: RefCell<Histogram<u64>>,
+    last_ack_ns: Cell<u64>,
+    /// `--mode max`: updates with a round-robin ordinal below this may go.
+    allowed: Cell<u64>,
+    wake: tokio::sync::Notify,
+    slip_max_ns: Cell<u64>,
+    connects: Cell<u64>,
+}
+
+/// One HTTP publisher: one keep-alive connection, one request at a time,
+/// taking the next update (and its topic, round-robin) each time, until
+/// the publishing time is over.
+async fn http_publisher(
+    opts: Rc<Opts>,
+    st: Rc<PubState>,
+    topics: Rc<Vec<String>>,
+    start: u64,
+    end: u64,
+) {
+    let Some(publish) = &opts.publish else { return };
+    let host = publish.addr.to_string();
+    let mut conn = Conn::new(publish.addr);
+    let stride = topics.len().max(1) as u64;
+    let period = 1e9 / opts.rate;
+    clock::sleep_until_ns(start).await;
+    loop {
+        let k = st.next.get();
+        // The payload's time: when the update was due (fixed rate, so a
+        // publisher running late shows in the latency) or sent (max).
+        let ts = if opts.mode == Mode::Rate {
+            let due = start + (k as f64 * period) as u64;
+            if due >= end {
+                break;
+            }
+            st.next.set(k + 1);
+            clock::sleep_until_ns(due).await;
+            st.slip_max_ns
+                .set(st.slip_max_ns.get().max(mono_ns().saturating_sub(due)));
+            due
+        } else {
+            if mono_ns() >= end {
+                break;
+            }
+            if k / stride >= st.allowed.get() {
+                // Too far ahead of a subscriber: wait for it (or 20 ms).
+                let _ = tokio::time::timeout(Duration::from_millis(20), st.wake.notified()).await;
+                continue;
+            }
+            st.next.set(k + 1);
+            mono_ns()
+        };
+        let topic = &topics[(k % stride) as usize];
+        let request = publish::build_request(
+            &publish.style,
+            &host,
+            topic,
+            &payload::make(k, ts, opts.size),
+        );
+        let result = conn.send(&request).await;
+        let now = mono_ns();
+        match result {
+            Ok(_) => {
+                st.acked.set(st.acked.get() + 1);
+                st.last_ack_ns.set(now);
+                st.ack
+                    .borrow_mut()
+                    .saturating_record((now.saturating_sub(ts) / 1000).max(1));
+            }
+            Err(e) => {
+                st.errors.set(st.errors.get() + 1);
+                st.first_error.borrow_mut().get_or_insert(e.to_string());
+                // A server that refuses is not hammered.
+                sleep_s(0.001).await;
+            }
+        }
+    }
+    st.connects.set(st.connects.get() + conn.connects);
+}
+
+/// Publishing over HTTP for `--duration` (the load generator publishes;
+/// the server runs no schedule), then the same delivery figures as
+/// [`schedule`], plus publishes/s, acknowledgement latency, CPU per
+/// publish and fairness.
+async fn http_publish(
+    opts: &Rc<Opts>,
+    publish: &HttpPublish,
+    rec: &mut Record,
+    pids: &[u32],
+    shared: &Rc<Shared>,
+    clients: &[Rc<ClientStat>],
+) -> Result<(), String> {
+    for s in clients {
+        s.reset();
+    }
+    shared.hist.borrow_mut().reset();
+    for h in &shared.node_hist {
+        h.borrow_mut().reset();
+    }
+    shared.overtakes.borrow_mut().clear();
+    let stride = opts.stride();
+    let topics: Rc<Vec<String>> = Rc::new(if stride > 1 {
+        (0..opts.clients).map(|i| format!("c{i}")).collect()
+    } else {
+        vec![opts.topic.clone()]
+    });
+    let st = Rc::new(PubState {
+        next: Cell::new(0),
+        acked: Cell::new(0),
+        errors: Cell::new(0),
+        first_error: RefCell::new(None),
+        ack: RefCell::new(histogram()),
+        last_ack_ns: Cell::new(0),
+        allowed: Cell::new(if opts.window == 0 {
+            u64::MAX
+        } else {
+            opts.window
+        }),
+        wake: tokio::sync::Notify::new(),
+        slip_max_ns: Cell::new(0),
+        connects: Cell::new(0),
+    });
+    shared.running.set(true);
+    let cpu0 = sample_all(pids);
+    let start = mono_ns() + 50_000_000;
+    let end = start + (opts.duration * 1e9) as u64;
+    let stop = Rc::new(Cell::new(false));
+    if opts.mode == Mode::Max && opts.window > 0 {
+        // Flow control, every millisecond: no topic more than `window`
+        // updates ahead of the highest update its furthest-behind
+        // subscriber has received. The highest, not the first missing:
+        // an update the server holds back must not stop the others (the
+        // fairness figure would be capped by the window).
+        let (st, stop, clients) = (st.clone(), stop.clone(), clients.to_vec());
+        let window = opts.window;
+        tokio::task::spawn_local(async move {
+            while !stop.get() {
+                let min = clients
+                    .iter()
+                    .filter(|s| s.connected.get() && !s.ended.get())
+                    .map(|s| s.max_plus1.get())
+                    .min()
+                    .unwrap_or(0);
+                if min + window > st.allowed.get() {
+                    st.allowed.set(min + window);
+                    st.wake.notify_waiters();
+                }
+                sleep_s(0.001).await;
+            }
+        });
+    }
+    let publishers: Vec<_> = (0..publish.in_flight)
+        .map(|_| {
+            tokio::task::spawn_local(http_publisher(
+                opts.clone(),
+                st.clone(),
+                topics.clone(),
+                start,
+                end,
+            ))
+        })
+        .collect();
+    for p in publishers {
+        p.await.map_err(|e| format!("publisher: {e}"))?;
+    }
+    stop.set(true);
+    let sent = st.next.get();
+    // Let the last updates arrive.
+    let live = |s: &ClientStat| s.connected.get() && !s.ended.get();
+    let due = |i: usize| fairness::per_topic(sent, stride, opts.topic_slot(i));
+    let drain_deadline = mono_ns() + 10_000_000_000;
+    while clients
+        .iter()
+        .enumerate()
+        .any(|(i, s)| live(s) && s.next.get() < due(i))
+        && mono_ns() < drain_deadline
+    {
+        sleep_s(0.02).await;
+    }
+    shared.running.set(false);
+    let cpu1 = sample_all(pids);
+    let acked = st.acked.get();
+    rec.publish_via = "http".into();
+    rec.publish_in_flight = publish.in_flight;
+    rec.publish_rate = if opts.mode == Mode::Rate {
+        opts.rate
+    } else {
+        0.0
+    };
+    rec.publish_errors = st.errors.get();
+    rec.publish_connects = st.connects.get();
+    if let Some(e) = st.first_error.borrow().as_deref() {
+        eprintln!("loadgen: {} publishes failed, first: {e}", st.errors.get());
+        rec.note = format!(
+            "{} publish errors (first: {e}); {}",
+            st.errors.get(),
+            rec.note
+        );
+    }
+    rec.published = sent;
+    rec.publishes = acked;
+    rec.publishes_per_s =
+        acked as f64 / (st.last_ack_ns.get().saturating_sub(start) as f64 / 1e9).max(1e-9);
+    {
+        let a = st.ack.borrow();
+        rec.ack_p50_ms = ms(&a, 0.5);
+        rec.ack_p99_ms = ms(&a, 0.99);
+        rec.ack_max_ms = a.max() as f64 / 1000.0;
+    }
+    rec.slip_max_ms = st.slip_max_ns.get() as f64 / 1e6;
+    rec.disconnected = clients
+        .iter()
+        .filter(|s| s.connected.get() && s.ended.get())
+        .count() as u64;
+    rec.deliveries = clients.iter().map(|s| s.unique.get()).sum();
+    rec.expected = clients
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| live(s))
+        .map(|(i, _)| due(i))
+        .sum();
+    rec.lost = clients
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| live(s))
+        .map(|(i, s)| due(i).saturating_sub(s.unique.get()))
+        .sum();
+    rec.duplicated = clients.iter().map(|s| s.dup.get()).sum();
+    rec.out_of_order = clients.iter().map(|s| s.ooo.get()).sum();
+    rec.unparsed = clients.iter().map(|s| s.unparsed.get()).sum();
+    rec.run_s = shared.last_ns.get().saturating_sub(start) as f64 / 1e9;
+    rec.deliveries_per_s = rec.deliveries as f64 / rec.run_s.max(1e-9);
+    rec.cpu_s = (cpu_ns(&cpu1) - cpu_ns(&cpu0)) as f64 / 1e9;
+    rec.cpu_us_per_delivery = rec.cpu_s * 1e6 / rec.deliveries.max(1) as f64;
+    rec.cpu_us_per_publish = rec.cpu_s * 1e6 / acked.max(1) as f64;
+    for (k, n) in rec.node_stats.iter_mut().enumerate() {
+        n.cpu_s = (cpu1[k].cpu_ns - cpu0[k].cpu_ns) as f64 / 1e9;
+        n.deliveries = clients
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| opts.node_of(i) == k)
+            .map(|(_, s)| s.unique.get())
+            .sum();
+        let h = shared.node_hist[k].borrow();
+        n.lat_p50_ms = ms(&h, 0.5);
+        n.lat_p99_ms = ms(&h, 0.99);
+        n.lat_max_ms = h.max() as f64 / 1000.0;
+    }
+    let h = shared.hist.borrow();
+    rec.lat_p50_ms = ms(&h, 0.5);
+    rec.lat_p90_ms = ms(&h, 0.9);
+    rec.lat_p99_ms = ms(&h, 0.99);
+    rec.lat_p999_ms = ms(&h, 0.999);
+    rec.lat_max_ms = h.max() as f64 / 1000.0;
+    (rec.overtaken_max, rec.overtaken_p99) = shared.overtakes.borrow().summary(sent);
+    Ok(())
+}
+
 async fn churn_once(opts: &Opts, source: IpAddr, buf: &mut [u8]) -> Result<(), String> {
     let request = format!(
         "GET {}churn HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
@@ -825,7 +1189,7 @@ async fn churn(opts: &Rc<Opts>, rec: &mut Record, pid: u32, steady: u64) -> Resu
     rec.cpu_s = (cpu1 - before.cpu_ns) as f64 / 1e9;
     rec.cpu_us_per_churn = rec.cpu_s * 1e6 / cycles.get().max(1) as f64;
     rec.churn_rss_peak_kib = peak.get();
-    rec.churn_subscribers_after = wait_subscribers(opts.controls[0], steady, 20.0).await;
+    rec.churn_subscribers_after = wait_subscribers(opts, opts.controls[0], steady, 20.0).await;
     sleep_s(2.0).await;
     if failures.get() > 0 {
         rec.note = format!("{} churn failures; {}", failures.get(), rec.note);
@@ -1043,7 +1407,7 @@ async fn soak(
         );
     }
     // Every churning subscriber gone: the server is back to the steady ones.
-    rec.churn_subscribers_after = wait_subscribers(opts.controls[0], steady, 30.0).await;
+    rec.churn_subscribers_after = wait_subscribers(opts, opts.controls[0], steady, 30.0).await;
     sleep_s(2.0).await;
     rec.fds_after = procfs::open_fds(pids[0]).unwrap_or(0);
     let samples = samples.borrow().clone();
@@ -1289,6 +1653,55 @@ fn main() {
         std::process::exit(2);
     }
     let controls = args.opt("control").map_or_else(|| targets.clone(), addrs);
+    let limit_s: f64 = args.get("time-limit", duration + 300.0);
+    let publish = args.opt("publish-http").map(|addr| {
+        let addr = procfs::loopback_addr(addr);
+        if !matches!(mode, Mode::Rate | Mode::Max) {
+            eprintln!("loadgen: --publish-http goes with --mode rate or max");
+            std::process::exit(2);
+        }
+        let style = match args.opt("publish-style").unwrap_or("plain") {
+            "plain" => Style::Plain {
+                path: args
+                    .opt("publish-path")
+                    .unwrap_or("/publish?topic=")
+                    .to_owned(),
+            },
+            "mercure" => {
+                let key = args
+                    .opt("jwt-key")
+                    .map(str::to_owned)
+                    .or_else(|| std::env::var("BENCH_JWT_KEY").ok())
+                    .filter(|k| !k.is_empty())
+                    .unwrap_or_else(|| {
+                        eprintln!(
+                            "loadgen: --publish-style mercure needs --jwt-key or BENCH_JWT_KEY"
+                        );
+                        std::process::exit(2);
+                    });
+                // Valid for the whole run, whatever happens.
+                let claims = publish::publisher_claims(
+                    args.opt("jwt-issuer").unwrap_or("https://bench.invalid"),
+                    &publish::mercure_audience(addr),
+                    Duration::from_secs_f64(limit_s + 600.0),
+                );
+                let token = publish::mint_token(key.as_bytes(), &claims).unwrap_or_else(|e| {
+                    eprintln!("loadgen: cannot mint the publisher token: {e}");
+                    std::process::exit(2);
+                });
+                Style::Mercure { token }
+            }
+            other => {
+                eprintln!("unknown --publish-style {other}\n{USAGE}");
+                std::process::exit(2);
+            }
+        };
+        HttpPublish {
+            addr,
+            style,
+            in_flight: args.get::<usize>("in-flight", 1).max(1),
+        }
+    });
     if controls.len() != targets.len() {
         eprintln!(
             "loadgen: {} targets but {} control addresses",
@@ -1332,9 +1745,11 @@ fn main() {
             .map(|_| args.get("rss-tolerance-kib", 0.0)),
         slowloris,
         drip_ms: args.get::<u64>("drip-ms", 1000).max(1),
+        publish,
+        pid: args.opt("pid").map(|_| args.get("pid", 0)),
+        nchan_status: args.flag("nchan-status"),
     });
     // Stop by ourselves whatever happens.
-    let limit_s: f64 = args.get("time-limit", duration + 300.0);
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs_f64(limit_s));
         eprintln!("loadgen: time limit of {limit_s} s reached, stopping");
@@ -1410,6 +1825,28 @@ fn summary(r: &Record) -> String {
             r.server_lat_p99_ms,
             r.server_lat_max_ms,
             r.slip_max_ms
+        );
+    }
+    if r.publish_via == "http" {
+        s += &format!(
+            "\n  over HTTP, {} in flight{}: {} publishes acknowledged = {:.0}/s, {} failed, {} connections; \
+             ack p50 {:.3} p99 {:.3} max {:.3} ms; server CPU {:.1} us/publish; overtaken by max {} p99 {}",
+            r.publish_in_flight,
+            if r.publish_rate > 0.0 {
+                format!(" at {} /s", r.publish_rate)
+            } else {
+                String::new()
+            },
+            r.publishes,
+            r.publishes_per_s,
+            r.publish_errors,
+            r.publish_connects,
+            r.ack_p50_ms,
+            r.ack_p99_ms,
+            r.ack_max_ms,
+            r.cpu_us_per_publish,
+            r.overtaken_max,
+            r.overtaken_p99
         );
     }
     if r.churn_cycles > 0 && r.mode == "churn" {

@@ -15,6 +15,10 @@
 //! `scaleout-idle`, `scaleout-rate`) for `hub`, `hub-redis` and
 //! `hub-redis3` (or `--columns`): the aims first, then the tables; no plot.
 //!
+//! `--publish` reports publishing over HTTP (`bench/run.sh publish-topics`,
+//! `publish-targeted`, `publish-fairness`) and broadcast, for `hub`,
+//! `nchan`, `baseline` and `floor` (or `--columns`) side by side; no plot.
+//!
 //! `--soak` reports the soak and slow-peers runs (`bench/run.sh soak`,
 //! `slowpeers`): each record as tables of its own, in file order; with
 //! `--svg`, every soak's RSS and descriptors over time.
@@ -27,7 +31,8 @@ use ssehub_bench::args::Args;
 use ssehub_bench::record::Record;
 use ssehub_bench::soak::Sample;
 
-const USAGE: &str = "report [--results bench/results/results.jsonl] [--svg bench/results/plot.svg] [--columns S1,S2,...] [--bar-clients 10000] [--scaleout [--aim-clients 1000]] [--soak [--svg FILE]]";
+const USAGE: &str = "report [--results bench/results/results.jsonl] [--svg bench/results/plot.svg] [--columns S1,S2,...] [--bar-clients 10000] [--scaleout [--aim-clients 1000]] [--publish] [--soak [--svg FILE]]";
+const PUBLISH: [&str; 4] = ["hub", "nchan", "baseline", "floor"];
 const SCALEOUT: [&str; 3] = ["hub", "hub-redis", "hub-redis3"];
 const SERVERS: [&str; 4] = ["ssehub", "ssehub-lean", "baseline", "floor"];
 
@@ -987,6 +992,15 @@ fn main() {
         .opt("columns")
         .map(|c| c.split(',').filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
+    if args.flag("publish") {
+        let servers: &[&str] = if columns.is_empty() {
+            &PUBLISH
+        } else {
+            &columns
+        };
+        print!("{}", publish_tables(&groups, servers));
+        return;
+    }
     if args.flag("scaleout") {
         let servers: &[&str] = if columns.is_empty() {
             &SCALEOUT
@@ -1012,4 +1026,126 @@ fn main() {
         std::process::exit(1);
     }
     eprintln!("wrote {svg}");
+}
+
+/// The rows of a publishing-over-HTTP scenario (`publish-*`), or of
+/// broadcast, in `--publish`.
+fn publish_metrics(scenario: &str) -> Vec<Metric> {
+    let m = |name, get, digits| Metric { name, get, digits };
+    if scenario == "broadcast" {
+        return vec![
+            m("publish-to-delivery p50, ms", |r| r.lat_p50_ms, 2),
+            m("publish-to-delivery p99, ms", |r| r.lat_p99_ms, 2),
+            m("publish-to-delivery max, ms", |r| r.lat_max_ms, 2),
+            m("server CPU per delivery, us", |r| r.cpu_us_per_delivery, 3),
+            m(
+                "lost + duplicated + reordered",
+                |r| (r.lost + r.duplicated + r.out_of_order) as f64,
+                0,
+            ),
+            m(
+                "idle memory, bytes/connection",
+                |r| r.idle_bytes_per_conn,
+                0,
+            ),
+            m(
+                "published over HTTP (1) or in process (0)",
+                |r| f64::from(u8::from(r.publish_via == "http")),
+                0,
+            ),
+        ];
+    }
+    vec![
+        m("publishes/s acknowledged", |r| r.publishes_per_s, 0),
+        m("server CPU per publish, us", |r| r.cpu_us_per_publish, 1),
+        m("ack p50, ms", |r| r.ack_p50_ms, 3),
+        m("ack p99, ms", |r| r.ack_p99_ms, 3),
+        m("ack max, ms", |r| r.ack_max_ms, 3),
+        m("publish-to-delivery p50, ms", |r| r.lat_p50_ms, 3),
+        m("publish-to-delivery p99, ms", |r| r.lat_p99_ms, 3),
+        m("overtaken by, max", |r| r.overtaken_max as f64, 0),
+        m("overtaken by, p99", |r| r.overtaken_p99 as f64, 0),
+        m("deliveries/s", |r| r.deliveries_per_s, 0),
+        m("lost + duplicated", |r| (r.lost + r.duplicated) as f64, 0),
+        // With several publishes in flight, some reordering is the
+        // concurrency itself; "overtaken by" says how much.
+        m(
+            "deliveries after a later update",
+            |r| r.out_of_order as f64,
+            0,
+        ),
+        m("publish errors", |r| r.publish_errors as f64, 0),
+        m("publish slip max (fixed rate), ms", |r| r.slip_max_ms, 2),
+    ]
+}
+
+/// `--publish`: the publishing-over-HTTP scenarios and broadcast, a column
+/// per server, then the first one's figure over each other's.
+fn publish_tables(groups: &BTreeMap<Key, BTreeMap<String, Record>>, servers: &[&str]) -> String {
+    let mut out = String::new();
+    let first = servers[0];
+    let mut keys: Vec<&Key> = groups
+        .iter()
+        .filter(|(k, recs)| {
+            (k.0.starts_with("publish-") || k.0 == "broadcast")
+                && servers.iter().any(|s| recs.contains_key(*s))
+        })
+        .map(|(k, _)| k)
+        .collect();
+    keys.sort_by_key(|k| (k.0 == "broadcast", k.0.clone(), k.1, k.2));
+    let mut current = String::new();
+    // How each run published, said under its table.
+    let mut notes = String::new();
+    for key in keys {
+        let (scenario, clients, _) = key;
+        let recs = &groups[key];
+        if *scenario != current {
+            current.clone_from(scenario);
+            out += &std::mem::take(&mut notes);
+            let _ = writeln!(out, "\n### {scenario}\n");
+            let mut head = String::from("| clients | metric |");
+            let mut rule = String::from("|---|---|");
+            for s in servers {
+                let _ = write!(head, " {s} |");
+                rule += "---:|";
+            }
+            for s in &servers[1..] {
+                let _ = write!(head, " {first} / {s} |");
+                rule += "---:|";
+            }
+            let _ = writeln!(out, "{head}\n{rule}");
+        }
+        for m in publish_metrics(scenario) {
+            let v = |s: &str| recs.get(s).map(|r| (m.get)(r));
+            let mut row = format!("| {clients} | {} |", m.name);
+            for s in servers {
+                let _ = write!(row, " {} |", cell(v(s), m.digits));
+            }
+            for s in &servers[1..] {
+                let _ = write!(row, " {} |", ratio(v(first), v(s)));
+            }
+            let _ = writeln!(out, "{row}");
+        }
+        let how: Vec<String> = servers
+            .iter()
+            .filter_map(|s| recs.get(*s).map(|r| (s, r)))
+            .filter(|(_, r)| r.publish_via == "http")
+            .map(|(s, r)| {
+                let rate = if r.publish_rate > 0.0 {
+                    format!("{} publishes/s", r.publish_rate)
+                } else {
+                    "as fast as acknowledged".to_owned()
+                };
+                format!("{s} ({} in flight, {rate})", r.publish_in_flight)
+            })
+            .collect();
+        if !how.is_empty() {
+            let _ = write!(
+                notes,
+                "\n{clients} clients: the load generator published over HTTP to {}.\n",
+                how.join(", ")
+            );
+        }
+    }
+    out + &notes
 }

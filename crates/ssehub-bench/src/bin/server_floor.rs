@@ -9,6 +9,10 @@
 //! behind, then it is dropped). Responses are unframed (no chunked
 //! encoding: the body runs until the connection closes).
 //!
+//! Control and publish requests (`POST /publish?topic=T`, body = payload)
+//! are answered on the same thread, on keep-alive connections; a publish
+//! goes through the same `Fanout::publish` as the schedule's.
+//!
 //! It shows what this machine and the load generator allow at all.
 
 use std::cell::{Cell, RefCell};
@@ -246,73 +250,92 @@ impl Fanout for Floor {
     }
 }
 
-/// Reads a request head (and anything after it) from a new connection.
-async fn read_head(stream: &mut TcpStream) -> io::Result<(wire::RequestHead, Vec<u8>)> {
-    let mut buf = Vec::with_capacity(1024);
+/// Reads a request head from `stream` into `buf` (which may already hold
+/// the start of it); returns the head and leaves what follows it in `buf`.
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<wire::RequestHead> {
     loop {
-        if let Some(end) = wire::head_end(&buf) {
+        if let Some(end) = wire::head_end(buf) {
             let head = wire::parse_request_head(&buf[..end])
                 .ok_or_else(|| io::Error::new(ErrorKind::InvalidData, "bad request"))?;
-            return Ok((head, buf.split_off(end)));
+            buf.drain(..end);
+            return Ok(head);
         }
-        if buf.len() > 16 * 1024 || stream.read_buf(&mut buf).await? == 0 {
+        if buf.len() > 16 * 1024 || stream.read_buf(buf).await? == 0 {
             return Err(io::Error::new(ErrorKind::UnexpectedEof, "no request"));
         }
     }
 }
 
+/// A connection: an event stream (`GET /events`), or control and publish
+/// requests, answered in turn on this thread and kept alive until the
+/// client asks to close (an HTTP publisher sends its publishes one after
+/// the other on one connection).
 async fn connection(floor: Floor, ctl: Arc<Control>, mut stream: TcpStream) {
-    let Ok((head, mut body)) = read_head(&mut stream).await else {
-        return;
-    };
-    if head.method == "GET" && head.path == "/events" {
-        let topic = floor.topic_named(query_param(&head.query, "topic").unwrap_or("all"));
-        // The head goes out before the subscriber joins, so no frame can
-        // overtake it; a fresh socket always takes these few bytes.
-        if !matches!(stream.try_write(EVENTS_HEAD), Ok(n) if n == EVENTS_HEAD.len()) {
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let Ok(head) = read_head(&mut stream, &mut buf).await else {
+            return;
+        };
+        if head.method == "GET" && head.path == "/events" {
+            subscribe(&floor, stream, &head).await;
             return;
         }
-        let sub = Rc::new(Sub {
-            stream,
-            pos: Cell::new(topic.end()),
-            topic,
-            blocked: Cell::new(false),
-            notify: Notify::new(),
-            alive: Cell::new(true),
-            index: Cell::new(0),
-        });
-        floor.add(&sub);
-        subscriber(&sub, floor.0.max_pending).await;
-        sub.alive.set(false);
-        floor.remove(&sub);
+        while buf.len() < head.content_length {
+            match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        let body: Vec<u8> = buf.drain(..head.content_length).collect();
+        let (status, text) =
+            match control::handle(&floor, &ctl, &head.method, &head.path, &head.query, &body) {
+                Action::Reply(status, text) => (status, text),
+                Action::Start(spec) => {
+                    tokio::task::spawn_local(control::run_schedule(
+                        floor.clone(),
+                        ctl.clone(),
+                        spec,
+                    ));
+                    (200, "started".to_owned())
+                }
+            };
+        let connection = if head.close { "close" } else { "keep-alive" };
+        let response = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{text}",
+            text.len()
+        );
+        if stream.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+        if head.close {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// An event stream: the head, then the subscriber joins its topic until
+/// the peer goes.
+async fn subscribe(floor: &Floor, stream: TcpStream, head: &wire::RequestHead) {
+    let topic = floor.topic_named(query_param(&head.query, "topic").unwrap_or("all"));
+    // The head goes out before the subscriber joins, so no frame can
+    // overtake it; a fresh socket always takes these few bytes.
+    if !matches!(stream.try_write(EVENTS_HEAD), Ok(n) if n == EVENTS_HEAD.len()) {
         return;
     }
-    while body.len() < head.content_length {
-        match stream.read_buf(&mut body).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-    let (status, text) = match control::handle(
-        &floor,
-        &ctl,
-        &head.method,
-        &head.path,
-        &head.query,
-        &body[..head.content_length],
-    ) {
-        Action::Reply(status, text) => (status, text),
-        Action::Start(spec) => {
-            tokio::task::spawn_local(control::run_schedule(floor.clone(), ctl.clone(), spec));
-            (200, "started".to_owned())
-        }
-    };
-    let response = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-        text.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    let sub = Rc::new(Sub {
+        stream,
+        pos: Cell::new(topic.end()),
+        topic,
+        blocked: Cell::new(false),
+        notify: Notify::new(),
+        alive: Cell::new(true),
+        index: Cell::new(0),
+    });
+    floor.add(&sub);
+    subscriber(&sub, floor.0.max_pending).await;
+    sub.alive.set(false);
+    floor.remove(&sub);
 }
 
 /// Waits for the peer to close; while the socket is full, writes the rest

@@ -3,9 +3,15 @@
 //! (one worker when pinned with `taskset -c 0`), as the other servers run.
 //!
 //! The hub is configured as a deployment would be for public updates:
-//! anonymous subscribers, one trusted issuer with a random HS256 key
-//! (nothing in the benchmark uses a token), the keep-alive and write timeout of the other servers
-//! (15 s, 10 s), history and client buffers at the hub's defaults. Its
+//! anonymous subscribers, one trusted issuer (`https://bench.invalid`) with
+//! an HS256 key, the keep-alive and write timeout of the other servers
+//! (15 s, 10 s), history and client buffers at the hub's defaults. The key
+//! is `--jwt-key`, else the environment's `BENCH_JWT_KEY`, else random:
+//! the load generator, publishing over HTTP, mints its publisher token
+//! with the same key (`bench/run.sh` hands both one), and the hub checks
+//! that token on every publish. The per-address and per-subject rate
+//! limits are off: every simulated client, and the one publisher, would
+//! otherwise measure the limits rather than the hub. Its
 //! subscribers connect with `GET /.well-known/mercure?match=T` (the load
 //! generator's `--path`); its own routes own `--addr`, so the benchmark's
 //! control requests (`/run`, `/ack`, `/stats`) go to a second port
@@ -37,9 +43,9 @@ use ssehub_bench::hub_fanout::HubFanout;
 use ssehub_bench::procfs;
 use tokio::net::TcpListener;
 
-const USAGE: &str = "server-hub [--addr 127.0.0.1:7405] [--control-addr ADDR (default: port + 10)] [--write-timeout-s 10] [--keep-alive-s 15] [--transport memory|redis://HOST:PORT] [--transport-stream KEY] [--stream-server lean|hyper] [--head-timeout 10s] [--history-events N]";
+const USAGE: &str = "server-hub [--addr 127.0.0.1:7405] [--control-addr ADDR (default: port + 10)] [--jwt-key KEY (default: $BENCH_JWT_KEY, else random)] [--write-timeout-s 10] [--keep-alive-s 15] [--transport memory|redis://HOST:PORT] [--transport-stream KEY] [--stream-server lean|hyper] [--head-timeout 10s] [--history-events N]";
 
-/// 32 random bytes, hex: the hub's HS256 key, which nothing here uses.
+/// 32 random bytes, hex: the hub's HS256 key when none is given.
 fn random_key() -> io::Result<String> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
@@ -56,15 +62,24 @@ fn main() -> io::Result<()> {
     let write_timeout_s: u64 = args.get("write-timeout-s", 10);
     let keep_alive_s: u64 = args.get("keep-alive-s", 15);
     let _ = procfs::raise_nofile();
+    let jwt_key = match args
+        .opt("jwt-key")
+        .map(str::to_owned)
+        .or_else(|| std::env::var("BENCH_JWT_KEY").ok())
+    {
+        Some(key) if !key.is_empty() => key,
+        _ => random_key()?,
+    };
     let mut hub_args = vec![
         "ssehub".to_owned(),
         "--listen".to_owned(),
         addr.to_string(),
-        // A key belongs to a trusted issuer; nothing here presents a token.
+        // A key belongs to a trusted issuer: the load generator's
+        // publisher tokens name it.
         "--issuer".to_owned(),
         "https://bench.invalid".to_owned(),
         "--jwt-key".to_owned(),
-        random_key()?,
+        jwt_key,
         "--anonymous".to_owned(),
         "--keep-alive".to_owned(),
         format!("{keep_alive_s}s"),
@@ -75,6 +90,9 @@ fn main() -> io::Result<()> {
         "--max-connections-per-ip".to_owned(),
         "0".to_owned(),
         "--subscribe-rate".to_owned(),
+        "0".to_owned(),
+        // One publisher (one token subject) makes every publish.
+        "--publish-rate".to_owned(),
         "0".to_owned(),
     ];
     for flag in [

@@ -117,6 +117,13 @@ REV=$(tr '\n' ' ' < "$BIN/ssehub-rev" 2>/dev/null || echo unknown)
 HUB_REV=$(tr '\n' ' ' < "$BIN/hub-rev" 2>/dev/null || echo unknown)
 
 if [ "$scenario" = report ]; then
+    if [ "${1:-}" = current ]; then
+        # BENCHMARKS.md: its tables on stdout (the newest set of runs of each
+        # scenario in bench/results/*.jsonl), its plots in bench/plots/.
+        shift
+        "$BIN/report" --current bench/results --plots bench/plots "$@"
+        exec "$BIN/report" --soak --results bench/results/soak.jsonl --svg bench/plots/soak.svg >/dev/null
+    fi
     exec "$BIN/report" --results "$OUT" --svg bench/results/plot.svg "$@"
 fi
 

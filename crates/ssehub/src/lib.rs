@@ -1,14 +1,37 @@
 //! ssehub: Server-Sent Events for Rust.
 //!
-//! Three layers, each usable on its own:
+//! Use the layer you need: a single stream per handler ([`respond`],
+//! [`serve`]), a [`broker`] of channels and clients, a broker shared by
+//! several processes through a [`journal`], and the edges that put them on
+//! a socket.
+//!
+//! # Layout
+//!
+//! Five layers, bottom up; a module imports only from layers below its own
+//! (`tests/layers.rs` checks it; DESIGN.md draws the path of a publish and
+//! states the lock order):
 //!
 //! 1. **Protocol** — [`Event`] and its spec-exact encoding to shared
-//!    [`Bytes`](bytes::Bytes) ([`event`]), and an incremental parser that
-//!    follows the WHATWG rules ([`parse`]).
-//! 2. **Streams** — one client's [`Sender`] and the [`SseBody`] response body
-//!    with keep-alive ([`stream`]), the [`serve`] / [`serve_fn`] helpers and
+//!    [`Bytes`](bytes::Bytes) ([`event`]); an incremental parser that
+//!    follows the WHATWG rules ([`parse`]). No runtime, no I/O.
+//! 2. **Stream** — one client's [`Sender`], a bounded queue of encoded
+//!    frames, and the [`SseBody`] response body with `retry:` and
+//!    keep-alive ([`stream`]); the [`serve`] / [`serve_fn`] helpers and
 //!    [`respond`], the framework-neutral handler.
-//! 3. **Integrations** — axum 0.8 behind the `axum` feature.
+//! 3. **Log** — [`journal`]: an ordered, retained log with positions,
+//!    replay and followers, in memory or on Redis (feature `redis`).
+//! 4. **Broker** — [`broker`]: clients, named channels, one log of frames
+//!    per channel with each subscriber's place in it, replay history,
+//!    overflow policy; optionally on a journal, so that several processes
+//!    act as one; and the fan-out writer that writes to sleeping
+//!    connections through a transport the edges lend it.
+//! 5. **Edges** — axum 0.8 (feature `axum`), [`io::WriteTimeout`] for
+//!    sockets served by hyper, the lean HTTP/1.1 server `server` (feature
+//!    `server`), which lends sleeping connections to the broker, and the
+//!    reconnecting `EventSource` client `eventsource` (`client` is its
+//!    deprecated alias).
+//!
+//! [`error`] holds the typed errors of every layer.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -22,6 +22,11 @@
 //! `--soak` reports the soak and slow-peers runs (`bench/run.sh soak`,
 //! `slowpeers`): each record as tables of its own, in file order; with
 //! `--svg`, every soak's RSS and descriptors over time.
+//!
+//! `--current DIR [--plots OUT]` makes the figures of `BENCHMARKS.md` from
+//! every results file in `DIR`: a table per scenario from the newest set of
+//! runs with every server, and the latency, cost-vs-clients and
+//! cost-vs-rate plots (module `current`, plots in module `plots`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,8 +36,14 @@ use ssehub_bench::args::Args;
 use ssehub_bench::record::Record;
 use ssehub_bench::soak::Sample;
 
-const USAGE: &str = "report [--results bench/results/results.jsonl] [--svg bench/results/plot.svg] [--columns S1,S2,...] [--bar-clients 10000] [--scaleout [--aim-clients 1000]] [--publish] [--soak [--svg FILE]]";
 const PUBLISH: [&str; 4] = ["hub", "nchan", "baseline", "floor"];
+// The figures of BENCHMARKS.md and their plots, in files of their own.
+#[path = "report/current.rs"]
+mod current;
+#[path = "report/plots.rs"]
+mod plots;
+
+const USAGE: &str = "report [--results bench/results/results.jsonl] [--svg bench/results/plot.svg] [--columns S1,S2,...] [--bar-clients 10000] [--scaleout [--aim-clients 1000]] [--publish] [--soak [--svg FILE]] [--current bench/results [--plots bench/plots]]";
 const SCALEOUT: [&str; 3] = ["hub", "hub-redis", "hub-redis3"];
 const SERVERS: [&str; 4] = ["ssehub", "ssehub-lean", "baseline", "floor"];
 
@@ -976,6 +987,10 @@ fn main() {
     let results = args.opt("results").unwrap_or("bench/results/results.jsonl");
     let svg = args.opt("svg").unwrap_or("bench/results/plot.svg");
     let n: usize = args.get("bar-clients", 10_000);
+    if let Some(dir) = args.opt("current") {
+        current_main(dir, args.opt("plots"));
+        return;
+    }
     if args.flag("soak") {
         print!("{}", soak_tables(results));
         if let Some(svg) = args.opt("svg") {
@@ -1148,4 +1163,19 @@ fn publish_tables(groups: &BTreeMap<Key, BTreeMap<String, Record>>, servers: &[&
         }
     }
     out + &notes
+}
+
+/// `--current DIR [--plots OUT]` (module `current`).
+fn current_main(dir: &str, plots: Option<&str>) {
+    match current::run(std::path::Path::new(dir), plots.map(std::path::Path::new)) {
+        Ok(written) => {
+            for path in written {
+                eprintln!("wrote {}", path.display());
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
 }

@@ -11,6 +11,9 @@
 #   bench/run.sh isolation-overflow [CLIENTS...] default: 1000   (the same at 100 ev/s, so the
 #                                           stalled client's socket fills and its buffer overflows)
 #   bench/run.sh report                     tables on stdout, plot in bench/results/plot.svg
+#   bench/run.sh current                    every scenario below at its defaults, one build, into
+#                                           bench/results/current.jsonl (~45 min), then
+#                                           `report current` (BENCHMARKS.md's tables and plots)
 #
 # Soak and slow peers (SERVERS default "hub"):
 #   bench/run.sh soak      [CLIENTS...] default: 1000   (RATE=10 ev/s, 100 B, DURATION=3600 s;
@@ -77,9 +80,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench}
-OUT=${OUT:-bench/results/results.jsonl}
 scenario=${1:?usage: bench/run.sh SCENARIO [CLIENTS...]}
 shift || true
+# `current`: every scenario of BENCHMARKS.md's report, at its defaults, on
+# one build, into one file (OUT, default bench/results/current.jsonl; about
+# 45 minutes), then the report's tables and plots from it.
+if [ "$scenario" = current ]; then
+    export OUT=${OUT:-bench/results/current.jsonl}
+    "$0" broadcast      # builds once; every later step reuses it
+    export BUILD=0
+    SERVERS="hub nchan" "$0" broadcast
+    for s in idle saturation targeted churn isolation isolation-overflow; do "$0" "$s"; done
+    SERVERS="hub nchan" "$0" idle 1000 10000
+    for s in publish-topics publish-targeted publish-fairness scaleout scaleout-idle scaleout-rate; do "$0" "$s"; done
+    STREAM_SERVERS=lean "$0" slowpeers
+    exec "$0" report current
+fi
+OUT=${OUT:-bench/results/results.jsonl}
 case $scenario in
     scaleout*) SERVERS=${SERVERS:-"hub hub-redis hub-redis3"} ;;
     soak|slowpeers) SERVERS=${SERVERS:-hub} ;;

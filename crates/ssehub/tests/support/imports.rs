@@ -617,3 +617,34 @@ impl Graph {
         Graph { edges }
     }
 }
+
+/// Asserts that no files of the crate at `src` import each other, through
+/// any number of others, but the pairs in `allowed` (each allowed both
+/// ways); a failure lists each circle's files, then their imports.
+pub fn assert_no_circles(src: &Path, allowed: &[(&str, &str)]) {
+    let graph = graph(src).without(allowed);
+    let circles: Vec<Vec<String>> = graph
+        .circles()
+        .into_iter()
+        .map(|group| {
+            let edges = graph.edges_within(&group);
+            group.into_iter().chain(edges).collect()
+        })
+        .collect();
+    assert_eq!(
+        circles,
+        Vec::<Vec<String>>::new(),
+        "files, then their imports"
+    );
+}
+
+/// Asserts that each pair in `allowed` still imports each other both ways:
+/// an entry that no longer does is stale.
+pub fn assert_each_is_a_circle(src: &Path, allowed: &[(&str, &str)]) {
+    let graph = graph(src);
+    for (a, b) in allowed {
+        let both = graph.edges.get(*a).is_some_and(|to| to.contains(*b))
+            && graph.edges.get(*b).is_some_and(|to| to.contains(*a));
+        assert!(both, "{a} and {b} do not import each other");
+    }
+}

@@ -1022,9 +1022,12 @@ pub enum JwksFlagError {
         #[source]
         source: std::io::Error,
     },
-    /// `--jwks-tls-ca` holds no usable certificate.
+    /// `--jwks-tls-ca` is not PEM that holds certificates.
     #[error("--jwks-tls-ca: {0}")]
-    Ca(#[source] JwksError),
+    Ca(#[source] reqwest::Error),
+    /// `--jwks-tls-ca` holds no PEM certificate at all.
+    #[error("--jwks-tls-ca: no PEM certificate")]
+    NoCa,
 }
 
 /// What the hub runs with, derived from [`Config`] once the listener's
@@ -1415,16 +1418,17 @@ impl Settings {
         };
         let options = self.config.jwks_options()?;
         let key_set = |source: &JwksSource, spec: &IssuerSpec| {
-            Jwks::new(&spec.id, source.clone(), &spec.algs, options.clone()).map_err(|err| {
-                if matches!(err, JwksError::Ca(_) | JwksError::NoCa) {
-                    return JwksFlagError::Ca(err).into();
-                }
-                ConfigError::Jwks {
-                    issuer: spec.id.clone(),
-                    source_name: source.to_string(),
-                    source: err,
-                }
-            })
+            Jwks::new(&spec.id, source.clone(), &spec.algs, options.clone()).map_err(
+                |err| match err {
+                    JwksError::Ca(err) => JwksFlagError::Ca(err).into(),
+                    JwksError::NoCa => JwksFlagError::NoCa.into(),
+                    err => ConfigError::Jwks {
+                        issuer: spec.id.clone(),
+                        source_name: source.to_string(),
+                        source: err,
+                    },
+                },
+            )
         };
         let issuers = self
             .issuers
@@ -1590,5 +1594,26 @@ mod issuer_words_tests {
                 .unwrap_err();
             assert_eq!(err.to_string(), expected);
         }
+    }
+
+    #[test]
+    fn a_jwks_ca_file_without_certificates_is_refused() {
+        let path = std::env::temp_dir().join(format!("ssehub-ca-{}.pem", std::process::id()));
+        std::fs::write(&path, "not PEM").unwrap();
+        let config = Config::parse_from([
+            "ssehub",
+            "--issuer",
+            "https://idp.example jwks=https://idp.example/jwks.json",
+            "--jwks-tls-ca",
+            path.to_str().unwrap(),
+        ]);
+        let settings = config.settings("127.0.0.1:3000".parse().unwrap()).unwrap();
+        let err = settings.auth().unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            matches!(err, ConfigError::JwksFlag(JwksFlagError::NoCa)),
+            "{err}"
+        );
+        assert_eq!(err.to_string(), "--jwks-tls-ca: no PEM certificate");
     }
 }

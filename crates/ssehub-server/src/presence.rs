@@ -713,6 +713,16 @@ mod tests {
         listed(registry, &Query::All).await
     }
 
+    /// Nodes `a` and `b` under `prefix`, once `a` lists `b`'s subscriber
+    /// `s2`.
+    async fn a_seeing_b(prefix: &Prefix) -> (ActiveSubscriptions, ActiveSubscriptions) {
+        let a = node(SHARED, &prefix.0, "a");
+        let b = node(SHARED, &prefix.0, "b");
+        b.add(&subscription("x", "s2"));
+        eventually("b's entry", || async { all(&a).await.unwrap() == ["s2"] }).await;
+        (a, b)
+    }
+
     /// Polls `check` until it holds.
     async fn eventually<F, Fut>(what: &str, mut check: F)
     where
@@ -868,10 +878,7 @@ mod tests {
     #[tokio::test]
     async fn a_node_that_stops_its_heartbeat_vanishes_after_the_ttl() {
         let prefix = Prefix::new();
-        let a = node(SHARED, &prefix.0, "a");
-        let b = node(SHARED, &prefix.0, "b");
-        b.add(&subscription("x", "s2"));
-        eventually("b's entry", || async { all(&a).await.unwrap() == ["s2"] }).await;
+        let (a, b) = a_seeing_b(&prefix).await;
         // As a crash: no clean stop, the writer is gone.
         drop(b);
         let crashed = Instant::now();
@@ -905,10 +912,7 @@ mod tests {
     #[tokio::test]
     async fn a_hash_lost_while_redis_is_up_is_written_again() {
         let prefix = Prefix::new();
-        let a = node(SHARED, &prefix.0, "a");
-        let b = node(SHARED, &prefix.0, "b");
-        b.add(&subscription("x", "s2"));
-        eventually("b's entry", || async { all(&a).await.unwrap() == ["s2"] }).await;
+        let (a, b) = a_seeing_b(&prefix).await;
         let _: () = redis::cmd("DEL")
             .arg(format!("{}:presence:b", prefix.0))
             .query_async(&mut conn(SHARED).await)

@@ -33,6 +33,7 @@ use crate::auth::{
 };
 use crate::forwarded::TrustedProxy;
 use crate::identity::{Identities, IdentityConfigError};
+pub use crate::presence::{PresenceConfigError, PresenceError};
 use crate::topic::{Limits, RESERVED_PATH};
 
 /// The issuer of development mode's tokens when none is configured: the
@@ -927,8 +928,8 @@ pub enum ConfigError {
     #[error("--{0} must be at least 1")]
     ZeroLimit(&'static str),
     /// The log's transport cannot work as configured.
-    #[error("{0}")]
-    Transport(String),
+    #[error(transparent)]
+    Transport(#[from] TransportSetupError),
     /// A value out of its range, or options that contradict each other.
     #[error("--{flag}: {reason}")]
     Invalid {
@@ -950,9 +951,83 @@ pub enum ConfigError {
         /// Why.
         source: JwksError,
     },
-    /// A `--jwks-*` flag out of range.
-    #[error("{0}")]
-    JwksFlag(String),
+    /// A `--jwks-*` flag out of range, or a CA file that cannot be used.
+    #[error(transparent)]
+    JwksFlag(#[from] JwksFlagError),
+}
+
+/// Why the log's transport (`--transport`, `--transport-tls-ca`) cannot
+/// work as configured. Nothing is contacted yet: these are refusals of
+/// the settings themselves.
+///
+/// ```
+/// use ssehub_server::config::TransportSetupError;
+/// let err = TransportSetupError::Ca {
+///     path: "/no/ca.pem".into(),
+///     source: std::io::ErrorKind::NotFound.into(),
+/// };
+/// assert!(err.to_string().starts_with("--transport-tls-ca /no/ca.pem: "));
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum TransportSetupError {
+    /// The Redis client refuses the URL or its TLS settings.
+    #[error("--transport: {0}")]
+    Redis(#[source] redis::RedisError),
+    /// The log cannot be set up on it.
+    #[error("--transport: {0}")]
+    Journal(#[source] ssehub::journal::JournalError),
+    /// The shared registry of active subscriptions cannot be set up on it.
+    #[error("--transport: {0}")]
+    Presence(#[source] PresenceError),
+    /// The CA certificate cannot be read.
+    #[error("--transport-tls-ca {path}: {source}", path = .path.display())]
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why a `--jwks-*` flag cannot be used.
+///
+/// ```
+/// use ssehub_server::config::JwksFlagError;
+/// assert_eq!(JwksFlagError::Zero("--jwks-timeout").to_string(), "--jwks-timeout must be more than 0");
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum JwksFlagError {
+    /// `--jwks-refresh-min` or `--jwks-timeout` of zero.
+    #[error("{0} must be more than 0")]
+    Zero(&'static str),
+    /// A refresh ceiling under its floor.
+    #[error(
+        "--jwks-refresh-max ({}) is less than --jwks-refresh-min ({})",
+        humantime::format_duration(*.max),
+        humantime::format_duration(*.min)
+    )]
+    RefreshOrder {
+        /// `--jwks-refresh-min`.
+        min: Duration,
+        /// `--jwks-refresh-max`.
+        max: Duration,
+    },
+    /// `--jwks-tls-ca` cannot be read.
+    #[error("--jwks-tls-ca {path}: {source}", path = .path.display())]
+    ReadCa {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--jwks-tls-ca` is not PEM that holds certificates.
+    #[error("--jwks-tls-ca: {0}")]
+    Ca(#[source] reqwest::Error),
+    /// `--jwks-tls-ca` holds no PEM certificate at all.
+    #[error("--jwks-tls-ca: no PEM certificate")]
+    NoCa,
 }
 
 /// What the hub runs with, derived from [`Config`] once the listener's
@@ -1160,15 +1235,15 @@ impl Config {
             ("--jwks-timeout", self.jwks_timeout),
         ] {
             if value.is_zero() {
-                return Err(ConfigError::JwksFlag(format!("{flag} must be more than 0")));
+                return Err(JwksFlagError::Zero(flag).into());
             }
         }
         if self.jwks_refresh_max < self.jwks_refresh_min {
-            return Err(ConfigError::JwksFlag(format!(
-                "--jwks-refresh-max ({}) is less than --jwks-refresh-min ({})",
-                humantime::format_duration(self.jwks_refresh_max),
-                humantime::format_duration(self.jwks_refresh_min)
-            )));
+            return Err(JwksFlagError::RefreshOrder {
+                min: self.jwks_refresh_min,
+                max: self.jwks_refresh_max,
+            }
+            .into());
         }
         Ok(())
     }
@@ -1188,8 +1263,9 @@ impl Config {
             .jwks_tls_ca
             .as_ref()
             .map(|path| {
-                std::fs::read(path).map_err(|err| {
-                    ConfigError::JwksFlag(format!("--jwks-tls-ca {}: {err}", path.display()))
+                std::fs::read(path).map_err(|source| JwksFlagError::ReadCa {
+                    path: path.clone(),
+                    source,
                 })
             })
             .transpose()?;
@@ -1342,17 +1418,17 @@ impl Settings {
         };
         let options = self.config.jwks_options()?;
         let key_set = |source: &JwksSource, spec: &IssuerSpec| {
-            Jwks::new(&spec.id, source.clone(), &spec.algs, options.clone()).map_err(|err| {
-                if let JwksError::Ca(reason) = err {
-                    return ConfigError::JwksFlag(format!("--jwks-tls-ca: {reason}"));
-                }
-                let source_err = err;
-                ConfigError::Jwks {
-                    issuer: spec.id.clone(),
-                    source_name: source.to_string(),
-                    source: source_err,
-                }
-            })
+            Jwks::new(&spec.id, source.clone(), &spec.algs, options.clone()).map_err(
+                |err| match err {
+                    JwksError::Ca(err) => JwksFlagError::Ca(err).into(),
+                    JwksError::NoCa => JwksFlagError::NoCa.into(),
+                    err => ConfigError::Jwks {
+                        issuer: spec.id.clone(),
+                        source_name: source.to_string(),
+                        source: err,
+                    },
+                },
+            )
         };
         let issuers = self
             .issuers
@@ -1518,5 +1594,26 @@ mod issuer_words_tests {
                 .unwrap_err();
             assert_eq!(err.to_string(), expected);
         }
+    }
+
+    #[test]
+    fn a_jwks_ca_file_without_certificates_is_refused() {
+        let path = std::env::temp_dir().join(format!("ssehub-ca-{}.pem", std::process::id()));
+        std::fs::write(&path, "not PEM").unwrap();
+        let config = Config::parse_from([
+            "ssehub",
+            "--issuer",
+            "https://idp.example jwks=https://idp.example/jwks.json",
+            "--jwks-tls-ca",
+            path.to_str().unwrap(),
+        ]);
+        let settings = config.settings("127.0.0.1:3000".parse().unwrap()).unwrap();
+        let err = settings.auth().unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            matches!(err, ConfigError::JwksFlag(JwksFlagError::NoCa)),
+            "{err}"
+        );
+        assert_eq!(err.to_string(), "--jwks-tls-ca: no PEM certificate");
     }
 }

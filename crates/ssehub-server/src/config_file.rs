@@ -87,8 +87,42 @@ pub enum LoadError {
         /// The flag it stands for.
         flag: String,
         /// Why the value is refused.
-        reason: String,
+        #[source]
+        reason: SettingError,
     },
+}
+
+/// Why the `--config` file's value for a flag is refused.
+///
+/// ```
+/// use ssehub_server::config_file::SettingError;
+/// assert_eq!(SettingError::List.to_string(), "takes one value, not a list");
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum SettingError {
+    /// A list for a flag that takes one value.
+    #[error("takes one value, not a list")]
+    List,
+    /// A table, or a list inside a list.
+    #[error("expected a string, a number or a boolean")]
+    NotScalar,
+    /// An infinite number, or not a number.
+    #[error("{0} is not a finite number")]
+    NotFinite(f64),
+    /// Neither `true` nor `false` for a switch.
+    #[error("{0:?} is not a boolean (true or false)")]
+    NotBoolean(String),
+    /// The flag's own parser refuses it; shown as on the command line.
+    #[error("{}", first_line(.0))]
+    Flag(#[source] clap::Error),
+}
+
+/// The first line of clap's report, without its `error: ` prefix: the
+/// reason alone, which the file's name and setting precede.
+fn first_line(err: &clap::Error) -> String {
+    let text = err.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_owned()
 }
 
 /// Where a setting in effect came from.
@@ -278,7 +312,7 @@ fn apply_file(mut command: Command, path: PathBuf) -> Result<(Command, Vec<Strin
                 path: path.clone(),
                 key: key.clone(),
             })?;
-        let refuse = |reason: String| LoadError::Value {
+        let refuse = |reason: SettingError| LoadError::Value {
             path: path.clone(),
             key: key.clone(),
             flag: name.clone(),
@@ -296,38 +330,36 @@ fn apply_file(mut command: Command, path: PathBuf) -> Result<(Command, Vec<Strin
 }
 
 /// A TOML value as the flag's values, written as on the command line.
-fn values_of(value: &toml::Value, arg: &Arg) -> Result<Vec<String>, String> {
+fn values_of(value: &toml::Value, arg: &Arg) -> Result<Vec<String>, SettingError> {
     let repeatable = matches!(arg.get_action(), ArgAction::Append);
     match value {
         toml::Value::Array(items) if repeatable => items.iter().map(scalar).collect(),
-        toml::Value::Array(_) => Err("takes one value, not a list".into()),
+        toml::Value::Array(_) => Err(SettingError::List),
         other => Ok(vec![scalar(other)?]),
     }
 }
 
-fn scalar(value: &toml::Value) -> Result<String, String> {
+fn scalar(value: &toml::Value) -> Result<String, SettingError> {
     match value {
         toml::Value::String(s) => Ok(s.clone()),
         toml::Value::Integer(i) => Ok(i.to_string()),
         toml::Value::Float(f) if f.is_finite() => Ok(f.to_string()),
-        toml::Value::Float(f) => Err(format!("{f} is not a finite number")),
+        toml::Value::Float(f) => Err(SettingError::NotFinite(*f)),
         toml::Value::Boolean(b) => Ok(b.to_string()),
         toml::Value::Datetime(d) => Ok(d.to_string()),
-        toml::Value::Array(_) | toml::Value::Table(_) => {
-            Err("expected a string, a number or a boolean".into())
-        }
+        toml::Value::Array(_) | toml::Value::Table(_) => Err(SettingError::NotScalar),
     }
 }
 
 /// Runs the flag's own parser on `value`: the same check, and the same
 /// message, as on the command line. (The parser is run through a command
 /// of that one flag: clap keeps a parser's direct use to itself.)
-fn check(arg: &Arg, value: &str) -> Result<(), String> {
+fn check(arg: &Arg, value: &str) -> Result<(), SettingError> {
     let long = arg.get_long().unwrap_or_default().to_owned();
     if matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse) {
         return match value {
             "true" | "false" => Ok(()),
-            _ => Err(format!("{value:?} is not a boolean (true or false)")),
+            _ => Err(SettingError::NotBoolean(value.to_owned())),
         };
     }
     let mut probe = Arg::new(arg.get_id().clone())
@@ -342,11 +374,7 @@ fn check(arg: &Arg, value: &str) -> Result<(), String> {
         .arg(probe)
         .try_get_matches_from([format!("--{long}={value}")])
         .map(drop)
-        .map_err(|err| {
-            let text = err.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            first.strip_prefix("error: ").unwrap_or(first).to_owned()
-        })
+        .map_err(SettingError::Flag)
 }
 
 /// Every flag's values in effect, with their source.

@@ -17,6 +17,7 @@ use crate::request::{self, RequestError, subscribe};
 use crate::template::UriTemplate;
 use crate::topic::Limits;
 use crate::update;
+pub use crate::update::RecordError;
 
 /// Why the hub refused a request, as the client is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +106,18 @@ pub struct Stored {
     pub frame: Bytes,
 }
 
+/// Why [`store`] failed: a round trip the hub could not make is a bug the
+/// fuzzer reports.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The update could not be written as an event.
+    #[error("encoding: {0}")]
+    Encode(#[from] ssehub::EventError),
+    /// The record written could not be read back.
+    #[error("decoding: {0}")]
+    Decode(#[from] RecordError),
+}
+
 /// Encodes `publication` as the hub's log record at `position`, and
 /// decodes it back, as a node delivering it does.
 ///
@@ -119,8 +132,8 @@ pub struct Stored {
 /// ```
 ///
 /// # Errors
-/// Why the publication could not be encoded or decoded.
-pub fn store(publication: &Publication, position: JournalId) -> Result<Stored, String> {
+/// [`StoreError`]: why the publication could not be encoded or decoded.
+pub fn store(publication: &Publication, position: JournalId) -> Result<Stored, StoreError> {
     let new = crate::update::NewUpdate {
         topics: publication
             .topics
@@ -133,8 +146,8 @@ pub fn store(publication: &Publication, position: JournalId) -> Result<Stored, S
         retry: publication.retry,
         private: publication.private,
     };
-    let body = update::encode(new, 0).map_err(|err| err.to_string())?;
-    let stored = update::decode(&Record { id: position, body }).map_err(|err| err.to_string())?;
+    let body = update::encode(new, 0)?;
+    let stored = update::decode(&Record { id: position, body })?;
     Ok(Stored {
         topics: stored.topics.iter().map(|t| t.to_string()).collect(),
         id: stored.id.to_string(),

@@ -10,12 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::server::graceful::GracefulShutdown;
 use ssehub::io::WriteTimeout;
 use ssehub::server::{Rewind, ServerConfig, serve_connection_with};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::listen::{accept_until, serve_hyper};
+use crate::listen::{serve_connections, serve_hyper};
 use crate::routes::{App, HUB_PATH, Peer, add_cors_headers, subscribe_response};
 
 /// The output of `future` if it completes without waiting. Dropping it
@@ -43,15 +42,9 @@ pub(crate) async fn serve(
     let config = ServerConfig::default()
         .write_timeout(write_timeout)
         .read_timeout(head_timeout);
-    let graceful = GracefulShutdown::new();
-    // Every connection task holds a clone; one left means all are done.
-    let open = Arc::new(());
-    let mut shutdown = std::pin::pin!(shutdown);
-    while let Some((socket, peer)) = accept_until(&listener, &mut shutdown).await {
-        let (app, router, open) = (app.clone(), router.clone(), open.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _open = open;
+    serve_connections(listener, shutdown, |socket, peer, watcher| {
+        let (app, router) = (app.clone(), router.clone());
+        async move {
             // Set when the handler passed the request's subscribe rate and
             // handed it on: hyper's turn must not charge it again.
             let rate_paid = AtomicBool::new(false);
@@ -98,12 +91,7 @@ pub(crate) async fn serve(
             if let Err(err) = serve_connection_with(socket, config, &handler, fallback).await {
                 tracing::debug!(%err, "connection ended with an error");
             }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    while Arc::strong_count(&open) > 1 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
+        }
+    })
+    .await
 }

@@ -63,7 +63,7 @@ pub use routes::HUB_PATH;
 use ssehub::journal::{Journal, MemoryJournal, RedisJournal, RedisJournalConfig, Retention};
 
 use crate::admission::{Admission, LimitsConfig};
-use crate::config::{StreamServer, Transport};
+use crate::config::{StreamServer, Transport, TransportSetupError};
 use crate::demo::DevKey;
 use crate::hub::{Core, CoreConfig};
 use crate::routes::App;
@@ -437,10 +437,10 @@ fn active_subscriptions(config: &Config) -> Result<ActiveSubscriptions, ConfigEr
                 ),
                 None => redis::Client::open(url.as_str()),
             }
-            .map_err(|err| ConfigError::Transport(format!("--transport: {err}")))?;
+            .map_err(TransportSetupError::Redis)?;
             let node = uuid::Uuid::new_v4().simple().to_string();
             ActiveSubscriptions::redis(client, &config.transport_stream, &node, PRESENCE_TTL)
-                .map_err(|err| ConfigError::Transport(format!("--transport: {err}")))
+                .map_err(|err| TransportSetupError::Presence(err).into())
         }
     }
 }
@@ -468,8 +468,7 @@ fn journal(config: &Config) -> Result<Arc<dyn Journal>, ConfigError> {
             };
             redis.max_body = largest;
             redis.tls_root_cert = tls_root_cert(config)?;
-            let journal = RedisJournal::new(redis)
-                .map_err(|err| ConfigError::Transport(format!("--transport: {err}")))?;
+            let journal = RedisJournal::new(redis).map_err(TransportSetupError::Journal)?;
             Ok(Arc::new(journal))
         }
     }
@@ -481,8 +480,12 @@ fn tls_root_cert(config: &Config) -> Result<Option<Vec<u8>>, ConfigError> {
         .transport_tls_ca
         .as_ref()
         .map(|path| {
-            std::fs::read(path).map_err(|err| {
-                ConfigError::Transport(format!("--transport-tls-ca {}: {err}", path.display()))
+            std::fs::read(path).map_err(|source| {
+                TransportSetupError::Ca {
+                    path: path.clone(),
+                    source,
+                }
+                .into()
             })
         })
         .transpose()

@@ -1,5 +1,6 @@
-//! What the plain, lean and TLS servers share: the accept loop's step and
-//! serving a connection with hyper under a request-head deadline.
+//! What the plain, lean and TLS servers share: the accept loop with its
+//! graceful shutdown, and serving a connection with hyper under a
+//! request-head deadline.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use ssehub::io::WriteTimeout;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 /// The TCP peer of a request's connection, in its `ConnectInfo`, for every
@@ -34,7 +36,7 @@ pub(crate) struct RatePaid;
 /// completes.
 /// Accept errors (out of file descriptors, say) are logged and retried
 /// after a pause instead of ending the server.
-pub(crate) async fn accept_until<F: Future<Output = ()>>(
+async fn accept_until<F: Future<Output = ()>>(
     listener: &TcpListener,
     shutdown: &mut Pin<&mut F>,
 ) -> Option<(TcpStream, SocketAddr)> {
@@ -115,6 +117,39 @@ where
     connection.await
 }
 
+/// Accepts connections until `shutdown` completes, each served in a task
+/// of its own by `serve(socket, peer, watcher)`; then stops listening,
+/// tells hyper's connections to finish and waits for every task to end
+/// (the hub's drain ends the streams). The part the plain, lean and TLS
+/// servers share: each supplies only what it does with a connection.
+///
+/// Sockets come with Nagle's delay off: an event is latency, not bulk.
+/// A connection served by hyper is watched by `watcher`, so shutdown
+/// closes it once its requests end; the wait covers the rest too (the
+/// lean server's streams, a TLS handshake under way).
+pub(crate) async fn serve_connections<S, F>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    serve: S,
+) -> std::io::Result<()>
+where
+    S: Fn(TcpStream, SocketAddr, Watcher) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let tasks = TaskTracker::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    while let Some((socket, peer)) = accept_until(&listener, &mut shutdown).await {
+        let _ = socket.set_nodelay(true);
+        tasks.spawn(serve(socket, peer, graceful.watcher()));
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
+}
+
 /// Serves `router` with hyper alone (HTTP/1.1 and h2c) until `shutdown`
 /// completes, then waits for the open connections to end (the hub's drain
 /// ends its streams): `--stream-server hyper` on plain HTTP.
@@ -125,21 +160,14 @@ pub(crate) async fn serve_plain(
     head_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    while let Some((socket, peer)) = accept_until(&listener, &mut shutdown).await {
-        // Small writes must go out at once: an event is latency, not bulk.
-        let _ = socket.set_nodelay(true);
+    serve_connections(listener, shutdown, |socket, peer, watcher| {
         let router = router.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        async move {
             let io = WriteTimeout::new(socket, write_timeout);
             if let Err(err) = serve_hyper(io, router, watcher, peer, false, head_timeout).await {
                 tracing::debug!(%err, "connection ended with an error");
             }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
+        }
+    })
+    .await
 }

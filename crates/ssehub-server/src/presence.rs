@@ -120,27 +120,51 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 ";
 
-/// Why presence could not be set up or read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum PresenceError {
+/// Why the registry of active subscriptions shared through Redis could not
+/// be set up or read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PresenceError {
     /// A prefix, node name or TTL that cannot work, or no Tokio runtime.
     #[error("presence configuration: {0}")]
-    Config(String),
+    Config(#[from] PresenceConfigError),
     /// Redis is unreachable or did not answer in time; try again shortly.
     #[error("presence registry unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] RedisError),
     /// Redis answered with an error that retrying does not cure (a key of
     /// another type, a refused command).
     #[error("presence registry error: {0}")]
-    Engine(String),
+    Engine(#[source] RedisError),
+}
+
+/// Why the shared registry cannot be set up as asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PresenceConfigError {
+    /// An empty key prefix.
+    #[error("the key prefix is empty")]
+    EmptyPrefix,
+    /// An empty node name.
+    #[error("the node name is empty")]
+    EmptyNode,
+    /// Entries that would expire before a heartbeat could renew them.
+    #[error("the presence TTL {0:?} is under {MIN_TTL:?}")]
+    ShortTtl(Duration),
+    /// More milliseconds than Redis takes.
+    #[error("the presence TTL {0:?} is too long")]
+    LongTtl(Duration),
+    /// Set up outside a Tokio runtime, which its writer needs.
+    #[error("presence is set up within a Tokio runtime")]
+    NoRuntime,
+    /// The Redis connection manager refused the client.
+    #[error("Redis connection: {0}")]
+    Connection(#[source] RedisError),
 }
 
 impl From<RedisError> for PresenceError {
     fn from(err: RedisError) -> Self {
         if matches!(err.retry_method(), RetryMethod::NoRetry) {
-            Self::Engine(err.to_string())
+            Self::Engine(err)
         } else {
-            Self::Unavailable(err.to_string())
+            Self::Unavailable(err)
         }
     }
 }
@@ -211,21 +235,18 @@ impl RedisPresence {
         ttl: Duration,
     ) -> Result<Self, PresenceError> {
         if prefix.is_empty() {
-            return Err(PresenceError::Config("the key prefix is empty".into()));
+            return Err(PresenceConfigError::EmptyPrefix.into());
         }
         if node.is_empty() {
-            return Err(PresenceError::Config("the node name is empty".into()));
+            return Err(PresenceConfigError::EmptyNode.into());
         }
         if ttl < MIN_TTL {
-            return Err(PresenceError::Config(format!(
-                "the presence TTL {ttl:?} is under {MIN_TTL:?}"
-            )));
+            return Err(PresenceConfigError::ShortTtl(ttl).into());
         }
-        let ttl_ms = u64::try_from(ttl.as_millis())
-            .map_err(|_| PresenceError::Config(format!("the presence TTL {ttl:?} is too long")))?;
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            PresenceError::Config("presence is set up within a Tokio runtime".into())
-        })?;
+        let ttl_ms =
+            u64::try_from(ttl.as_millis()).map_err(|_| PresenceConfigError::LongTtl(ttl))?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| PresenceConfigError::NoRuntime)?;
         // A heartbeat, and any request, ends within TTL/3, so a heartbeat
         // that waits its full timeout still lands before the entries
         // expire; past that, readers answer 503 and the writer retries.
@@ -241,7 +262,7 @@ impl RedisPresence {
             // The manager spawns its own tasks on the current runtime.
             let _entered = runtime.enter();
             ConnectionManager::new_lazy_with_config(client, config)
-                .map_err(|err| PresenceError::Config(format!("Redis connection: {err}")))?
+                .map_err(PresenceConfigError::Connection)?
         };
         let node: Arc<str> = node.into();
         let (commands, receiver) = mpsc::unbounded_channel();
@@ -692,6 +713,16 @@ mod tests {
         listed(registry, &Query::All).await
     }
 
+    /// Nodes `a` and `b` under `prefix`, once `a` lists `b`'s subscriber
+    /// `s2`.
+    async fn a_seeing_b(prefix: &Prefix) -> (ActiveSubscriptions, ActiveSubscriptions) {
+        let a = node(SHARED, &prefix.0, "a");
+        let b = node(SHARED, &prefix.0, "b");
+        b.add(&subscription("x", "s2"));
+        eventually("b's entry", || async { all(&a).await.unwrap() == ["s2"] }).await;
+        (a, b)
+    }
+
     /// Polls `check` until it holds.
     async fn eventually<F, Fut>(what: &str, mut check: F)
     where
@@ -847,10 +878,7 @@ mod tests {
     #[tokio::test]
     async fn a_node_that_stops_its_heartbeat_vanishes_after_the_ttl() {
         let prefix = Prefix::new();
-        let a = node(SHARED, &prefix.0, "a");
-        let b = node(SHARED, &prefix.0, "b");
-        b.add(&subscription("x", "s2"));
-        eventually("b's entry", || async { all(&a).await.unwrap() == ["s2"] }).await;
+        let (a, b) = a_seeing_b(&prefix).await;
         // As a crash: no clean stop, the writer is gone.
         drop(b);
         let crashed = Instant::now();
@@ -884,10 +912,7 @@ mod tests {
     #[tokio::test]
     async fn a_hash_lost_while_redis_is_up_is_written_again() {
         let prefix = Prefix::new();
-        let a = node(SHARED, &prefix.0, "a");
-        let b = node(SHARED, &prefix.0, "b");
-        b.add(&subscription("x", "s2"));
-        eventually("b's entry", || async { all(&a).await.unwrap() == ["s2"] }).await;
+        let (a, b) = a_seeing_b(&prefix).await;
         let _: () = redis::cmd("DEL")
             .arg(format!("{}:presence:b", prefix.0))
             .query_async(&mut conn(SHARED).await)

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::server::graceful::GracefulShutdown;
 use ssehub::io::WriteTimeout;
 use tokio::net::TcpListener;
 
-use crate::listen::{accept_until, serve_hyper};
+use crate::listen::{serve_connections, serve_hyper};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -79,14 +78,9 @@ pub(crate) async fn serve(
     head_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    while let Some((tcp, peer)) = accept_until(&listener, &mut shutdown).await {
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
+    serve_connections(listener, shutdown, |tcp, peer, watcher| {
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        async move {
             let tls = match tokio::time::timeout(
                 HANDSHAKE_TIMEOUT,
                 acceptor.accept(WriteTimeout::new(tcp, write_timeout)),
@@ -103,9 +97,7 @@ pub(crate) async fn serve(
             if let Err(err) = serve_hyper(tls, router, watcher, peer, false, head_timeout).await {
                 tracing::debug!(%peer, %err, "connection ended with an error");
             }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
+        }
+    })
+    .await
 }

@@ -63,7 +63,7 @@ pub(crate) struct Update {
 
 /// A record that is not one of the hub's updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum RecordError {
+pub enum RecordError {
     /// Another version of the layout (a newer hub on the same log).
     #[error("update record of unknown version {0}")]
     Version(u8),

@@ -195,21 +195,27 @@ pub enum JwksError {
         #[source]
         source: std::io::Error,
     },
-    /// The request failed (connection, timeout, TLS).
-    #[error("fetch failed: {0}")]
-    Fetch(String),
+    /// The request failed (connection, timeout, TLS), or no client could
+    /// be built. Shown with its causes (what an operator needs: "connection
+    /// refused", a certificate error), never with the URL, which may hold
+    /// credentials.
+    #[error("fetch failed: {}", with_causes(.0))]
+    Fetch(#[source] reqwest::Error),
     /// The server answered with an error status.
     #[error("HTTP status {0}")]
     Status(u16),
-    /// `tls_ca` holds no usable PEM certificate.
+    /// `tls_ca` is not PEM that holds certificates.
     #[error("CA certificates: {0}")]
-    Ca(String),
+    Ca(#[source] reqwest::Error),
+    /// `tls_ca` holds no PEM certificate at all.
+    #[error("CA certificates: no PEM certificate")]
+    NoCa,
     /// Larger than any real key set.
     #[error("larger than {MAX_BYTES} bytes")]
     TooLarge,
     /// Not a JSON object with a `keys` array.
     #[error("not a JWK set: {0}")]
-    Parse(String),
+    Parse(#[source] serde_json::Error),
     /// No key of the set can verify an allowed algorithm.
     #[error("no usable signing key in the set")]
     NoUsableKey,
@@ -554,23 +560,13 @@ impl Jwks {
     }
 
     async fn download(&self, url: &Url) -> Result<(Vec<u8>, Option<Duration>), JwksError> {
-        let client = self
-            .client
-            .as_ref()
-            .ok_or_else(|| JwksError::Fetch("no HTTP client".into()))?;
-        // The URL is left out (it may hold credentials); the causes are
-        // what an operator needs ("connection refused", a certificate
-        // error), and reqwest keeps them in the source chain.
-        let fetch = |err: reqwest::Error| {
-            let err = err.without_url();
-            let mut reason = err.to_string();
-            let mut cause = std::error::Error::source(&err);
-            while let Some(inner) = cause {
-                reason = format!("{reason}: {inner}");
-                cause = inner.source();
-            }
-            JwksError::Fetch(reason)
+        // Built with the set for a URL source; built here should it not be.
+        let client = match &self.client {
+            Some(client) => client.clone(),
+            None => client(&self.options)?,
         };
+        // The URL is left out: it may hold credentials.
+        let fetch = |err: reqwest::Error| JwksError::Fetch(err.without_url());
         let mut response = client
             .get(url.clone())
             .header(
@@ -607,18 +603,28 @@ fn client(options: &JwksOptions) -> Result<reqwest::Client, JwksError> {
         .timeout(options.timeout)
         .user_agent(concat!("ssehub/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = &options.tls_ca {
-        let certificates = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|err| JwksError::Ca(err.to_string()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(JwksError::Ca)?;
         if certificates.is_empty() {
-            return Err(JwksError::Ca("no PEM certificate".into()));
+            return Err(JwksError::NoCa);
         }
         for certificate in certificates {
             builder = builder.add_root_certificate(certificate);
         }
     }
-    builder
-        .build()
-        .map_err(|err| JwksError::Fetch(err.to_string()))
+    builder.build().map_err(JwksError::Fetch)
+}
+
+/// `err` followed by its causes, `: `-separated: reqwest's own message is
+/// terse ("error sending request"), the reason is in its source chain.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    use fmt::Write as _;
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        let _ = write!(text, ": {inner}");
+        cause = inner.source();
+    }
+    text
 }
 
 /// Keeps `jwks` fresh: fetches it (a URL at once, a file after its first
@@ -721,8 +727,7 @@ fn parse_set(bytes: &[u8], algs: &[Algorithm], issuer: &str) -> Result<KeySet, J
     struct RawSet {
         keys: Vec<Value>,
     }
-    let raw: RawSet =
-        serde_json::from_slice(bytes).map_err(|err| JwksError::Parse(err.to_string()))?;
+    let raw: RawSet = serde_json::from_slice(bytes).map_err(JwksError::Parse)?;
     let mut keys = Vec::new();
     let mut jwks = 0;
     for value in raw.keys {

@@ -29,7 +29,7 @@ pub enum KeyError {
     /// Not PEM, or PEM of the wrong kind (a private key where a public one
     /// is expected, or the reverse).
     #[error("bad PEM: {0}")]
-    Pem(String),
+    Pem(#[from] PemError),
     /// The key does not suit the algorithm (e.g. an RSA key for ES256, a
     /// P-256 key for ES384).
     #[error("key does not suit {alg:?}: {reason}")]
@@ -51,6 +51,31 @@ pub enum KeyError {
     WeakKey {
         /// The key's modulus length.
         bits: usize,
+    },
+}
+
+/// What is wrong with a key's PEM text.
+///
+/// ```
+/// use ssehub_server::auth::{Algorithm, KeyConfig};
+/// let err = KeyConfig::new(Algorithm::ES256, "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----").unwrap_err();
+/// assert_eq!(err.to_string(), "bad PEM: expected a public key, found PRIVATE KEY");
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    /// A file that holds no `-----BEGIN` line.
+    #[error("no PEM block in {}", .0.display())]
+    NoBlock(PathBuf),
+    /// Inline text whose `-----BEGIN` line is cut short.
+    #[error("no BEGIN line")]
+    NoBegin,
+    /// A block of another kind.
+    #[error("expected {expected}, found {found}")]
+    Label {
+        /// What the key must be.
+        expected: &'static str,
+        /// The block's label.
+        found: String,
     },
 }
 
@@ -275,20 +300,24 @@ fn load_pem(material: &str) -> Result<Cow<'_, str>, KeyError> {
         source,
     })?;
     if !text.contains("-----BEGIN") {
-        return Err(KeyError::Pem(format!("no PEM block in {material}")));
+        return Err(PemError::NoBlock(material.into()).into());
     }
     Ok(Cow::Owned(text))
 }
 
-fn expect_label(pem: &str, labels: &[&str], what: &str) -> Result<(), KeyError> {
+fn expect_label(pem: &str, labels: &[&str], what: &'static str) -> Result<(), KeyError> {
     let label = pem
         .split_once("-----BEGIN ")
         .and_then(|(_, rest)| rest.split_once("-----"))
         .map(|(label, _)| label)
-        .ok_or_else(|| KeyError::Pem("no BEGIN line".into()))?;
+        .ok_or(PemError::NoBegin)?;
     if labels.contains(&label) {
         Ok(())
     } else {
-        Err(KeyError::Pem(format!("expected {what}, found {label}")))
+        Err(PemError::Label {
+            expected: what,
+            found: label.to_owned(),
+        }
+        .into())
     }
 }

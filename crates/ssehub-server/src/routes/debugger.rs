@@ -27,7 +27,14 @@ pub(crate) const DEBUG_PATH: &str = "/.well-known/mercure/debug/";
 
 const PAGE: &str = include_str!("../../assets/debugger.html");
 const SCRIPT: &str = include_str!("../../assets/debugger.js");
-const STYLE: &str = include_str!("../../assets/debugger.css");
+/// The styles shared with the demo page, then the debugger's own: one
+/// file, one request.
+const STYLE: &str = concat!(
+    include_str!("../../assets/base.css"),
+    include_str!("../../assets/debugger.css")
+);
+/// The styles the demo page and the debugger share.
+pub(crate) const BASE_STYLE: &str = include_str!("../../assets/base.css");
 pub(crate) const LIVE_SCRIPT: &str = include_str!("../../assets/live.js");
 pub(crate) const LIVE_STYLE: &str = include_str!("../../assets/live.css");
 

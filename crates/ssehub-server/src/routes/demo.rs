@@ -13,16 +13,20 @@ use http::{HeaderMap, Uri, header};
 use serde::Serialize;
 
 use super::app::{App, HUB_PATH};
-use super::debugger::{LIVE_SCRIPT, LIVE_STYLE};
+use super::debugger::{BASE_STYLE, LIVE_SCRIPT, LIVE_STYLE};
 use crate::demo::DevTokens;
 
 const PAGE: &str = include_str!("../../assets/index.html");
 
-/// The page with the live view's style and script put in place of their
-/// markers: one self-contained document, as before, sharing the
-/// debugger's live view.
+/// The page with the shared styles and the live view's style and script
+/// put in place of their markers: one self-contained document, sharing
+/// the debugger's base styles and live view.
 static ASSEMBLED: LazyLock<String> = LazyLock::new(|| {
     PAGE.replace(
+        "<!-- base:style -->",
+        &format!("<style>\n{BASE_STYLE}</style>"),
+    )
+    .replace(
         "<!-- live-view:style -->",
         &format!("<style>\n{}</style>", LIVE_STYLE),
     )
@@ -61,4 +65,25 @@ pub(crate) async fn config(State(app): State<Arc<App>>, uri: Uri, headers: Heade
         tokens,
     };
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(document)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_inlines_the_shared_styles_before_its_own_and_the_live_view() {
+        for marker in ["<!-- base:style -->", "<!-- live-view:"] {
+            assert!(!ASSEMBLED.contains(marker), "{marker} left in the page");
+        }
+        let shared = ASSEMBLED.find(BASE_STYLE).expect("base.css inlined");
+        let own = ASSEMBLED
+            .find("section.wide")
+            .expect("the page's own rules");
+        assert!(
+            shared < own,
+            "the page's own rules come after the shared ones"
+        );
+        assert!(ASSEMBLED.contains(LIVE_STYLE) && ASSEMBLED.contains(LIVE_SCRIPT));
+    }
 }

@@ -545,15 +545,20 @@ mod tests {
         }
     }
 
-    fn log(events: u64, bytes: u64, policy: OverflowPolicy) -> Log<&'static str> {
-        Log::new(
-            Limits {
-                events,
-                bytes,
-                policy,
-            },
-            1,
-        )
+    /// The writers appends hand claimed frames to, and a log under these
+    /// limits.
+    fn log(events: u64, bytes: u64, policy: OverflowPolicy) -> (Writers, Log<&'static str>) {
+        let limits = Limits {
+            events,
+            bytes,
+            policy,
+        };
+        (Writers::new(None), Log::new(limits, 1))
+    }
+
+    /// A log no test fills.
+    fn roomy() -> (Writers, Log<&'static str>) {
+        log(16, 1 << 20, OverflowPolicy::Disconnect)
     }
 
     fn outlet() -> Arc<Outlet> {
@@ -569,27 +574,45 @@ mod tests {
         Bytes::from(format!("data: {position}\n\n"))
     }
 
-    /// What `key` takes below `watermark`: positions, and the take's report.
-    fn take(log: &Log<&'static str>, key: usize, watermark: u64) -> (Vec<u64>, Taken) {
+    /// Appends the frame of each position; how many subscribers skipped
+    /// them (full, under `DropNewest`).
+    fn append(
+        log: &Log<&'static str>,
+        writers: &Writers,
+        positions: impl IntoIterator<Item = u64>,
+    ) -> u64 {
+        positions
+            .into_iter()
+            .map(|p| log.append(p, frame(p), writers).expect("appended").skipped)
+            .sum()
+    }
+
+    /// What `key` takes below `watermark` (positions, and the take's
+    /// report), or why it can take nothing.
+    fn try_take(
+        log: &Log<&'static str>,
+        key: usize,
+        watermark: u64,
+    ) -> Result<(Vec<u64>, Taken), TakeError> {
         let task = Arc::new(Task::default());
         let mut out = Vec::new();
-        let taken = log
-            .take(key, &Waker::from(task), watermark, &mut out)
-            .expect("taken");
-        (out.into_iter().map(|(p, _)| p).collect(), taken)
+        let taken = log.take(key, &Waker::from(task), watermark, &mut out)?;
+        Ok((out.into_iter().map(|(p, _)| p).collect(), taken))
+    }
+
+    fn take(log: &Log<&'static str>, key: usize, watermark: u64) -> (Vec<u64>, Taken) {
+        try_take(log, key, watermark).expect("taken")
     }
 
     #[test]
     fn an_append_wakes_a_waiting_subscriber_once() {
-        let writers = Writers::new(None);
-        let log = log(16, 1 << 20, OverflowPolicy::Disconnect);
+        let (writers, log) = roomy();
         let key = subscribe(&log, "a");
         let task = Arc::new(Task::default());
         let mut out = Vec::new();
         let taken = log.take(key, &Waker::from(task.clone()), 10, &mut out);
         assert_eq!(taken, Ok(Taken::default()));
-        log.append(1, frame(1), &writers).expect("appended");
-        log.append(2, frame(2), &writers).expect("appended");
+        append(&log, &writers, 1..=2);
         assert_eq!(task.wakes(), 1, "the waker is taken by the first append");
         log.take(key, &Waker::from(task.clone()), 10, &mut out)
             .expect("taken");
@@ -598,13 +621,9 @@ mod tests {
 
     #[test]
     fn frames_at_or_above_the_watermark_wait_for_the_next_take() {
-        let writers = Writers::new(None);
-        let log = log(16, 1 << 20, OverflowPolicy::Disconnect);
+        let (writers, log) = roomy();
         let key = subscribe(&log, "a");
-        for position in 1..=3 {
-            log.append(position, frame(position), &writers)
-                .expect("appended");
-        }
+        append(&log, &writers, 1..=3);
         let (taken, report) = take(&log, key, 3);
         assert_eq!(taken, [1, 2]);
         assert!(report.deferred);
@@ -616,9 +635,8 @@ mod tests {
 
     #[test]
     fn replay_comes_first_and_meets_the_log_exactly() {
-        let writers = Writers::new(None);
-        let log = log(16, 1 << 20, OverflowPolicy::Disconnect);
-        log.append(1, frame(1), &writers).expect("appended");
+        let (writers, log) = roomy();
+        append(&log, &writers, [1]);
         let mut seen_last = None;
         let key = log
             .subscribe("a", outlet(), |last| {
@@ -627,40 +645,35 @@ mod tests {
             })
             .expect("a live log");
         assert_eq!(seen_last, Some(1), "history up to the last append");
-        log.append(2, frame(2), &writers).expect("appended");
+        append(&log, &writers, [2]);
         assert_eq!(take(&log, key, 10).0, [1, 2]);
     }
 
     #[test]
     fn a_paused_subscriber_gets_nothing_until_released() {
-        let writers = Writers::new(None);
-        let log = log(16, 1 << 20, OverflowPolicy::Disconnect);
+        let (writers, log) = roomy();
         let key = log
             .subscribe("a", outlet(), |_| (Vec::new(), true))
             .expect("a live log");
-        log.append(1, frame(1), &writers).expect("appended");
+        append(&log, &writers, [1]);
         assert_eq!(take(&log, key, 10).0, Vec::<u64>::new());
-        log.append(2, frame(2), &writers).expect("appended");
+        append(&log, &writers, [2]);
         // Released skipping what its replay already delivered.
         log.release(key, true);
-        log.append(3, frame(3), &writers).expect("appended");
+        append(&log, &writers, [3]);
         assert_eq!(take(&log, key, 10).0, [3]);
     }
 
     #[test]
     fn the_log_keeps_only_what_someone_still_needs() {
-        let writers = Writers::new(None);
-        let log = log(16, 1 << 20, OverflowPolicy::Disconnect);
+        let (writers, log) = roomy();
         let fast = subscribe(&log, "fast");
         let slow = subscribe(&log, "slow");
-        for position in 1..=4 {
-            log.append(position, frame(position), &writers)
-                .expect("appended");
-        }
+        append(&log, &writers, 1..=4);
         assert_eq!(take(&log, fast, 10).0, [1, 2, 3, 4]);
         assert_eq!(log.lock().frames.len(), 4, "slow still needs them");
         assert_eq!(take(&log, slow, 10).0, [1, 2, 3, 4]);
-        log.append(5, frame(5), &writers).expect("appended");
+        append(&log, &writers, [5]);
         assert_eq!(log.lock().frames.len(), 1, "trimmed at the next append");
         assert_eq!(log.len(), 2);
         assert_eq!(log.unsubscribe(slow), 1);
@@ -668,32 +681,19 @@ mod tests {
 
     #[test]
     fn an_overflowed_subscriber_is_disconnected_by_default() {
-        let writers = Writers::new(None);
-        let log = log(3, 1 << 20, OverflowPolicy::Disconnect);
+        let (writers, log) = log(3, 1 << 20, OverflowPolicy::Disconnect);
         let key = subscribe(&log, "a");
-        for position in 1..=4 {
-            log.append(position, frame(position), &writers)
-                .expect("appended");
-        }
-        let task = Arc::new(Task::default());
-        let mut out = Vec::new();
-        assert_eq!(
-            log.take(key, &Waker::from(task), 10, &mut out),
-            Err(TakeError::Overflowed)
-        );
+        append(&log, &writers, 1..=4);
+        assert_eq!(try_take(&log, key, 10), Err(TakeError::Overflowed));
         // The log never held more than the bound for it.
         assert_eq!(log.lock().frames.len(), 3);
     }
 
     #[test]
     fn drop_oldest_keeps_the_newest_frames_and_counts_the_rest() {
-        let writers = Writers::new(None);
-        let log = log(3, 1 << 20, OverflowPolicy::DropOldest);
+        let (writers, log) = log(3, 1 << 20, OverflowPolicy::DropOldest);
         let key = subscribe(&log, "a");
-        for position in 1..=5 {
-            log.append(position, frame(position), &writers)
-                .expect("appended");
-        }
+        append(&log, &writers, 1..=5);
         let (taken, report) = take(&log, key, 10);
         assert_eq!(taken, [3, 4, 5]);
         assert_eq!(report.dropped, 2);
@@ -701,45 +701,27 @@ mod tests {
 
     #[test]
     fn drop_newest_keeps_what_the_full_subscriber_had() {
-        let writers = Writers::new(None);
-        let log = log(2, 1 << 20, OverflowPolicy::DropNewest);
+        let (writers, log) = log(2, 1 << 20, OverflowPolicy::DropNewest);
         let key = subscribe(&log, "a");
-        let mut skipped = 0;
-        for position in 1..=4 {
-            skipped += log
-                .append(position, frame(position), &writers)
-                .expect("appended")
-                .skipped;
-        }
-        assert_eq!(skipped, 2);
+        assert_eq!(append(&log, &writers, 1..=4), 2, "two skipped");
         assert_eq!(take(&log, key, 10).0, [1, 2]);
         // Taken: it is no longer full, and gets what comes next.
-        log.append(5, frame(5), &writers).expect("appended");
+        append(&log, &writers, [5]);
         assert_eq!(take(&log, key, 10).0, [5]);
     }
 
     #[test]
     fn the_byte_bound_overflows_too() {
-        let writers = Writers::new(None);
         let one = frame(1).len() as u64;
-        let log = log(100, 2 * one, OverflowPolicy::Disconnect);
+        let (writers, log) = log(100, 2 * one, OverflowPolicy::Disconnect);
         let key = subscribe(&log, "a");
-        for position in 1..=3 {
-            log.append(position, frame(position), &writers)
-                .expect("appended");
-        }
-        let task = Arc::new(Task::default());
-        let mut out = Vec::new();
-        assert_eq!(
-            log.take(key, &Waker::from(task), 10, &mut out),
-            Err(TakeError::Overflowed)
-        );
+        append(&log, &writers, 1..=3);
+        assert_eq!(try_take(&log, key, 10), Err(TakeError::Overflowed));
     }
 
     #[test]
     fn a_deleted_log_refuses_everything_and_hands_back_its_subscribers() {
-        let writers = Writers::new(None);
-        let log = log(16, 1 << 20, OverflowPolicy::Disconnect);
+        let (writers, log) = roomy();
         let key = subscribe(&log, "a");
         subscribe(&log, "b");
         assert!(!log.delete_if_unused());
@@ -748,11 +730,7 @@ mod tests {
         assert_eq!(clients, ["a", "b"]);
         assert!(log.is_deleted());
         assert_eq!(log.append(1, frame(1), &writers), Err(Deleted));
-        let task = Arc::new(Task::default());
-        assert_eq!(
-            log.take(key, &Waker::from(task), 10, &mut Vec::new()),
-            Err(TakeError::Deleted)
-        );
+        assert_eq!(try_take(&log, key, 10), Err(TakeError::Deleted));
         assert!(
             log.subscribe("c", outlet(), |_| (Vec::new(), false))
                 .is_err()
@@ -764,8 +742,7 @@ mod tests {
         use crate::broker::loan::SocketLoan;
         use crate::broker::transport::testing::Recorder;
 
-        let writers = Writers::new(None);
-        let log = log(16, 1 << 20, OverflowPolicy::Disconnect);
+        let (writers, log) = roomy();
         let loan = SocketLoan::for_client(&writers, 0);
         let key = log
             .subscribe("a", loan.outlet().clone(), |_| (Vec::new(), false))

@@ -485,25 +485,62 @@ mod tests {
         }
     }
 
-    /// A lent outlet, parked, its task's wake counter, and its transport.
-    fn parked() -> (Arc<Outlet>, Arc<Task>, Arc<Recorder>) {
+    /// An outlet lent its connection's transport, active.
+    fn lent() -> (Arc<Outlet>, Arc<Recorder>) {
         let outlet = Arc::new(Outlet::new(0, Clock::new()));
         let transport = Arc::new(Recorder::default());
         outlet.attach(transport.clone());
+        (outlet, transport)
+    }
+
+    /// A lent outlet, parked, its task's wake counter, and its transport.
+    fn parked() -> (Arc<Outlet>, Arc<Task>, Arc<Recorder>) {
+        let (outlet, transport) = lent();
         let task = Arc::new(Task::default());
         outlet.arm(&Waker::from(task.clone()));
         assert!(outlet.park());
         (outlet, task, transport)
     }
 
-    fn claim(outlet: &Outlet, position: u64, event: &'static str) -> Claim {
-        outlet.try_claim(position, LATER, &WRITER, |framing| {
+    /// A publish of `event` at `now_ms`, with `writer` to visit.
+    fn claim_with(
+        outlet: &Outlet,
+        position: u64,
+        now_ms: u64,
+        writer: &Stub,
+        event: &'static str,
+    ) -> Claim {
+        outlet.try_claim(position, now_ms, writer, |framing| {
             (framing.frame)(event.as_bytes())
         })
     }
 
-    fn pending(outlet: &Outlet) -> Vec<Bytes> {
-        outlet.take_pending().into_iter().collect()
+    /// A publish of `event` long after any write, with a writer that has
+    /// room.
+    fn claim(outlet: &Outlet, position: u64, event: &'static str) -> Claim {
+        claim_with(outlet, position, LATER, &WRITER, event)
+    }
+
+    /// Asserts the publish is claimed (whether it schedules a visit or not).
+    #[track_caller]
+    fn claimed(outlet: &Outlet, position: u64, event: &'static str) {
+        let claim = claim(outlet, position, event);
+        assert!(matches!(claim, Claim::Claimed { .. }), "{claim:?}");
+    }
+
+    /// A visit that must find nothing to write.
+    #[track_caller]
+    fn visit_writing_nothing(outlet: &Outlet) {
+        outlet.visit(LATER, |_, _| panic!("nothing is written"));
+    }
+
+    /// The frames left to the connection, as text.
+    fn pending(outlet: &Outlet) -> Vec<String> {
+        outlet
+            .take_pending()
+            .into_iter()
+            .map(|frame| String::from_utf8_lossy(&frame).into_owned())
+            .collect()
     }
 
     #[test]
@@ -521,10 +558,10 @@ mod tests {
         assert_eq!(whole, [b"a".to_vec(), b"b".to_vec()]);
         assert_eq!(task.wakes(), 0, "all written: the connection sleeps on");
         // The next claim (once the burst window passed) needs a new visit.
-        let claim = outlet.try_claim(3, LATER + BURST_MS, &WRITER, |framing| {
-            (framing.frame)(b"c")
-        });
-        assert_eq!(claim, Claim::Claimed { schedule: true });
+        assert_eq!(
+            claim_with(&outlet, 3, LATER + BURST_MS, &WRITER, "c"),
+            Claim::Claimed { schedule: true }
+        );
     }
 
     #[test]
@@ -541,22 +578,20 @@ mod tests {
     #[test]
     fn only_a_parked_outlet_is_claimed() {
         let outlet = Outlet::new(0, Clock::new());
-        let transport = Arc::new(Recorder::default());
         // Not lent, and active: the connection writes for itself.
         assert_eq!(claim(&outlet, 1, "a"), Claim::No);
-        outlet.attach(transport);
+        outlet.attach(Arc::new(Recorder::default()));
         assert_eq!(claim(&outlet, 1, "a"), Claim::No);
         let task = Arc::new(Task::default());
         outlet.arm(&Waker::from(task));
         assert_eq!(claim(&outlet, 1, "a"), Claim::No, "arming is not parked");
         assert!(outlet.park());
-        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        claimed(&outlet, 1, "a");
     }
 
     #[test]
     fn a_wake_while_arming_keeps_the_connection_active() {
-        let outlet = Arc::new(Outlet::new(0, Clock::new()));
-        outlet.attach(Arc::new(Recorder::default()));
+        let (outlet, _transport) = lent();
         let task = Arc::new(Task::default());
         outlet.arm(&Waker::from(task.clone()));
         // A source woke the connection during its poll...
@@ -571,7 +606,7 @@ mod tests {
     #[test]
     fn a_claim_while_arming_again_stops_the_park() {
         let (outlet, task, _transport) = parked();
-        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        claimed(&outlet, 1, "a");
         // Woken for something else before the writer came: it polls again,
         // finds the frame pending and must not sleep.
         Waker::from(outlet.clone()).wake_by_ref();
@@ -582,26 +617,26 @@ mod tests {
             !outlet.park(),
             "a claimed frame is never left behind a sleeper"
         );
-        assert_eq!(pending(&outlet), [Bytes::from_static(b"[a]")]);
+        assert_eq!(pending(&outlet), ["[a]"]);
         assert!(!outlet.busy());
     }
 
     #[test]
     fn a_visit_leaves_an_awake_connection_its_frames() {
         let (outlet, _task, transport) = parked();
-        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        claimed(&outlet, 1, "a");
         outlet.activate();
-        outlet.visit(LATER, |_, _| panic!("nothing is written"));
+        visit_writing_nothing(&outlet);
         assert_eq!(transport.text(), "");
-        assert_eq!(pending(&outlet), [Bytes::from_static(b"[a]")]);
+        assert_eq!(pending(&outlet), ["[a]"]);
     }
 
     #[test]
     fn a_short_write_leaves_the_rest_to_the_connection_and_wakes_it() {
         let (outlet, task, transport) = parked();
         *lock(&transport.room) = Some(4);
-        assert!(matches!(claim(&outlet, 1, "ab"), Claim::Claimed { .. }));
-        assert!(matches!(claim(&outlet, 2, "cd"), Claim::Claimed { .. }));
+        claimed(&outlet, 1, "ab");
+        claimed(&outlet, 2, "cd");
         let mut whole = 0;
         outlet.visit(LATER, |_, _| whole += 1);
         assert_eq!(transport.text(), "[ab]");
@@ -609,26 +644,26 @@ mod tests {
         assert_eq!(task.wakes(), 1);
         // Awake now: no more claims, and the connection writes the rest.
         assert_eq!(claim(&outlet, 3, "ef"), Claim::No);
-        assert_eq!(pending(&outlet), [Bytes::from_static(b"[cd]")]);
+        assert_eq!(pending(&outlet), ["[cd]"]);
     }
 
     #[test]
     fn a_full_socket_leaves_everything_to_the_connection() {
         let (outlet, task, transport) = parked();
         *lock(&transport.room) = Some(0);
-        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
-        outlet.visit(LATER, |_, _| panic!("nothing is written"));
+        claimed(&outlet, 1, "a");
+        visit_writing_nothing(&outlet);
         assert_eq!(task.wakes(), 1);
-        assert_eq!(pending(&outlet), [Bytes::from_static(b"[a]")]);
+        assert_eq!(pending(&outlet), ["[a]"]);
         assert_eq!(outlet.last_write(), None, "nothing written, no write time");
     }
 
     #[test]
     fn a_socket_written_within_the_burst_window_is_left_to_its_connection() {
         let (outlet, _task, _transport) = parked();
-        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        claimed(&outlet, 1, "a");
         outlet.visit(100, |_, _| {});
-        let at = |now_ms| outlet.try_claim(2, now_ms, &WRITER, |framing| (framing.frame)(b"b"));
+        let at = |now_ms| claim_with(&outlet, 2, now_ms, &WRITER, "b");
         assert_eq!(at(100 + BURST_MS - 1), Claim::No);
         assert!(matches!(at(100 + BURST_MS), Claim::Claimed { .. }));
     }
@@ -636,9 +671,7 @@ mod tests {
     #[test]
     fn a_writer_that_is_stopped_or_busy_gets_no_claims() {
         let (outlet, _task, _transport) = parked();
-        let claim_with = |position, writer: &Stub| {
-            outlet.try_claim(position, LATER, writer, |framing| (framing.frame)(b"x"))
-        };
+        let claim_by = |position, writer: &Stub| claim_with(&outlet, position, LATER, writer, "x");
         let stopped = Stub {
             running: false,
             room: true,
@@ -647,21 +680,18 @@ mod tests {
             running: true,
             room: false,
         };
-        assert_eq!(claim_with(1, &stopped), Claim::No);
-        assert_eq!(claim_with(1, &busy), Claim::No);
-        assert!(matches!(claim_with(1, &WRITER), Claim::Claimed { .. }));
+        assert_eq!(claim_by(1, &stopped), Claim::No);
+        assert_eq!(claim_by(1, &busy), Claim::No);
+        assert!(matches!(claim_by(1, &WRITER), Claim::Claimed { .. }));
         // Already waiting for a visit: a busy writer takes it along.
-        assert_eq!(claim_with(2, &busy), Claim::Claimed { schedule: false });
+        assert_eq!(claim_by(2, &busy), Claim::Claimed { schedule: false });
     }
 
     #[test]
     fn pending_frames_are_bounded() {
         let (outlet, _task, _transport) = parked();
         for position in 1..=MAX_PENDING_FRAMES as u64 {
-            assert!(matches!(
-                claim(&outlet, position, "x"),
-                Claim::Claimed { .. }
-            ));
+            claimed(&outlet, position, "x");
         }
         assert_eq!(claim(&outlet, 1_000, "x"), Claim::No);
         assert_eq!(pending(&outlet).len(), MAX_PENDING_FRAMES);
@@ -670,12 +700,12 @@ mod tests {
     #[test]
     fn a_detached_outlet_is_never_claimed_written_or_woken() {
         let (outlet, task, transport) = parked();
-        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        claimed(&outlet, 1, "a");
         outlet.detach();
         transport.returned.store(true, Ordering::SeqCst);
         assert_eq!(claim(&outlet, 2, "b"), Claim::No);
         assert!(!outlet.busy(), "what was pending went with the connection");
-        outlet.visit(LATER, |_, _| panic!("nothing is written"));
+        visit_writing_nothing(&outlet);
         outlet.abandon();
         Waker::from(outlet.clone()).wake_by_ref();
         assert_eq!(task.wakes(), 0);
@@ -684,7 +714,7 @@ mod tests {
     #[test]
     fn an_abandoned_outlet_wakes_its_connection_for_its_frames() {
         let (outlet, task, _transport) = parked();
-        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        claimed(&outlet, 1, "a");
         outlet.abandon();
         assert_eq!(task.wakes(), 1);
         assert_eq!(claim(&outlet, 2, "b"), Claim::No, "awake now");
@@ -704,7 +734,7 @@ mod tests {
         assert_eq!(outlet.last_write(), None);
         outlet.wrote();
         let first = outlet.last_write().expect("written");
-        assert!(matches!(claim(&outlet, 1, "a"), Claim::Claimed { .. }));
+        claimed(&outlet, 1, "a");
         outlet.visit(LATER, |_, _| {});
         assert!(outlet.last_write().expect("written") > first);
     }

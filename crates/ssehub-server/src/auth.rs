@@ -70,7 +70,7 @@ pub use jwks::{
     JWKS_ALGORITHMS, Jwks, JwksError, JwksOptions, JwksSource, JwksSourceError, KeySetRejection,
     cache_lifetime, refresh_loop,
 };
-pub use keys::{KeyConfig, KeyError};
+pub use keys::{KeyConfig, KeyError, PemError};
 pub use mint::{mint, token_claims};
 pub use presentation::check_csrf;
 pub use token::Rejection;

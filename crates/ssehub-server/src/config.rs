@@ -301,11 +301,22 @@ pub struct Config {
     )]
     pub trusted_proxies: Vec<TrustedProxy>,
 
-    /// Bytes the kernel may hold for one connection's socket, sent or
-    /// not, before the hub's writes wait (SO_SNDBUF; Linux doubles it):
-    /// bounds what a subscriber that never reads costs the host's memory.
-    /// 0: the kernel's own autotuning (up to net.ipv4.tcp_wmem's maximum).
-    #[arg(long, env = "SSEHUB_SEND_BUFFER", default_value = "256KiB", value_parser = parse_size)]
+    /// Bytes a connection may have waiting in the kernel, not yet sent,
+    /// before the hub's writes to it wait (TCP_NOTSENT_LOWAT): a
+    /// subscriber that stops reading stops being written to once this much
+    /// waits for it (its updates then wait in the hub's bounded buffer, and
+    /// --write-timeout ends it), so thousands of them cost neither memory
+    /// nor the others' latency. A reading subscriber never comes near it.
+    /// 0: no limit (the kernel's send buffer alone).
+    #[arg(long, env = "SSEHUB_UNSENT_LIMIT", default_value = "16KiB", value_parser = parse_size)]
+    pub unsent_limit: usize,
+
+    /// The kernel send buffer of every connection, sent and unsent bytes
+    /// together (SO_SNDBUF; Linux doubles it, within net.core.wmem_max).
+    /// 0: the kernel's autotuning (up to net.ipv4.tcp_wmem's maximum), which
+    /// keeps throughput on long links; --unsent-limit already bounds what a
+    /// subscriber that never reads can hold.
+    #[arg(long, env = "SSEHUB_SEND_BUFFER", default_value = "0", value_parser = parse_size)]
     pub send_buffer: usize,
 
     /// Concurrent subscriptions one token subject (`sub`) may hold; more

@@ -197,6 +197,20 @@ pub async fn check(config: &Config) -> Result<Settings, StartError> {
     Ok(settings)
 }
 
+/// Sets TCP_NOTSENT_LOWAT on `listener` (Linux): writes to a socket with
+/// `limit` bytes still unsent wait instead of queueing more.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn unsent_limit(listener: &tokio::net::TcpListener, limit: usize) -> std::io::Result<()> {
+    socket2::SockRef::from(listener).set_tcp_notsent_lowat(u32::try_from(limit).unwrap_or(u32::MAX))
+}
+
+/// Elsewhere the kernel has no such limit: the send buffer bounds alone.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn unsent_limit(_: &tokio::net::TcpListener, _: usize) -> std::io::Result<()> {
+    tracing::warn!("--unsent-limit needs Linux: ignored");
+    Ok(())
+}
+
 /// Binds the configured address and serves the hub in the background.
 ///
 /// # Errors
@@ -205,7 +219,11 @@ pub async fn check(config: &Config) -> Result<Settings, StartError> {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    // Accepted sockets inherit the listener's send buffer.
+    // Accepted sockets inherit the listener's send buffer and unsent
+    // limit.
+    if config.unsent_limit > 0 {
+        unsent_limit(&listener, config.unsent_limit)?;
+    }
     if config.send_buffer > 0 {
         rustix::net::sockopt::set_socket_send_buffer_size(&listener, config.send_buffer)
             .map_err(std::io::Error::from)?;

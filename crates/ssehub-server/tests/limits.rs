@@ -276,14 +276,12 @@ fn send_queue(local_port: u16, remote_port: u16) -> Option<u64> {
 }
 
 /// How many bytes of 1 MiB of updates the kernel holds for a subscriber
-/// that never reads, on a hub started with `--send-buffer send_buffer`.
-async fn held_for_a_stalled_subscriber(send_buffer: &str) -> u64 {
+/// that never reads, on a hub started with `flags`.
+async fn held_for_a_stalled_subscriber(flags: &[&str]) -> u64 {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let hub = hub(
-        "lean",
-        &["--send-buffer", send_buffer, "--write-timeout", "60s"],
-    )
-    .await;
+    let mut args = vec!["--write-timeout", "60s"];
+    args.extend_from_slice(flags);
+    let hub = hub("lean", &args).await;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     // The smallest receive window: what the kernel holds is the hub's.
     socket.set_recv_buffer_size(1).unwrap();
@@ -314,15 +312,24 @@ async fn held_for_a_stalled_subscriber(send_buffer: &str) -> u64 {
 }
 
 #[tokio::test]
-async fn the_send_buffer_bounds_what_a_subscriber_that_never_reads_costs() {
-    // Linux grants twice the size asked for; with 16 KiB, at most 32 KiB
-    // are ever queued. The kernel's autotuning takes far more of 1 MiB.
-    let bounded = held_for_a_stalled_subscriber("16KiB").await;
+async fn a_subscriber_that_never_reads_holds_little_in_the_kernel() {
+    let unlimited = ["--unsent-limit", "0", "--send-buffer", "0"];
+    // The default: at most 16 KiB unsent (plus what the peer's tiny window
+    // took) before the hub's writes to it wait.
+    let by_default = held_for_a_stalled_subscriber(&[]).await;
     assert!(
-        bounded <= 40 * 1024,
-        "{bounded} bytes queued with --send-buffer 16KiB"
+        by_default <= 40 * 1024,
+        "{by_default} bytes queued by default"
     );
-    let autotuned = held_for_a_stalled_subscriber("0").await;
+    // The send buffer alone bounds it too: Linux grants twice the size.
+    let buffer =
+        held_for_a_stalled_subscriber(&["--unsent-limit", "0", "--send-buffer", "16KiB"]).await;
+    assert!(
+        buffer <= 40 * 1024,
+        "{buffer} bytes queued with --send-buffer 16KiB"
+    );
+    // Neither: the kernel's autotuning takes far more of 1 MiB.
+    let autotuned = held_for_a_stalled_subscriber(&unlimited).await;
     assert!(
         autotuned > 128 * 1024,
         "{autotuned} bytes queued with the kernel's autotuning"

@@ -4,45 +4,25 @@
 //! keep-alive connections; every update reaches every subscriber once, no
 //! publish fails, and no connection is opened twice.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use common::{Server, loadgen, record};
 use ssehub_bench::record::Record;
 
 const KEY: &str = "a-bench-key-of-at-least-32-bytes!!";
 
-/// The child process, killed when the test ends however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn loadgen(args: &[&str]) -> Record {
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .args(["--size", "100", "--duration", "2", "--idle-wait", "0.5"])
-        // It stops by itself whatever happens.
-        .args(["--time-limit", "60"])
-        .env("BENCH_JWT_KEY", KEY)
-        .output()
-        .expect("loadgen runs");
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "loadgen failed:\n{log}");
+/// The load generator's record of a brief run with `args`.
+fn run(args: &[&str]) -> Record {
+    let (rec, log) = record(
+        loadgen()
+            .args(args)
+            .args(["--size", "100", "--duration", "2", "--idle-wait", "0.5"])
+            // It stops by itself whatever happens.
+            .args(["--time-limit", "60"])
+            .env("BENCH_JWT_KEY", KEY),
+    );
     eprintln!("{log}");
-    let line = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(line.trim()).expect("a record on stdout")
+    rec
 }
 
 fn check(rec: &Record, clients: usize, in_flight: usize) {
@@ -67,22 +47,13 @@ fn check(rec: &Record, clients: usize, in_flight: usize) {
 
 #[test]
 fn the_hub_takes_publishes_with_a_minted_token() {
-    let (port, control) = (free_port(), free_port());
-    let addr = format!("127.0.0.1:{port}");
-    let control_addr = format!("127.0.0.1:{control}");
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_server-hub"))
-            .args(["--addr", &addr, "--control-addr", &control_addr])
-            .args(["--jwt-key", KEY])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("server-hub starts"),
-    );
-    let rec = loadgen(&[
+    let server = Server::start(env!("CARGO_BIN_EXE_server-hub"), true, &["--jwt-key", KEY]);
+    let addr = &server.addr;
+    let rec = run(&[
         "--target",
-        &addr,
+        addr,
         "--control",
-        &control_addr,
+        server.control(),
         "--path",
         "/.well-known/mercure?match=",
         "--label",
@@ -95,7 +66,7 @@ fn the_hub_takes_publishes_with_a_minted_token() {
         "--mode",
         "max",
         "--publish-http",
-        &addr,
+        addr,
         "--publish-style",
         "mercure",
         "--in-flight",
@@ -106,18 +77,11 @@ fn the_hub_takes_publishes_with_a_minted_token() {
 
 #[test]
 fn the_floor_takes_publishes_on_keep_alive_connections() {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_server-floor"))
-            .args(["--addr", &addr])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("server-floor starts"),
-    );
-    let rec = loadgen(&[
+    let server = Server::start(env!("CARGO_BIN_EXE_server-floor"), false, &[]);
+    let addr = &server.addr;
+    let rec = run(&[
         "--target",
-        &addr,
+        addr,
         "--label",
         "floor",
         "--scenario",
@@ -129,7 +93,7 @@ fn the_floor_takes_publishes_on_keep_alive_connections() {
         "--rate",
         "200",
         "--publish-http",
-        &addr,
+        addr,
         "--in-flight",
         "4",
     ]);

@@ -13,63 +13,32 @@
 //! two-core machine, yet a descriptor leaked per connection adds hundreds
 //! over the run (the unit tests of `soak` show the margins).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::Instant;
 
-use ssehub_bench::record::Record;
+use common::{Server, loadgen, record};
 
 const CLIENTS: usize = 200;
 const DURATION_S: u64 = 100;
 const CHURN: usize = 16;
 
-/// The child process, killed when the test ends however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn two_minutes_of_churn_publishes_and_resumes_leave_the_hub_flat() {
-    let (port, control) = (free_port(), free_port());
-    let addr = format!("127.0.0.1:{port}");
-    let control_addr = format!("127.0.0.1:{control}");
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_server-hub"))
-            .args(["--addr", &addr, "--control-addr", &control_addr])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("server-hub starts"),
-    );
+    let server = Server::start(env!("CARGO_BIN_EXE_server-hub"), true, &[]);
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--target", &addr, "--control", &control_addr])
-        .args(["--path", "/.well-known/mercure?match="])
-        .args(["--label", "hub", "--scenario", "soak-ci", "--mode", "soak"])
-        .args(["--clients", &CLIENTS.to_string(), "--rate", "10"])
-        .args(["--duration", &DURATION_S.to_string()])
-        .args(["--churn-concurrency", &CHURN.to_string()])
-        .args(["--sample-every", "1", "--warmup", "20", "--idle-wait", "1"])
-        // It stops by itself whatever happens.
-        .args(["--time-limit", "240"])
-        .output()
-        .expect("loadgen runs");
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "loadgen failed:\n{log}");
-    let line = String::from_utf8_lossy(&output.stdout);
-    let rec: Record = serde_json::from_str(line.trim()).expect("a record on stdout");
+    let (rec, log) = record(
+        loadgen()
+            .args(["--target", &server.addr, "--control", server.control()])
+            .args(["--path", "/.well-known/mercure?match="])
+            .args(["--label", "hub", "--scenario", "soak-ci", "--mode", "soak"])
+            .args(["--clients", &CLIENTS.to_string(), "--rate", "10"])
+            .args(["--duration", &DURATION_S.to_string()])
+            .args(["--churn-concurrency", &CHURN.to_string()])
+            .args(["--sample-every", "1", "--warmup", "20", "--idle-wait", "1"])
+            // It stops by itself whatever happens.
+            .args(["--time-limit", "240"]),
+    );
     eprintln!("{log}\n(in {:?})", started.elapsed());
 
     assert_eq!(rec.connected, CLIENTS, "{log}");

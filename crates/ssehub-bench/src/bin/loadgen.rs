@@ -220,6 +220,11 @@ impl ClientStat {
         Some(overtaken)
     }
 
+    /// Connected and not ended since: still receiving.
+    fn live(&self) -> bool {
+        self.connected.get() && !self.ended.get()
+    }
+
     fn reset(&self) {
         self.next.set(0);
         self.unique.set(0);
@@ -239,6 +244,21 @@ struct Shared {
     last_ns: Cell<u64>,
     /// HTTP publishing: each update's worst "overtaken by".
     overtakes: RefCell<Overtakes>,
+}
+
+impl Shared {
+    /// Zeroes the subscribers' counts and the latency histograms before a
+    /// schedule, so that a second schedule on the same subscribers (slow
+    /// peers) counts only its own updates.
+    fn reset(&self, clients: &[Rc<ClientStat>]) {
+        for s in clients {
+            s.reset();
+        }
+        self.hist.borrow_mut().reset();
+        for h in &self.node_hist {
+            h.borrow_mut().reset();
+        }
+    }
 }
 
 impl Opts {
@@ -687,6 +707,67 @@ async fn run(opts: Rc<Opts>) -> Result<Record, String> {
     Ok(rec)
 }
 
+/// Fills the delivery figures of one schedule, whoever published:
+/// disconnections, deliveries, lost, duplicated, out-of-order and unparsed
+/// events, run time, deliveries/s, CPU, the per-node figures and the latency
+/// quantiles. `due(i)` is how many updates subscriber `i` should have
+/// received (lost and expected count only the subscribers still connected);
+/// the run lasts from `started_ns` (mono) to the last delivery; `cpu` holds
+/// the servers sampled before and after it.
+fn fill_deliveries(
+    rec: &mut Record,
+    opts: &Opts,
+    shared: &Shared,
+    clients: &[Rc<ClientStat>],
+    due: impl Fn(usize) -> u64,
+    started_ns: u64,
+    (cpu0, cpu1): (&[ProcSample], &[ProcSample]),
+) {
+    rec.disconnected = clients
+        .iter()
+        .filter(|s| s.connected.get() && s.ended.get())
+        .count() as u64;
+    rec.deliveries = clients.iter().map(|s| s.unique.get()).sum();
+    rec.expected = clients
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.live())
+        .map(|(i, _)| due(i))
+        .sum();
+    rec.lost = clients
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.live())
+        .map(|(i, s)| due(i).saturating_sub(s.unique.get()))
+        .sum();
+    rec.duplicated = clients.iter().map(|s| s.dup.get()).sum();
+    rec.out_of_order = clients.iter().map(|s| s.ooo.get()).sum();
+    rec.unparsed = clients.iter().map(|s| s.unparsed.get()).sum();
+    rec.run_s = shared.last_ns.get().saturating_sub(started_ns) as f64 / 1e9;
+    rec.deliveries_per_s = rec.deliveries as f64 / rec.run_s.max(1e-9);
+    rec.cpu_s = (cpu_ns(cpu1) - cpu_ns(cpu0)) as f64 / 1e9;
+    rec.cpu_us_per_delivery = rec.cpu_s * 1e6 / rec.deliveries.max(1) as f64;
+    for (k, n) in rec.node_stats.iter_mut().enumerate() {
+        n.cpu_s = (cpu1[k].cpu_ns - cpu0[k].cpu_ns) as f64 / 1e9;
+        n.deliveries = clients
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| opts.node_of(i) == k)
+            .map(|(_, s)| s.unique.get())
+            .sum();
+        let h = shared.node_hist[k].borrow();
+        n.lat_p50_ms = ms(&h, 0.5);
+        n.lat_p99_ms = ms(&h, 0.99);
+        n.lat_max_ms = h.max() as f64 / 1000.0;
+    }
+    let h = shared.hist.borrow();
+    rec.lat_p50_ms = ms(&h, 0.5);
+    rec.lat_p90_ms = ms(&h, 0.9);
+    rec.lat_p99_ms = ms(&h, 0.99);
+    rec.lat_p999_ms = ms(&h, 0.999);
+    rec.lat_max_ms = h.max() as f64 / 1000.0;
+}
+
 async fn schedule(
     opts: &Rc<Opts>,
     rec: &mut Record,
@@ -694,13 +775,7 @@ async fn schedule(
     shared: &Rc<Shared>,
     clients: &[Rc<ClientStat>],
 ) -> Result<(), String> {
-    for s in clients {
-        s.reset();
-    }
-    shared.hist.borrow_mut().reset();
-    for h in &shared.node_hist {
-        h.borrow_mut().reset();
-    }
+    shared.reset(clients);
     let mut redis = match opts.redis {
         Some(addr) => Some(
             RedisInfo::connect(addr)
@@ -742,7 +817,7 @@ async fn schedule(
                 sleep_s(0.005).await;
                 let min = clients
                     .iter()
-                    .filter(|s| s.connected.get() && !s.ended.get())
+                    .filter(|s| s.live())
                     .map(|s| s.next.get())
                     .min()
                     .unwrap_or(0);
@@ -767,10 +842,7 @@ async fn schedule(
     let published = stats["published"].as_u64().unwrap_or(0);
     // Let the last events arrive (the server already waited 1.5 s).
     let drain_deadline = mono_ns() + 10_000_000_000;
-    while clients
-        .iter()
-        .any(|s| s.connected.get() && !s.ended.get() && s.next.get() < published)
-        && mono_ns() < drain_deadline
+    while clients.iter().any(|s| s.live() && s.next.get() < published) && mono_ns() < drain_deadline
     {
         sleep_s(0.05).await;
     }
@@ -785,41 +857,9 @@ async fn schedule(
         } else {
             1
         };
-    let live: Vec<&Rc<ClientStat>> = clients
-        .iter()
-        .filter(|s| s.connected.get() && !s.ended.get())
-        .collect();
-    rec.disconnected = clients
-        .iter()
-        .filter(|s| s.connected.get() && s.ended.get())
-        .count() as u64;
-    rec.deliveries = clients.iter().map(|s| s.unique.get()).sum();
-    rec.expected = published * live.len() as u64;
-    rec.lost = live
-        .iter()
-        .map(|s| published.saturating_sub(s.unique.get()))
-        .sum();
-    rec.duplicated = clients.iter().map(|s| s.dup.get()).sum();
-    rec.out_of_order = clients.iter().map(|s| s.ooo.get()).sum();
-    rec.unparsed = clients.iter().map(|s| s.unparsed.get()).sum();
-    let started = stats["started_ns"].as_u64().unwrap_or(0);
-    rec.run_s = shared.last_ns.get().saturating_sub(started) as f64 / 1e9;
-    rec.deliveries_per_s = rec.deliveries as f64 / rec.run_s.max(1e-9);
-    rec.cpu_s = (cpu_ns(&cpu1) - cpu_ns(&cpu0)) as f64 / 1e9;
-    rec.cpu_us_per_delivery = rec.cpu_s * 1e6 / rec.deliveries.max(1) as f64;
-    for (k, n) in rec.node_stats.iter_mut().enumerate() {
-        n.cpu_s = (cpu1[k].cpu_ns - cpu0[k].cpu_ns) as f64 / 1e9;
-        n.deliveries = clients
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| opts.node_of(i) == k)
-            .map(|(_, s)| s.unique.get())
-            .sum();
-        let h = shared.node_hist[k].borrow();
-        n.lat_p50_ms = ms(&h, 0.5);
-        n.lat_p99_ms = ms(&h, 0.99);
-        n.lat_max_ms = h.max() as f64 / 1000.0;
-    }
+    let started_ns = stats["started_ns"].as_u64().unwrap_or(0);
+    let cpu = (&cpu0[..], &cpu1[..]);
+    fill_deliveries(rec, opts, shared, clients, |_| published, started_ns, cpu);
     if shared.node_hist.len() > 1 {
         let same = shared.node_hist[0].borrow();
         let mut other = histogram();
@@ -840,12 +880,6 @@ async fn schedule(
         rec.redis_reads_per_publish = d.reads as f64 / per;
         rec.redis = Some(d);
     }
-    let h = shared.hist.borrow();
-    rec.lat_p50_ms = ms(&h, 0.5);
-    rec.lat_p90_ms = ms(&h, 0.9);
-    rec.lat_p99_ms = ms(&h, 0.99);
-    rec.lat_p999_ms = ms(&h, 0.999);
-    rec.lat_max_ms = h.max() as f64 / 1000.0;
     let sl = &stats["server_latency"];
     rec.server_lat_p50_ms = f(sl, "p50_ms");
     rec.server_lat_p99_ms = f(sl, "p99_ms");
@@ -953,13 +987,7 @@ async fn http_publish(
     shared: &Rc<Shared>,
     clients: &[Rc<ClientStat>],
 ) -> Result<(), String> {
-    for s in clients {
-        s.reset();
-    }
-    shared.hist.borrow_mut().reset();
-    for h in &shared.node_hist {
-        h.borrow_mut().reset();
-    }
+    shared.reset(clients);
     shared.overtakes.borrow_mut().clear();
     let stride = opts.stride();
     let topics: Rc<Vec<String>> = Rc::new(if stride > 1 {
@@ -1000,7 +1028,7 @@ async fn http_publish(
             while !stop.get() {
                 let min = clients
                     .iter()
-                    .filter(|s| s.connected.get() && !s.ended.get())
+                    .filter(|s| s.live())
                     .map(|s| s.max_plus1.get())
                     .min()
                     .unwrap_or(0);
@@ -1029,13 +1057,12 @@ async fn http_publish(
     stop.set(true);
     let sent = st.next.get();
     // Let the last updates arrive.
-    let live = |s: &ClientStat| s.connected.get() && !s.ended.get();
     let due = |i: usize| fairness::per_topic(sent, stride, opts.topic_slot(i));
     let drain_deadline = mono_ns() + 10_000_000_000;
     while clients
         .iter()
         .enumerate()
-        .any(|(i, s)| live(s) && s.next.get() < due(i))
+        .any(|(i, s)| s.live() && s.next.get() < due(i))
         && mono_ns() < drain_deadline
     {
         sleep_s(0.02).await;
@@ -1071,50 +1098,9 @@ async fn http_publish(
         rec.ack_max_ms = a.max() as f64 / 1000.0;
     }
     rec.slip_max_ms = st.slip_max_ns.get() as f64 / 1e6;
-    rec.disconnected = clients
-        .iter()
-        .filter(|s| s.connected.get() && s.ended.get())
-        .count() as u64;
-    rec.deliveries = clients.iter().map(|s| s.unique.get()).sum();
-    rec.expected = clients
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| live(s))
-        .map(|(i, _)| due(i))
-        .sum();
-    rec.lost = clients
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| live(s))
-        .map(|(i, s)| due(i).saturating_sub(s.unique.get()))
-        .sum();
-    rec.duplicated = clients.iter().map(|s| s.dup.get()).sum();
-    rec.out_of_order = clients.iter().map(|s| s.ooo.get()).sum();
-    rec.unparsed = clients.iter().map(|s| s.unparsed.get()).sum();
-    rec.run_s = shared.last_ns.get().saturating_sub(start) as f64 / 1e9;
-    rec.deliveries_per_s = rec.deliveries as f64 / rec.run_s.max(1e-9);
-    rec.cpu_s = (cpu_ns(&cpu1) - cpu_ns(&cpu0)) as f64 / 1e9;
-    rec.cpu_us_per_delivery = rec.cpu_s * 1e6 / rec.deliveries.max(1) as f64;
+    let cpu = (&cpu0[..], &cpu1[..]);
+    fill_deliveries(rec, opts, shared, clients, due, start, cpu);
     rec.cpu_us_per_publish = rec.cpu_s * 1e6 / acked.max(1) as f64;
-    for (k, n) in rec.node_stats.iter_mut().enumerate() {
-        n.cpu_s = (cpu1[k].cpu_ns - cpu0[k].cpu_ns) as f64 / 1e9;
-        n.deliveries = clients
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| opts.node_of(i) == k)
-            .map(|(_, s)| s.unique.get())
-            .sum();
-        let h = shared.node_hist[k].borrow();
-        n.lat_p50_ms = ms(&h, 0.5);
-        n.lat_p99_ms = ms(&h, 0.99);
-        n.lat_max_ms = h.max() as f64 / 1000.0;
-    }
-    let h = shared.hist.borrow();
-    rec.lat_p50_ms = ms(&h, 0.5);
-    rec.lat_p90_ms = ms(&h, 0.9);
-    rec.lat_p99_ms = ms(&h, 0.99);
-    rec.lat_p999_ms = ms(&h, 0.999);
-    rec.lat_max_ms = h.max() as f64 / 1000.0;
     (rec.overtaken_max, rec.overtaken_p99) = shared.overtakes.borrow().summary(sent);
     Ok(())
 }

@@ -49,11 +49,24 @@ const SERVERS: [&str; 4] = ["ssehub", "ssehub-lean", "baseline", "floor"];
 
 type Key = (String, usize, usize);
 
-fn load(path: &str) -> BTreeMap<Key, BTreeMap<String, Record>> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+/// The text of the results file at `path`; a file that cannot be read ends
+/// the report.
+fn read_or_exit(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| {
         eprintln!("cannot read {path}: {e}");
         std::process::exit(1);
-    });
+    })
+}
+
+/// The records of a results file's text, one JSON line each; lines that do
+/// not parse are skipped.
+fn records(text: &str) -> impl Iterator<Item = Record> + '_ {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+}
+
+fn load(path: &str) -> BTreeMap<Key, BTreeMap<String, Record>> {
+    let text = read_or_exit(path);
     let mut groups: BTreeMap<Key, BTreeMap<String, Record>> = BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match serde_json::from_str::<Record>(line) {
@@ -73,19 +86,49 @@ struct Metric {
     digits: usize,
 }
 
+/// A table row: its name, its figure in a record, the figure's decimals.
+const fn metric(name: &'static str, get: fn(&Record) -> f64, digits: usize) -> Metric {
+    Metric { name, get, digits }
+}
+
+// Rows several tables share.
+
+/// Every update once and in order: what went wrong.
+const LOST_DUP_REORDERED: Metric = metric(
+    "lost + duplicated + reordered",
+    |r| (r.lost + r.duplicated + r.out_of_order) as f64,
+    0,
+);
+
+/// Memory per idle subscriber.
+const IDLE_PER_CONN: Metric = metric(
+    "idle memory, bytes/connection",
+    |r| r.idle_bytes_per_conn,
+    0,
+);
+
+/// Server CPU per delivery.
+const CPU_PER_DELIVERY: Metric =
+    metric("server CPU per delivery, us", |r| r.cpu_us_per_delivery, 3);
+
+/// Deliveries per second.
+const DELIVERIES_PER_S: Metric = metric("deliveries/s", |r| r.deliveries_per_s, 0);
+
+/// How late the schedule ran at worst.
+const SLIP_MAX: Metric = metric("schedule slip max, ms", |r| r.slip_max_ms, 2);
+
+/// How long the subscribers took to connect.
+const CONNECT_TIME: Metric = metric("connect time, s", |r| r.connect_s, 1);
+
 /// The hub's own `ssehub_publish_to_write_seconds` reading (the upper bound
 /// of the bucket holding quantile `key`), from its stats' `extra`.
 fn hub_p2w(r: &Record, key: &str) -> f64 {
-    r.server_extra
-        .get("publish_to_write")
-        .and_then(|h| h.get(key))
-        .and_then(serde_json::Value::as_f64)
-        .unwrap_or(f64::NAN)
+    extra2(r, "publish_to_write", key)
 }
 
 /// The rows of `scenario`; `hub_rows` adds the hub's own histogram.
 fn metrics(scenario: &str, hub_rows: bool) -> Vec<Metric> {
-    let m = |name, get, digits| Metric { name, get, digits };
+    let m = metric;
     let mut rows = metrics_common(scenario);
     if hub_rows && matches!(scenario, "broadcast" | "isolation" | "isolation-overflow") {
         let at = rows.len().min(4);
@@ -136,9 +179,9 @@ fn with_nodes(r: &Record, v: f64) -> f64 {
 }
 
 fn scaleout_metrics() -> Vec<Metric> {
-    let m = |name, get, digits| Metric { name, get, digits };
+    let m = metric;
     vec![
-        m("deliveries/s", |r| r.deliveries_per_s, 0),
+        DELIVERIES_PER_S,
         m("end-to-end p50, ms (all subscribers)", |r| r.lat_p50_ms, 2),
         m("end-to-end p99, ms (all subscribers)", |r| r.lat_p99_ms, 2),
         m(
@@ -171,12 +214,8 @@ fn scaleout_metrics() -> Vec<Metric> {
             |r| extra2(r, "append_ms", "p99"),
             3,
         ),
-        m("schedule slip max, ms", |r| r.slip_max_ms, 2),
-        m(
-            "lost + duplicated + reordered",
-            |r| (r.lost + r.duplicated + r.out_of_order) as f64,
-            0,
-        ),
+        SLIP_MAX,
+        LOST_DUP_REORDERED,
         m(
             "hub CPU per delivery, us (all nodes)",
             |r| r.cpu_us_per_delivery,
@@ -227,7 +266,7 @@ fn scaleout_metrics() -> Vec<Metric> {
 }
 
 fn metrics_common(scenario: &str) -> Vec<Metric> {
-    let m = |name, get, digits| Metric { name, get, digits };
+    let m = metric;
     match scenario {
         "scaleout-idle" => vec![
             m(
@@ -245,17 +284,10 @@ fn metrics_common(scenario: &str) -> Vec<Metric> {
                 |r| r.rss_idle_kib as f64,
                 0,
             ),
-            m("connect time, s", |r| r.connect_s, 1),
+            CONNECT_TIME,
         ],
         s if s == "scaleout" || s.starts_with("scaleout-rate") => scaleout_metrics(),
-        "idle" => vec![
-            m(
-                "idle memory, bytes/connection",
-                |r| r.idle_bytes_per_conn,
-                0,
-            ),
-            m("connect time, s", |r| r.connect_s, 1),
-        ],
+        "idle" => vec![IDLE_PER_CONN, CONNECT_TIME],
         "broadcast" | "isolation" | "isolation-overflow" => vec![
             m("end-to-end p50, ms", |r| r.lat_p50_ms, 2),
             m("end-to-end p99, ms", |r| r.lat_p99_ms, 2),
@@ -272,7 +304,7 @@ fn metrics_common(scenario: &str) -> Vec<Metric> {
                 },
                 2,
             ),
-            m("schedule slip max, ms", |r| r.slip_max_ms, 2),
+            SLIP_MAX,
             m(
                 "broker: slow-client disconnects + dropped",
                 |r| {
@@ -284,17 +316,9 @@ fn metrics_common(scenario: &str) -> Vec<Metric> {
                 },
                 0,
             ),
-            m(
-                "lost + duplicated + reordered",
-                |r| (r.lost + r.duplicated + r.out_of_order) as f64,
-                0,
-            ),
-            m("server CPU per delivery, us", |r| r.cpu_us_per_delivery, 3),
-            m(
-                "idle memory, bytes/connection",
-                |r| r.idle_bytes_per_conn,
-                0,
-            ),
+            LOST_DUP_REORDERED,
+            CPU_PER_DELIVERY,
+            IDLE_PER_CONN,
         ],
         "churn" => vec![
             m("connect+disconnect cycles/s", |r| r.churn_per_s, 0),
@@ -310,15 +334,11 @@ fn metrics_common(scenario: &str) -> Vec<Metric> {
             ),
         ],
         _ => vec![
-            m("deliveries/s", |r| r.deliveries_per_s, 0),
-            m("server CPU per delivery, us", |r| r.cpu_us_per_delivery, 3),
+            DELIVERIES_PER_S,
+            CPU_PER_DELIVERY,
             m("end-to-end p50, ms", |r| r.lat_p50_ms, 2),
             m("end-to-end p99, ms", |r| r.lat_p99_ms, 2),
-            m(
-                "lost + duplicated + reordered",
-                |r| (r.lost + r.duplicated + r.out_of_order) as f64,
-                0,
-            ),
+            LOST_DUP_REORDERED,
             m("disconnected", |r| r.disconnected as f64, 0),
         ],
     }
@@ -337,18 +357,107 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+/// The order of the tables; other scenarios follow ([`table_order`], and
+/// by name in `--current`).
+const ORDER: [&str; 9] = [
+    "idle",
+    "broadcast",
+    "saturation",
+    "targeted",
+    "churn",
+    "isolation",
+    "isolation-overflow",
+    "scaleout-idle",
+    "scaleout",
+];
+
+/// Where a scenario's rows go: by their scenario's place in `order` (those
+/// not in it last), then client count and stalled clients.
+fn table_order(order: &[&str], key: &Key) -> (usize, usize, usize) {
+    let rank = order.iter().position(|o| *o == key.0).unwrap_or(99);
+    (rank, key.1, key.2)
+}
+
+/// A row's first cell: the client count, and the stalled clients if any.
+fn clients_label(clients: usize, stalled: usize) -> String {
+    if stalled > 0 {
+        format!("{clients} + {stalled} stalled")
+    } else {
+        clients.to_string()
+    }
+}
+
+/// A table's head and rule (no line break after): clients, metric, a
+/// column per server and, with `ratios`, the first server's figure over
+/// each other's.
+fn table_head<S: AsRef<str>>(servers: &[S], ratios: bool) -> String {
+    let mut head = String::from("| clients | metric |");
+    let mut rule = String::from("|---|---|");
+    for s in servers {
+        let _ = write!(head, " {} |", s.as_ref());
+        rule += "---:|";
+    }
+    if ratios {
+        let first = servers[0].as_ref();
+        for s in &servers[1..] {
+            let _ = write!(head, " {first} / {} |", s.as_ref());
+            rule += "---:|";
+        }
+    }
+    head + "\n" + &rule
+}
+
+/// A table row (no line break after) for [`table_head`]'s columns: `label`,
+/// the metric, its figure in each server's record (`record(server)`) and,
+/// with `ratios`, the first server's over each other's.
+fn table_row<'r, S: AsRef<str>>(
+    label: &str,
+    m: &Metric,
+    servers: &[S],
+    ratios: bool,
+    record: impl Fn(&str) -> Option<&'r Record>,
+) -> String {
+    let v = |s: &S| record(s.as_ref()).map(|r| (m.get)(r));
+    let mut row = format!("| {label} | {} |", m.name);
+    for s in servers {
+        let _ = write!(row, " {} |", cell(v(s), m.digits));
+    }
+    if ratios {
+        for s in &servers[1..] {
+            let _ = write!(row, " {} |", ratio(v(&servers[0]), v(s)));
+        }
+    }
+    row
+}
+
+/// The 1-minute load averages `records` recorded at their start.
+fn loads_before<'r>(records: impl IntoIterator<Item = &'r Record>) -> Vec<f64> {
+    records
+        .into_iter()
+        .filter_map(|r| r.load_before.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// `min to max` of `loads`.
+fn load_range(loads: &[f64]) -> String {
+    let min = loads.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = loads.iter().copied().fold(0.0, f64::max);
+    format!("{min:.2} to {max:.2}")
+}
+
+/// The line under the tables: the load average at the start of `records`.
+fn load_note<'r>(records: impl IntoIterator<Item = &'r Record>) -> String {
+    format!(
+        "\nLoad average (1 min) at the start of the runs: {}.\n",
+        load_range(&loads_before(records))
+    )
+}
+
 fn tables(groups: &BTreeMap<Key, BTreeMap<String, Record>>) -> String {
     let mut out = String::new();
-    let order = [
-        "idle",
-        "broadcast",
-        "saturation",
-        "targeted",
-        "churn",
-        "isolation",
-    ];
     let mut keys: Vec<&Key> = groups.keys().collect();
-    keys.sort_by_key(|k| (order.iter().position(|o| *o == k.0).unwrap_or(99), k.1, k.2));
+    // The single-process scenarios, as before there were others.
+    keys.sort_by_key(|k| table_order(&ORDER[..6], k));
     let mut current = String::new();
     for key in keys {
         let (scenario, clients, stalled) = key;
@@ -362,11 +471,7 @@ fn tables(groups: &BTreeMap<Key, BTreeMap<String, Record>>) -> String {
             );
             let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         }
-        let label = if *stalled > 0 {
-            format!("{clients} + {stalled} stalled")
-        } else {
-            clients.to_string()
-        };
+        let label = clients_label(*clients, *stalled);
         for m in metrics(scenario, false) {
             let v = |s: &str| recs.get(s).map(|r| (m.get)(r));
             let _ = writeln!(
@@ -384,42 +489,19 @@ fn tables(groups: &BTreeMap<Key, BTreeMap<String, Record>>) -> String {
             );
         }
     }
-    let loads: Vec<f64> = groups
-        .values()
-        .flat_map(|g| g.values())
-        .filter_map(|r| r.load_before.split(' ').next()?.parse().ok())
-        .collect();
-    let min = loads.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = loads.iter().copied().fold(0.0, f64::max);
-    let _ = writeln!(
-        out,
-        "\nLoad average (1 min) at the start of the runs: {min:.2} to {max:.2}."
-    );
-    out
+    out + &load_note(groups.values().flat_map(|g| g.values()))
 }
 
 /// The tables for `servers`: a column each, then the first one's figure
 /// over each other's.
 fn tables_for(groups: &BTreeMap<Key, BTreeMap<String, Record>>, servers: &[&str]) -> String {
     let mut out = String::new();
-    let order = [
-        "idle",
-        "broadcast",
-        "saturation",
-        "targeted",
-        "churn",
-        "isolation",
-        "scaleout-idle",
-        "scaleout",
-    ];
     let mut keys: Vec<&Key> = groups
         .iter()
         .filter(|(_, recs)| servers.iter().any(|s| recs.contains_key(*s)))
         .map(|(k, _)| k)
         .collect();
-    keys.sort_by_key(|k| (order.iter().position(|o| *o == k.0).unwrap_or(99), k.1, k.2));
-    let first = servers[0];
-    let others = &servers[1..];
+    keys.sort_by_key(|k| table_order(&ORDER, k));
     let mut current = String::new();
     for key in keys {
         let (scenario, clients, stalled) = key;
@@ -427,61 +509,42 @@ fn tables_for(groups: &BTreeMap<Key, BTreeMap<String, Record>>, servers: &[&str]
         if *scenario != current {
             current.clone_from(scenario);
             let _ = writeln!(out, "\n### {scenario}\n");
-            let mut head = String::from("| clients | metric |");
-            let mut rule = String::from("|---|---|");
-            for s in servers {
-                let _ = write!(head, " {s} |");
-                rule += "---:|";
-            }
-            for s in others {
-                let _ = write!(head, " {first} / {s} |");
-                rule += "---:|";
-            }
-            let _ = writeln!(out, "{head}\n{rule}");
+            let _ = writeln!(out, "{}", table_head(servers, true));
         }
-        let label = if *stalled > 0 {
-            format!("{clients} + {stalled} stalled")
-        } else {
-            clients.to_string()
-        };
+        let label = clients_label(*clients, *stalled);
         for m in metrics(scenario, servers.contains(&"hub")) {
-            let v = |s: &str| recs.get(s).map(|r| (m.get)(r));
-            let mut row = format!("| {label} | {} |", m.name);
-            for s in servers {
-                let _ = write!(row, " {} |", cell(v(s), m.digits));
-            }
-            for s in others {
-                let _ = write!(row, " {} |", ratio(v(first), v(s)));
-            }
+            let row = table_row(&label, &m, servers, true, |s| recs.get(s));
             let _ = writeln!(out, "{row}");
         }
     }
-    let loads: Vec<f64> = groups
-        .values()
-        .flat_map(|g| servers.iter().filter_map(|s| g.get(*s)))
-        .filter_map(|r| r.load_before.split(' ').next()?.parse().ok())
-        .collect();
-    let min = loads.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = loads.iter().copied().fold(0.0, f64::max);
-    let _ = writeln!(
-        out,
-        "\nLoad average (1 min) at the start of the runs: {min:.2} to {max:.2}."
-    );
-    out
+    out + &load_note(
+        groups
+            .values()
+            .flat_map(|g| servers.iter().filter_map(|s| g.get(*s))),
+    )
+}
+
+/// The title and head of a table of goals (`what`: aims, bars), each with
+/// what was measured and a verdict.
+fn verdicts_head(title: &str, what: &str) -> String {
+    format!("\n### {title}\n\n| {what} | measured | verdict |\n|---|---|---|\n")
+}
+
+/// A row of [`verdicts_head`]'s table; `None` for a goal not measured.
+fn verdict_row(goal: &str, measured: &str, pass: Option<bool>) -> String {
+    let verdict = match pass {
+        Some(true) => "PASS",
+        Some(false) => "FAIL",
+        None => "not measured",
+    };
+    format!("| {goal} | {measured} | {verdict} |\n")
 }
 
 /// The scale-out aims, at `n` subscribers (`bench/run.sh scaleout`).
 fn scaleout_aims(groups: &BTreeMap<Key, BTreeMap<String, Record>>, n: usize) -> String {
-    let mut out = format!(
-        "\n### Scale-out aims, {n} subscribers\n\n| aim | measured | verdict |\n|---|---|---|\n"
-    );
+    let mut out = verdicts_head(&format!("Scale-out aims, {n} subscribers"), "aim");
     let mut row = |aim: &str, measured: String, pass: Option<bool>| {
-        let verdict = match pass {
-            Some(true) => "PASS",
-            Some(false) => "FAIL",
-            None => "not measured",
-        };
-        let _ = writeln!(out, "| {aim} | {measured} | {verdict} |");
+        out += &verdict_row(aim, &measured, pass);
     };
     let mem = get(groups, "scaleout", n, 0, "hub");
     let r3 = get(groups, "scaleout", n, 0, "hub-redis3");
@@ -544,16 +607,9 @@ fn get<'a>(
 }
 
 fn bars(groups: &BTreeMap<Key, BTreeMap<String, Record>>, n: usize, server: &str) -> String {
-    let mut out = format!(
-        "\n### The bar: {server}, {n} clients\n\n| bar | measured | verdict |\n|---|---|---|\n"
-    );
+    let mut out = verdicts_head(&format!("The bar: {server}, {n} clients"), "bar");
     let mut row = |bar: &str, measured: String, pass: Option<bool>| {
-        let verdict = match pass {
-            Some(true) => "PASS",
-            Some(false) => "FAIL",
-            None => "not measured",
-        };
-        let _ = writeln!(out, "| {bar} | {measured} | {verdict} |");
+        out += &verdict_row(bar, &measured, pass);
     };
     let idle = get(groups, "idle", n, 0, server);
     row(
@@ -732,14 +788,8 @@ fn plot(
 /// RSS and descriptors moved; the slow-peers runs' normal subscribers and
 /// the hub's footprint without and with the slow peers.
 fn soak_tables(path: &str) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        eprintln!("cannot read {path}: {e}");
-        std::process::exit(1);
-    });
-    let records: Vec<Record> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
-        .collect();
+    let text = read_or_exit(path);
+    let records: Vec<Record> = records(&text).collect();
     let mut out = String::new();
     for r in records.iter().filter(|r| r.mode == "soak") {
         let seconds = r.samples.last().map_or(0.0, |s| s.t_s);
@@ -911,9 +961,7 @@ type SoakPanel<'a, 'b> = (
 /// first run's warm-up shaded.
 fn soak_plot(path: &str, svg: &str) -> Result<(), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(path)?;
-    let runs: Vec<Record> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+    let runs: Vec<Record> = records(&text)
         .filter(|r| r.mode == "soak" && !r.samples.is_empty())
         .collect();
     let Some(first) = runs.first() else {
@@ -1046,23 +1094,15 @@ fn main() {
 /// The rows of a publishing-over-HTTP scenario (`publish-*`), or of
 /// broadcast, in `--publish`.
 fn publish_metrics(scenario: &str) -> Vec<Metric> {
-    let m = |name, get, digits| Metric { name, get, digits };
+    let m = metric;
     if scenario == "broadcast" {
         return vec![
             m("publish-to-delivery p50, ms", |r| r.lat_p50_ms, 2),
             m("publish-to-delivery p99, ms", |r| r.lat_p99_ms, 2),
             m("publish-to-delivery max, ms", |r| r.lat_max_ms, 2),
-            m("server CPU per delivery, us", |r| r.cpu_us_per_delivery, 3),
-            m(
-                "lost + duplicated + reordered",
-                |r| (r.lost + r.duplicated + r.out_of_order) as f64,
-                0,
-            ),
-            m(
-                "idle memory, bytes/connection",
-                |r| r.idle_bytes_per_conn,
-                0,
-            ),
+            CPU_PER_DELIVERY,
+            LOST_DUP_REORDERED,
+            IDLE_PER_CONN,
             m(
                 "published over HTTP (1) or in process (0)",
                 |r| f64::from(u8::from(r.publish_via == "http")),
@@ -1080,7 +1120,7 @@ fn publish_metrics(scenario: &str) -> Vec<Metric> {
         m("publish-to-delivery p99, ms", |r| r.lat_p99_ms, 3),
         m("overtaken by, max", |r| r.overtaken_max as f64, 0),
         m("overtaken by, p99", |r| r.overtaken_p99 as f64, 0),
-        m("deliveries/s", |r| r.deliveries_per_s, 0),
+        DELIVERIES_PER_S,
         m("lost + duplicated", |r| (r.lost + r.duplicated) as f64, 0),
         // With several publishes in flight, some reordering is the
         // concurrency itself; "overtaken by" says how much.
@@ -1098,7 +1138,6 @@ fn publish_metrics(scenario: &str) -> Vec<Metric> {
 /// per server, then the first one's figure over each other's.
 fn publish_tables(groups: &BTreeMap<Key, BTreeMap<String, Record>>, servers: &[&str]) -> String {
     let mut out = String::new();
-    let first = servers[0];
     let mut keys: Vec<&Key> = groups
         .iter()
         .filter(|(k, recs)| {
@@ -1118,27 +1157,11 @@ fn publish_tables(groups: &BTreeMap<Key, BTreeMap<String, Record>>, servers: &[&
             current.clone_from(scenario);
             out += &std::mem::take(&mut notes);
             let _ = writeln!(out, "\n### {scenario}\n");
-            let mut head = String::from("| clients | metric |");
-            let mut rule = String::from("|---|---|");
-            for s in servers {
-                let _ = write!(head, " {s} |");
-                rule += "---:|";
-            }
-            for s in &servers[1..] {
-                let _ = write!(head, " {first} / {s} |");
-                rule += "---:|";
-            }
-            let _ = writeln!(out, "{head}\n{rule}");
+            let _ = writeln!(out, "{}", table_head(servers, true));
         }
+        let label = clients.to_string();
         for m in publish_metrics(scenario) {
-            let v = |s: &str| recs.get(s).map(|r| (m.get)(r));
-            let mut row = format!("| {clients} | {} |", m.name);
-            for s in servers {
-                let _ = write!(row, " {} |", cell(v(s), m.digits));
-            }
-            for s in &servers[1..] {
-                let _ = write!(row, " {} |", ratio(v(first), v(s)));
-            }
+            let row = table_row(&label, &m, servers, true, |s| recs.get(s));
             let _ = writeln!(out, "{row}");
         }
         let how: Vec<String> = servers

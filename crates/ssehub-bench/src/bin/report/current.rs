@@ -25,24 +25,12 @@ use std::path::{Path, PathBuf};
 
 use ssehub_bench::record::Record;
 
+use super::ORDER;
 use super::plots::{self, Line, Panel, PlotError};
 
 /// Scenarios whose latency is plotted by percentile; in the others it is
 /// queueing in the flow-control window (`saturation`, `targeted`).
 pub const LATENCY: [&str; 3] = ["broadcast", "isolation", "scaleout"];
-
-/// The order of the tables; other scenarios follow by name.
-const ORDER: [&str; 9] = [
-    "idle",
-    "broadcast",
-    "saturation",
-    "targeted",
-    "churn",
-    "isolation",
-    "isolation-overflow",
-    "scaleout-idle",
-    "scaleout",
-];
 
 /// The order of the columns; other servers follow by name.
 const SERVER_ORDER: [&str; 7] = [
@@ -218,10 +206,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Set>, CurrentError> {
     let mut out = Vec::new();
     for path in files {
         let text = std::fs::read_to_string(&path).map_err(read_err(&path))?;
-        let records = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Record>(l).ok())
-            .collect();
+        let records = super::records(&text).collect();
         out.extend(sets_of(&path.display().to_string(), records).into_values());
     }
     Ok(out)
@@ -314,17 +299,11 @@ pub fn utc(unix: u64) -> String {
 
 /// The range of the runs' 1-minute load average at their start.
 fn loads(set: &Set) -> String {
-    let v: Vec<f64> = set
-        .records
-        .iter()
-        .filter_map(|r| r.load_before.split(' ').next()?.parse().ok())
-        .collect();
+    let v = super::loads_before(&set.records);
     if v.is_empty() {
         return "not recorded".into();
     }
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(0.0, f64::max);
-    format!("{min:.2} to {max:.2}")
+    super::load_range(&v)
 }
 
 /// One scenario's table, with where its figures come from.
@@ -361,26 +340,14 @@ pub fn table(set: &Set, newer: &[Set]) -> String {
             utc(s.newest())
         );
     }
-    let mut head = String::from("\n| clients | metric |");
-    let mut rule = String::from("|---|---|");
-    for s in &servers {
-        let _ = write!(head, " {s} |");
-        rule += "---:|";
-    }
-    let _ = writeln!(out, "{head}\n{rule}");
+    let _ = writeln!(out, "\n{}", super::table_head(&servers, false));
     let hub = servers.iter().any(|s| s == "hub");
     for (clients, stalled) in set.rows() {
-        let label = if stalled > 0 {
-            format!("{clients} + {stalled} stalled")
-        } else {
-            clients.to_string()
-        };
+        let label = super::clients_label(clients, stalled);
         for m in super::metrics(&set.scenario, hub) {
-            let mut row = format!("| {label} | {} |", m.name);
-            for s in &servers {
-                let v = set.get(s, clients, stalled).map(|r| (m.get)(r));
-                let _ = write!(row, " {} |", super::cell(v, m.digits));
-            }
+            let row = super::table_row(&label, &m, &servers, false, |s| {
+                set.get(s, clients, stalled)
+            });
             let _ = writeln!(out, "{row}");
         }
     }
@@ -640,6 +607,11 @@ mod tests {
         }
     }
 
+    /// The sets [`choose`] takes from one file's `records`.
+    fn chosen_of(records: Vec<Record>) -> BTreeMap<String, (Set, Vec<Set>)> {
+        choose(sets_of("f", records).into_values().collect())
+    }
+
     #[test]
     fn the_set_with_most_servers_wins_and_newer_partial_runs_are_named() {
         let full = sets_of(
@@ -701,15 +673,11 @@ mod tests {
     fn rates_come_from_the_scenario_name() {
         assert_eq!(rate_of("scaleout-rate-3000"), Some(("scaleout", 3000.0)));
         assert_eq!(rate_of("broadcast"), None);
-        let sets = sets_of(
-            "r",
-            vec![
-                rec("scaleout-rate-1000", "hub", 30, 1),
-                rec("scaleout-rate-3000", "hub", 30, 2),
-                rec("scaleout-rate-3000", "hub-redis", 30, 3),
-            ],
-        );
-        let chosen = choose(sets.into_values().collect());
+        let chosen = chosen_of(vec![
+            rec("scaleout-rate-1000", "hub", 30, 1),
+            rec("scaleout-rate-3000", "hub", 30, 2),
+            rec("scaleout-rate-3000", "hub-redis", 30, 3),
+        ]);
         let panels = rate_panels(&chosen);
         // No Redis in these records: one panel, the servers' CPU.
         assert_eq!(panels.len(), 1);
@@ -725,14 +693,10 @@ mod tests {
 
     #[test]
     fn cost_lines_follow_client_count() {
-        let sets = sets_of(
-            "c",
-            vec![
-                rec("broadcast", "floor", 10_000, 1),
-                rec("broadcast", "floor", 1000, 2),
-            ],
-        );
-        let chosen = choose(sets.into_values().collect());
+        let chosen = chosen_of(vec![
+            rec("broadcast", "floor", 10_000, 1),
+            rec("broadcast", "floor", 1000, 2),
+        ]);
         let panels = cost_panels(&chosen);
         assert_eq!(panels.len(), 1);
         assert_eq!(panels[0].lines[0].points, [(1000.0, 1.1), (10_000.0, 2.0)]);

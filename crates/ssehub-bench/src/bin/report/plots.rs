@@ -163,7 +163,6 @@ pub fn xy_svg(panels: &[Panel]) -> Result<String, PlotError> {
             // Room above the lines for the legend.
             (0.0, ymax * 1.4)
         };
-        let xs = x_values(panel);
         let caption = (panel.title.as_str(), ("sans-serif", 16));
         let mut builder = ChartBuilder::on(area);
         builder
@@ -172,33 +171,50 @@ pub fn xy_svg(panels: &[Panel]) -> Result<String, PlotError> {
             .x_label_area_size(40)
             .y_label_area_size(60);
         match (panel.x_log, panel.y_log) {
-            (true, true) => {
-                let mut chart =
-                    builder.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())?;
-                mesh(&mut chart, panel)?;
-                x_ticks(&mut chart, area, &xs, y0)?;
-                draw_lines(&mut chart, &panel.lines, SeriesLabelPosition::UpperLeft)
-            }
-            (true, false) => {
-                let mut chart = builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1)?;
-                mesh(&mut chart, panel)?;
-                x_ticks(&mut chart, area, &xs, y0)?;
-                draw_lines(&mut chart, &panel.lines, SeriesLabelPosition::UpperLeft)
-            }
-            (false, true) => {
-                let mut chart = builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?;
-                mesh(&mut chart, panel)?;
-                x_ticks(&mut chart, area, &xs, y0)?;
-                draw_lines(&mut chart, &panel.lines, SeriesLabelPosition::UpperLeft)
-            }
-            (false, false) => {
-                let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1)?;
-                mesh(&mut chart, panel)?;
-                x_ticks(&mut chart, area, &xs, y0)?;
-                draw_lines(&mut chart, &panel.lines, SeriesLabelPosition::UpperLeft)
-            }
+            (true, true) => xy_chart(
+                &mut builder.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())?,
+                area,
+                panel,
+                y0,
+            ),
+            (true, false) => xy_chart(
+                &mut builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1)?,
+                area,
+                panel,
+                y0,
+            ),
+            (false, true) => xy_chart(
+                &mut builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?,
+                area,
+                panel,
+                y0,
+            ),
+            (false, false) => xy_chart(
+                &mut builder.build_cartesian_2d(x0..x1, y0..y1)?,
+                area,
+                panel,
+                y0,
+            ),
         }
     })
+}
+
+/// An [`xy_svg`] panel on its axes (linear or logarithmic: a type each):
+/// the mesh, a tick at each measured x, the lines. `y_any` is any y of
+/// the chart, to find the x ticks' pixels.
+fn xy_chart<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    area: &Area<'a>,
+    panel: &Panel,
+    y_any: f64,
+) -> Result<(), Error>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    mesh(chart, panel)?;
+    x_ticks(chart, area, &x_values(panel), y_any)?;
+    draw_lines(chart, &panel.lines, SeriesLabelPosition::UpperLeft)
 }
 
 type Area<'b> = DrawingArea<SVGBackend<'b>, Shift>;

@@ -287,6 +287,7 @@ fn metrics_common(scenario: &str) -> Vec<Metric> {
             CONNECT_TIME,
         ],
         s if s == "scaleout" || s.starts_with("scaleout-rate") => scaleout_metrics(),
+        s if s.starts_with("publish-") => publish_metrics(s),
         "idle" => vec![IDLE_PER_CONN, CONNECT_TIME],
         "broadcast" | "isolation" | "isolation-overflow" => vec![
             m("end-to-end p50, ms", |r| r.lat_p50_ms, 2),
@@ -359,7 +360,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 
 /// The order of the tables; other scenarios follow ([`table_order`], and
 /// by name in `--current`).
-const ORDER: [&str; 9] = [
+const ORDER: [&str; 12] = [
     "idle",
     "broadcast",
     "saturation",
@@ -367,6 +368,9 @@ const ORDER: [&str; 9] = [
     "churn",
     "isolation",
     "isolation-overflow",
+    "publish-topics",
+    "publish-targeted",
+    "publish-fairness",
     "scaleout-idle",
     "scaleout",
 ];

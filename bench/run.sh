@@ -12,7 +12,7 @@
 #                                           stalled client's socket fills and its buffer overflows)
 #   bench/run.sh report                     tables on stdout, plot in bench/results/plot.svg
 #   bench/run.sh current                    every scenario below at its defaults, one build, into
-#                                           bench/results/current.jsonl (~45 min), then
+#                                           bench/results/current.jsonl (~30 min), then
 #                                           `report current` (BENCHMARKS.md's tables and plots)
 #
 # Soak and slow peers (SERVERS default "hub"):
@@ -84,7 +84,7 @@ scenario=${1:?usage: bench/run.sh SCENARIO [CLIENTS...]}
 shift || true
 # `current`: every scenario of BENCHMARKS.md's report, at its defaults, on
 # one build, into one file (OUT, default bench/results/current.jsonl; about
-# 45 minutes), then the report's tables and plots from it.
+# 30 minutes), then the report's tables and plots from it.
 if [ "$scenario" = current ]; then
     export OUT=${OUT:-bench/results/current.jsonl}
     "$0" broadcast      # builds once; every later step reuses it

@@ -308,7 +308,7 @@ pub struct Config {
     /// --write-timeout ends it), so thousands of them cost neither memory
     /// nor the others' latency. A reading subscriber never comes near it.
     /// 0: no limit (the kernel's send buffer alone).
-    #[arg(long, env = "SSEHUB_UNSENT_LIMIT", default_value = "16KiB", value_parser = parse_size)]
+    #[arg(long, env = "SSEHUB_UNSENT_LIMIT", default_value = "4KiB", value_parser = parse_size)]
     pub unsent_limit: usize,
 
     /// The kernel send buffer of every connection, sent and unsent bytes

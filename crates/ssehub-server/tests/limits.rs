@@ -314,8 +314,8 @@ async fn held_for_a_stalled_subscriber(flags: &[&str]) -> u64 {
 #[tokio::test]
 async fn a_subscriber_that_never_reads_holds_little_in_the_kernel() {
     let unlimited = ["--unsent-limit", "0", "--send-buffer", "0"];
-    // The default: at most 16 KiB unsent (plus what the peer's tiny window
-    // took) before the hub's writes to it wait.
+    // The default: at most 4 KiB unsent (plus what the peer's tiny window
+    // took, and the last write) before the hub's writes to it wait.
     let by_default = held_for_a_stalled_subscriber(&[]).await;
     assert!(
         by_default <= 40 * 1024,

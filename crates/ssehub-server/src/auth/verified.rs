@@ -13,8 +13,8 @@
 //! beyond that its S3-FIFO eviction (`quick_cache`) keeps the tokens that
 //! come back.
 
-use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
 
 use super::config::{AuthConfig, Role, TokenSource};
@@ -24,8 +24,8 @@ use super::jwks::KEY_EPOCH;
 /// Tokens kept at most (a few hundred bytes each).
 const CAPACITY: usize = 4096;
 
-/// What a token was verified for, and what it granted.
-#[derive(Clone)]
+/// What a token was verified for, and what it granted (shared: a hit
+/// copies only the grants).
 struct Entry {
     instance: u64,
     role: Role,
@@ -35,7 +35,7 @@ struct Entry {
     grants: Grants,
 }
 
-static VERIFIED: LazyLock<quick_cache::sync::Cache<String, Entry>> =
+static VERIFIED: LazyLock<quick_cache::sync::Cache<String, Arc<Entry>>> =
     LazyLock::new(|| quick_cache::sync::Cache::new(CAPACITY));
 
 /// The key epoch now, read before a check whose result [`put`] keeps.
@@ -67,7 +67,7 @@ pub(super) fn get(
         && entry.role == role
         && entry.source == source
         && &*entry.audience == audience)
-        .then_some(entry.grants)
+        .then(|| entry.grants.clone())
 }
 
 /// Keeps `grants`, which `config` just verified `token` to carry. `epoch`
@@ -89,7 +89,7 @@ pub(super) fn put(
         epoch,
         grants: grants.clone(),
     };
-    VERIFIED.insert(token.to_owned(), entry);
+    VERIFIED.insert(token.to_owned(), Arc::new(entry));
 }
 
 /// Whether `config` has `token` verified (for tests).

@@ -319,6 +319,14 @@ pub struct Config {
     #[arg(long, env = "SSEHUB_SEND_BUFFER", default_value = "0", value_parser = parse_size)]
     pub send_buffer: usize,
 
+    /// Threads that run the hub: 0 (the default) is one per core the
+    /// process may use (its CPU affinity). With one, the hub runs on a
+    /// single-threaded scheduler, which serves ready connections strictly
+    /// in turn: a publisher woken while thousands of subscriber writes are
+    /// queued waits behind them, not behind later publishers.
+    #[arg(long, env = "SSEHUB_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
     /// Concurrent subscriptions one token subject (`sub`) may hold; more
     /// are refused with 429. Anonymous subscribers count per address
     /// only. 0: no limit.
@@ -1068,6 +1076,54 @@ pub struct Settings {
 }
 
 impl Config {
+    /// The runtime's worker threads: `--workers`, or with 0 one per core
+    /// this process may run on.
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// let config = ssehub_server::Config::parse_from(["ssehub", "--workers", "3"]);
+    /// assert_eq!(config.worker_threads(), 3);
+    /// let config = ssehub_server::Config::parse_from(["ssehub"]);
+    /// assert!(config.worker_threads() >= 1);
+    /// ```
+    #[must_use]
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        }
+    }
+
+    /// The runtime to run the hub on, with [`worker_threads`](Self::worker_threads)
+    /// threads. One is the single-threaded scheduler, whose one run queue
+    /// serves ready tasks in turn: tokio's multi-threaded one, given one
+    /// worker, parks what overflows its 256-slot local queue in a global
+    /// queue it visits only every few dozen tasks, so under a fan-out of
+    /// thousands of writes a woken publisher could wait while later ones
+    /// were served.
+    ///
+    /// # Errors
+    /// When the operating system refuses the runtime's threads or its
+    /// event queue.
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// let config = ssehub_server::Config::parse_from(["ssehub", "--workers", "1"]);
+    /// let answer = config.runtime().unwrap().block_on(async { 42 });
+    /// assert_eq!(answer, 42);
+    /// ```
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        match self.worker_threads() {
+            1 => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            workers => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build(),
+        }
+    }
+
     /// Resolves defaults that depend on the bound address and checks the
     /// issuers and keys.
     ///

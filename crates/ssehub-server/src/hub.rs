@@ -216,6 +216,11 @@ impl Core {
                 // each frame carries the hub's own id.
                 .history(HistoryConfig::disabled())
                 .generate_ids(false)
+                // Every publish goes out in the writer's next round: with
+                // many publishers, woken connections batching for
+                // themselves cost more and let publishers overtake
+                // one another (BENCHMARKS, "Publishing").
+                .write_burst(Duration::ZERO)
                 // Updates the broker's writer puts straight on sleeping
                 // subscribers' sockets never pass through `HubBody`: they
                 // are timed here.

@@ -19,6 +19,7 @@ use ssehub::io::WriteTimeout;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
@@ -125,25 +126,30 @@ where
 ///
 /// Sockets come with Nagle's delay off: an event is latency, not bulk.
 /// A connection served by hyper is watched by `watcher`, so shutdown
-/// closes it once its requests end; the wait covers the rest too (the
-/// lean server's streams, a TLS handshake under way).
+/// closes it once its requests end, and the token given with it is
+/// cancelled, for connections kept alive outside hyper; the wait covers the
+/// rest too (the lean server's streams, a TLS handshake under way).
 pub(crate) async fn serve_connections<S, F>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     serve: S,
 ) -> std::io::Result<()>
 where
-    S: Fn(TcpStream, SocketAddr, Watcher) -> F,
+    S: Fn(TcpStream, SocketAddr, Watcher, CancellationToken) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    // For connections kept alive outside hyper (the lean server's): they
+    // close at their next idle moment once this is cancelled.
+    let closing = CancellationToken::new();
     let tasks = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown);
     while let Some((socket, peer)) = accept_until(&listener, &mut shutdown).await {
         let _ = socket.set_nodelay(true);
-        tasks.spawn(serve(socket, peer, graceful.watcher()));
+        tasks.spawn(serve(socket, peer, graceful.watcher(), closing.clone()));
     }
     drop(listener);
+    closing.cancel();
     graceful.shutdown().await;
     tasks.close();
     tasks.wait().await;
@@ -160,7 +166,7 @@ pub(crate) async fn serve_plain(
     head_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_connections(listener, shutdown, |socket, peer, watcher| {
+    serve_connections(listener, shutdown, |socket, peer, watcher, _| {
         let router = router.clone();
         async move {
             let io = WriteTimeout::new(socket, write_timeout);

@@ -7,8 +7,7 @@ use ssehub_server::config::LogFormat;
 use ssehub_server::config_file::LoadError;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let (config, effective) = match Config::load_with_sources(std::env::args_os()) {
         Ok(loaded) => loaded,
         Err(LoadError::Cli(err)) => err.exit(),
@@ -17,6 +16,20 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let runtime = match config.runtime() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("ssehub: cannot start the runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config, effective))
+}
+
+async fn run(
+    config: Config,
+    effective: ssehub_server::config_file::Effective,
+) -> std::process::ExitCode {
     if config.check_config {
         return match ssehub_server::check(&config).await {
             Ok(_) => {

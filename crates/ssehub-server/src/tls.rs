@@ -78,7 +78,7 @@ pub(crate) async fn serve(
     head_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_connections(listener, shutdown, |tcp, peer, watcher| {
+    serve_connections(listener, shutdown, |tcp, peer, watcher, _| {
         let (acceptor, router) = (acceptor.clone(), router.clone());
         async move {
             let tls = match tokio::time::timeout(

@@ -1159,3 +1159,140 @@ async fn connections_end_at_the_maximum_lifetime() {
         "lived {lived:?}"
     );
 }
+
+/// One HTTP/1.1 response read off `socket`: status, headers (names in
+/// lower case) and a `Content-Length` body.
+async fn read_response(socket: &mut tokio::net::TcpStream) -> (u16, Vec<(String, String)>, String) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, socket.read(&mut chunk))
+            .await
+            .expect("a response")
+            .unwrap();
+        assert_ne!(n, 0, "closed: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    while buf.len() < head_end + length {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, socket.read(&mut chunk))
+            .await
+            .expect("the body")
+            .unwrap();
+        assert_ne!(n, 0);
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(buf.len(), head_end + length, "nothing after the response");
+    let body = String::from_utf8(buf[head_end..].to_vec()).unwrap();
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn publications_are_answered_alike_on_kept_alive_connections_by_either_server() {
+    use tokio::io::AsyncWriteExt as _;
+    let mut seen = Vec::new();
+    for stream_server in ["lean", "hyper"] {
+        let running = hub(&[
+            "--anonymous",
+            "--stream-server",
+            stream_server,
+            "--cors-origin",
+            "https://app.test",
+            "--max-body",
+            "1KiB",
+        ])
+        .await;
+        let mut sub = Hub::new(&running).subscribe(&[("match", "t")], &[]).await;
+        let addr = running.local_addr();
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let token = publisher();
+        let post = |body: &str, extra: &str| {
+            format!(
+                "POST /.well-known/mercure HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://app.test\r\n\
+                 Authorization: Bearer {token}\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\n{extra}\r\n{body}"
+            )
+        };
+        let form = |data: &str| format!("topic=t&data={data}");
+        // On one connection: two publications, a refused one, a chunked
+        // one and one too large — every answer complete and in order.
+        let mut answers = Vec::new();
+        for (body, extra) in [
+            (
+                form("one"),
+                format!("Content-Length: {}\r\n", form("one").len()),
+            ),
+            (
+                form("two"),
+                format!("Content-Length: {}\r\n", form("two").len()),
+            ),
+            // No topic: refused.
+            ("data=x".to_owned(), "Content-Length: 6\r\n".to_owned()),
+            (
+                format!(
+                    "{:x}\r\n{}\r\n0\r\n\r\n",
+                    form("three").len(),
+                    form("three")
+                ),
+                "Transfer-Encoding: chunked\r\n".to_owned(),
+            ),
+        ] {
+            socket
+                .write_all(post(&body, &extra).as_bytes())
+                .await
+                .unwrap();
+            answers.push(read_response(&mut socket).await);
+        }
+        let big = form(&"x".repeat(2048));
+        let request = post(&big, &format!("Content-Length: {}\r\n", big.len()));
+        socket.write_all(request.as_bytes()).await.unwrap();
+        answers.push(read_response(&mut socket).await);
+
+        let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+        assert_eq!(statuses, [200, 200, 400, 200, 413], "{stream_server}");
+        for (status, headers, _) in &answers {
+            let has = |name: &str| headers.iter().any(|(n, _)| n == name);
+            assert!(has("date"), "{stream_server} {status}: {headers:?}");
+            assert_eq!(
+                headers
+                    .iter()
+                    .find(|(n, _)| n == "access-control-allow-origin")
+                    .map(|(_, v)| v.as_str()),
+                Some("https://app.test"),
+                "{stream_server} {status}: {headers:?}"
+            );
+        }
+        let (_, headers, id) = &answers[0];
+        let link = headers.iter().find(|(n, _)| n == "link").map(|(_, v)| v);
+        assert!(
+            link.is_some_and(|l| l.contains("rel=\"mercure\"")),
+            "{stream_server}: {headers:?}"
+        );
+        for data in ["one", "two", "three"] {
+            let message = sub.next().await.unwrap();
+            assert_eq!(message.data, data, "{stream_server}");
+            if data == "one" {
+                assert_eq!(&message.last_event_id, id, "{stream_server}");
+            }
+        }
+        let mut names: Vec<String> = answers[0].1.iter().map(|(n, _)| n.clone()).collect();
+        names.sort();
+        seen.push(names);
+    }
+    assert_eq!(seen[0], seen[1], "the same headers from either server");
+}

@@ -35,7 +35,7 @@ pub enum RequestHead {
 pub fn parse_request_head(buf: &[u8]) -> RequestHead {
     match server::parse_head(buf) {
         None => RequestHead::Partial,
-        Some(Head::Request(parts)) => RequestHead::Request(parts),
+        Some(Head::Request(parts, _)) => RequestHead::Request(parts),
         Some(Head::TooLarge) => RequestHead::TooLarge,
         // `Closed` is the socket's, never the parser's.
         Some(Head::Invalid | Head::Closed) => RequestHead::Invalid,

@@ -26,15 +26,17 @@
 //! [`BrokerStats::direct`]: crate::broker::BrokerStats::direct
 //! [`SocketLoan`]: crate::broker::SocketLoan
 //!
-//! It serves one request per connection (the response says
-//! `Connection: close`), answers `GET` only, and gives every write a
+//! [`serve`] serves one request per connection (the response says
+//! `Connection: close`) and answers `GET` only; every write has a
 //! deadline: a client whose socket accepts nothing for
 //! [`ServerConfig::write_timeout`] is disconnected. Use it for the
 //! event-stream endpoints of a service; serve everything else with your
 //! usual stack on another port, behind the same proxy, or on the same
 //! port with [`serve_connection_with`], which hands the connections it
 //! does not stream to a fallback (hyper, say) with the bytes it already
-//! read.
+//! read. [`serve_connection_routed`] also answers short requests itself
+//! (publishing, say) on kept-alive connections, so the hot path of a
+//! service never reaches the general stack.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -207,8 +209,8 @@ where
             Err(_) => return Err(io::ErrorKind::TimedOut.into()),
         };
     let response = match head {
-        Head::Request(parts) if parts.method == Method::GET => handler(&parts),
-        Head::Request(_) => plain_text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here"),
+        Head::Request(parts, _) if parts.method == Method::GET => handler(&parts),
+        Head::Request(..) => plain_text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here"),
         Head::TooLarge => plain_text(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "request head too large",
@@ -244,7 +246,7 @@ where
 /// # }
 /// ```
 pub async fn serve_connection_with<F, B, G, Fut>(
-    mut socket: TcpStream,
+    socket: TcpStream,
     config: ServerConfig,
     handler: &F,
     fallback: G,
@@ -255,30 +257,256 @@ where
     G: FnOnce(Rewind<TcpStream>) -> Fut,
     Fut: std::future::Future<Output = io::Result<()>>,
 {
+    let route =
+        |request: &http::request::Parts| handler(request).map_or(Route::Fallback, Route::Stream);
+    // Never called: this route answers nothing itself.
+    let answer = |_, _| std::future::ready(Response::new(Bytes::new()));
+    let closing = std::future::pending;
+    serve_connection_routed(socket, config, closing, &route, &answer, fallback).await
+}
+
+/// What [`serve_connection_routed`] does with one request, as its route
+/// decides from the request head.
+#[derive(Debug)]
+pub enum Route<B> {
+    /// Answer with this event stream; the connection ends with it.
+    Stream(Response<B>),
+    /// Read the request body (at most `max_body` bytes, framed by
+    /// `Content-Length`), answer with the answer handler, and keep the
+    /// connection for the next request. A request this server does not
+    /// read itself (a chunked or larger body, `Expect`, HTTP/1.0) goes to
+    /// the fallback instead, with everything after it.
+    Answer {
+        /// Largest body read here.
+        max_body: usize,
+    },
+    /// Hand the connection, from this request on, to the fallback.
+    Fallback,
+}
+
+/// Serves one kept-alive connection request by request, as `route` says:
+/// event streams ([`Route::Stream`]) are written as [`serve_connection`]
+/// writes them, short requests ([`Route::Answer`]) are answered by `answer`
+/// with a complete body, and the first request routed elsewhere — or a head
+/// this server cannot parse — hands the connection to `fallback` with the
+/// bytes not yet used ([`Rewind`]). So the hot requests of a service
+/// (subscribing and publishing, say) take no general HTTP stack at all,
+/// and the rest still get one on the same port.
+///
+/// Each request head must be complete within the read timeout of the
+/// connection's opening or of the previous response; an idle connection
+/// is closed then, as it is when the future `closing()` makes completes
+/// between requests (never in the middle of one). It is made only once the
+/// connection is first idle, so a stream carries nothing of it.
+///
+/// # Errors
+/// I/O errors and timeouts of the connection, or the fallback's.
+///
+/// ```no_run
+/// # async fn run(socket: tokio::net::TcpStream) -> std::io::Result<()> {
+/// use bytes::Bytes;
+/// use ssehub::server::{Rewind, Route, ServerConfig, serve_connection_routed};
+/// let broker = ssehub::broker::Broker::new();
+/// let route = |request: &http::request::Parts| match (request.method.as_str(), request.uri.path()) {
+///     ("GET", "/events") => Route::Stream(broker.handle_request(request, |_| {})),
+///     ("POST", "/publish") => Route::Answer { max_body: 64 * 1024 },
+///     _ => Route::Fallback,
+/// };
+/// let answer = |_request: http::request::Parts, body: Bytes| {
+///     let published = broker.broadcast_data(String::from_utf8_lossy(&body));
+///     let status = if published.is_ok() { 204 } else { 400 };
+///     std::future::ready(http::Response::builder().status(status).body(Bytes::new()).unwrap())
+/// };
+/// let fallback = |socket: Rewind<tokio::net::TcpStream>| async move {
+///     drop(socket); // hand it to hyper, for one
+///     Ok(())
+/// };
+/// let closing = std::future::pending; // a shutdown signal, for one
+/// serve_connection_routed(socket, ServerConfig::default(), closing, &route, &answer, fallback).await
+/// # }
+/// ```
+pub async fn serve_connection_routed<C, CF, R, B, A, AF, G, Fut>(
+    mut socket: TcpStream,
+    config: ServerConfig,
+    closing: C,
+    route: &R,
+    answer: &A,
+    fallback: G,
+) -> io::Result<()>
+where
+    C: FnOnce() -> CF,
+    CF: std::future::Future<Output = ()>,
+    R: Fn(&http::request::Parts) -> Route<B> + ?Sized,
+    B: http_body::Body<Data = Bytes> + Unpin,
+    A: Fn(http::request::Parts, Bytes) -> AF + ?Sized,
+    AF: std::future::Future<Output = Response<Bytes>>,
+    G: FnOnce(Rewind<TcpStream>) -> Fut,
+    Fut: std::future::Future<Output = io::Result<()>>,
+{
     socket.set_nodelay(true)?;
+    let mut closing = Closing::Later(closing);
+    // Every byte read and not yet used: a fallback replays it all.
     let mut buf = Vec::with_capacity(1024);
-    let head = match tokio::time::timeout(
-        config.read_timeout,
-        read_head_into(&mut socket, &config, &mut buf),
-    )
-    .await
-    {
-        Ok(head) => head?,
-        Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-    };
-    let response = match head {
-        Head::Closed => return Ok(()),
-        Head::Request(parts) => handler(&parts),
-        Head::TooLarge | Head::Invalid => None,
-    };
-    match response {
-        Some(response) => {
-            // The head is consumed; a streaming connection keeps no buffer.
-            drop(buf);
-            write_streaming(socket, response, &config).await
+    let mut answered = false;
+    loop {
+        let deadline = tokio::time::Instant::now() + config.read_timeout;
+        if answered && buf.is_empty() {
+            // Idle between requests: the only place closing ends it.
+            let closed = closing.future();
+            tokio::select! {
+                biased;
+                () = closed => return Ok(()),
+                ready = tokio::time::timeout_at(deadline, socket.readable()) => match ready {
+                    Ok(ready) => ready?,
+                    Err(_) => return Ok(()),
+                },
+            }
         }
-        None => fallback(Rewind::new(Bytes::from(buf), socket)).await,
+        let head =
+            match tokio::time::timeout_at(deadline, read_head_into(&mut socket, &config, &mut buf))
+                .await
+            {
+                Ok(head) => head?,
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            };
+        let (request, head_len) = match head {
+            Head::Closed => return Ok(()),
+            Head::Request(request, len) => (request, len),
+            Head::TooLarge | Head::Invalid => {
+                return fallback(Rewind::new(Bytes::from(buf), socket)).await;
+            }
+        };
+        let body_len = match route(&request) {
+            Route::Stream(response) => {
+                // The head is consumed; a streaming connection keeps no buffer.
+                drop(buf);
+                return write_streaming(socket, response, &config).await;
+            }
+            Route::Answer { max_body } => match answerable(&request, max_body) {
+                Some(len) => len,
+                None => return fallback(Rewind::new(Bytes::from(buf), socket)).await,
+            },
+            Route::Fallback => return fallback(Rewind::new(Bytes::from(buf), socket)).await,
+        };
+        let end = head_len + body_len;
+        let read = read_to(&mut socket, &mut buf, end);
+        match tokio::time::timeout(config.read_timeout, read).await {
+            Ok(read) => read?,
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        }
+        let body = Bytes::copy_from_slice(&buf[head_len..end]);
+        buf.drain(..end);
+        if buf.capacity() > KEPT_BUFFER {
+            // One large body does not stay with the connection.
+            buf.shrink_to(KEPT_BUFFER.max(buf.len()));
+        }
+        let close = wants_close(&request.headers);
+        let head_only = request.method == Method::HEAD;
+        let response = answer(*request, body).await;
+        write_answer(&socket, response, close, head_only, &config).await?;
+        if close {
+            return Ok(());
+        }
+        answered = true;
     }
+}
+
+/// The signal that closes idle connections: made at the first idle moment,
+/// and kept for the next ones.
+enum Closing<C, F> {
+    Later(C),
+    Made(Pin<Box<F>>),
+    Taken,
+}
+
+impl<C: FnOnce() -> F, F: std::future::Future<Output = ()>> Closing<C, F> {
+    fn future(&mut self) -> Pin<&mut F> {
+        if let Closing::Later(_) = self
+            && let Closing::Later(make) = std::mem::replace(self, Closing::Taken)
+        {
+            *self = Closing::Made(Box::pin(make()));
+        }
+        match self {
+            Closing::Made(future) => future.as_mut(),
+            // Only `Later` is ever replaced, and at once by `Made`.
+            Closing::Later(_) | Closing::Taken => unreachable!("made above"),
+        }
+    }
+}
+
+/// The buffer a kept-alive connection keeps between requests, at most.
+const KEPT_BUFFER: usize = 16 * 1024;
+
+/// The length of the request's body when this server can read it itself:
+/// HTTP/1.1, no `Transfer-Encoding`, no `Expect`, at most one
+/// `Content-Length` (none: no body) of at most `max_body`. Anything else
+/// is the fallback's, which answers it fully (`413`, `100 Continue`, …).
+fn answerable(request: &http::request::Parts, max_body: usize) -> Option<usize> {
+    let headers = &request.headers;
+    if request.version != http::Version::HTTP_11
+        || headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers.contains_key(http::header::EXPECT)
+    {
+        return None;
+    }
+    let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let len = match (lengths.next(), lengths.next()) {
+        (None, _) => 0,
+        (Some(value), None) => {
+            let digits = value.as_bytes();
+            if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            std::str::from_utf8(digits).ok()?.parse().ok()?
+        }
+        (Some(_), Some(_)) => return None,
+    };
+    (len <= max_body).then_some(len)
+}
+
+/// Whether the client asked to close the connection after this response.
+fn wants_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("close"))
+}
+
+/// Reads until `buf` holds at least `end` bytes; no further, so a
+/// pipelined request stays on the socket until its turn.
+async fn read_to(socket: &mut TcpStream, buf: &mut Vec<u8>, end: usize) -> io::Result<()> {
+    while buf.len() < end {
+        let start = buf.len();
+        buf.resize(end, 0);
+        let n = socket.read(&mut buf[start..]).await?;
+        buf.truncate(start + n);
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
+}
+
+/// Writes a complete response: its head and its body in one vectored
+/// write when the socket takes it (as it does on a reading client).
+async fn write_answer(
+    socket: &TcpStream,
+    response: Response<Bytes>,
+    close: bool,
+    head_only: bool,
+    config: &ServerConfig,
+) -> io::Result<()> {
+    let (parts, body) = response.into_parts();
+    // RFC 9110: 1xx, 204 and 304 have no content, hence no length.
+    let bodiless = parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
+    let length = (!bodiless).then_some(body.len());
+    let head = response_head(parts.status, &parts.headers, length, close);
+    let body: &[u8] = if bodiless || head_only { &[] } else { &body };
+    write_all(socket, &[&head, body], config).await
 }
 
 pin_project_lite::pin_project! {
@@ -364,8 +592,9 @@ impl<T: tokio::io::AsyncWrite> tokio::io::AsyncWrite for Rewind<T> {
 }
 
 pub(crate) enum Head {
-    // Boxed: the parts are big and the other outcomes carry nothing.
-    Request(Box<http::request::Parts>),
+    // Boxed: the parts are big and the other outcomes carry nothing. The
+    // length is the head's in bytes: what follows it is the body.
+    Request(Box<http::request::Parts>, usize),
     TooLarge,
     Invalid,
     Closed,
@@ -385,6 +614,12 @@ async fn read_head_into(
     config: &ServerConfig,
     buf: &mut Vec<u8>,
 ) -> io::Result<Head> {
+    // A kept-alive connection may hold the next request already.
+    if !buf.is_empty()
+        && let Some(head) = parse_head(buf)
+    {
+        return Ok(head);
+    }
     loop {
         if buf.len() >= config.max_head_bytes {
             return Ok(Head::TooLarge);
@@ -410,26 +645,30 @@ pub(crate) fn parse_head(buf: &[u8]) -> Option<Head> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(buf) {
-        Ok(httparse::Status::Complete(_)) => Some(to_parts(&request)),
+        Ok(httparse::Status::Complete(len)) => Some(to_parts(&request, len)),
         Ok(httparse::Status::Partial) => None,
         Err(httparse::Error::TooManyHeaders) => Some(Head::TooLarge),
         Err(_) => Some(Head::Invalid),
     }
 }
 
-fn to_parts(request: &httparse::Request<'_, '_>) -> Head {
+fn to_parts(request: &httparse::Request<'_, '_>, len: usize) -> Head {
     let (Some(method), Some(path)) = (request.method, request.path) else {
         return Head::Invalid;
+    };
+    let version = match request.version {
+        Some(0) => http::Version::HTTP_10,
+        _ => http::Version::HTTP_11,
     };
     let mut builder = http::Request::builder()
         .method(method)
         .uri(path)
-        .version(http::Version::HTTP_11);
+        .version(version);
     for header in request.headers.iter() {
         builder = builder.header(header.name, header.value);
     }
     match builder.body(()) {
-        Ok(request) => Head::Request(Box::new(request.into_parts().0)),
+        Ok(request) => Head::Request(Box::new(request.into_parts().0), len),
         Err(_) => Head::Invalid,
     }
 }
@@ -443,7 +682,7 @@ async fn write_response(
     match body {
         ResponseBody::Error(text) => {
             let text = text.unwrap_or_default();
-            let head = response_head(parts.status, &parts.headers, Some(text.len()));
+            let head = response_head(parts.status, &parts.headers, Some(text.len()), true);
             write_all(&socket, &[&head, &text], config).await
         }
         ResponseBody::Stream(body) => {
@@ -470,7 +709,7 @@ where
     let handle = response.extensions().get::<SocketLoan>().cloned();
     let (parts, mut body) = response.into_parts();
     let socket = Arc::new(socket);
-    let head = response_head(parts.status, &parts.headers, None);
+    let head = response_head(parts.status, &parts.headers, None, true);
     write_all(&socket, &[&head], config).await?;
     let lent = handle.and_then(|loan| loan.lend(socket.clone()));
     let mut probe = [0u8; 64];
@@ -603,12 +842,16 @@ where
     .await
 }
 
-/// The status line and headers; chunked when `content_length` is `None`.
+/// The status line and headers, with the date; chunked when
+/// `content_length` is `None`, ending the connection after the body when
+/// `close`.
 fn response_head(
     status: StatusCode,
     headers: &HeaderMap,
     content_length: Option<usize>,
+    close: bool,
 ) -> Vec<u8> {
+    use std::io::Write as _;
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(b"HTTP/1.1 ");
     head.extend_from_slice(status.as_str().as_bytes());
@@ -624,12 +867,50 @@ fn response_head(
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
+    if !headers.contains_key(http::header::DATE) {
+        head.extend_from_slice(b"date: ");
+        date::now(|date| head.extend_from_slice(date));
+        head.extend_from_slice(b"\r\n");
+    }
     match content_length {
-        Some(len) => head.extend_from_slice(format!("content-length: {len}\r\n").as_bytes()),
+        // Writing to a Vec cannot fail.
+        Some(len) => {
+            let _ = write!(head, "content-length: {len}\r\n");
+        }
+        None if status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED => {}
         None => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
-    head.extend_from_slice(b"connection: close\r\n\r\n");
+    if close {
+        head.extend_from_slice(b"connection: close\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
     head
+}
+
+/// The `Date` of responses (RFC 9110: an origin server with a clock sends
+/// one), formatted once a second per thread rather than per response.
+mod date {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    thread_local! {
+        static NOW: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+
+    /// Calls `with` with the current date, as `Sun, 06 Nov 1994 08:49:37 GMT`.
+    pub(super) fn now(with: impl FnOnce(&[u8])) {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        NOW.with_borrow_mut(|(at, text)| {
+            if *at != second {
+                *at = second;
+                *text = httpdate::fmt_http_date(now);
+            }
+            with(text.as_bytes());
+        });
+    }
 }
 
 /// Headers this server sets itself.

@@ -1,6 +1,7 @@
 //! `server-hub`: the Mercure hub (`ssehub-server`, the `ssehub` binary's
-//! library) started in this process, on one multi-threaded tokio runtime
-//! (one worker when pinned with `taskset -c 0`), as the other servers run.
+//! library) started in this process, on the runtime the `ssehub` binary
+//! would run it on (`Config::runtime`: one thread, the single-threaded
+//! scheduler, when pinned with `taskset -c 0`).
 //!
 //! The hub is configured as a deployment would be for public updates:
 //! anonymous subscribers, one trusted issuer (`https://bench.invalid`) with
@@ -109,27 +110,25 @@ fn main() -> io::Result<()> {
     // An unknown flag (a hub built before it had one) ends here with
     // clap's message.
     let config = ssehub_server::Config::parse_from(hub_args);
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(async move {
-            let hub = ssehub_server::start(config)
-                .await
-                .map_err(io::Error::other)?;
-            let fanout = HubFanout::new(hub);
-            let ctl = Arc::new(Control::default());
-            let control_router = control::router(fanout.clone(), ctl.clone());
-            let control_listener = TcpListener::bind(control_addr).await?;
-            eprintln!(
-                "server-hub listening on {addr} (control {control_addr}), pid {}",
-                std::process::id()
-            );
-            tokio::select! {
-                r = axum::serve(control_listener, control_router) => r,
-                () = procfs::until_terminated() => {
-                    eprintln!("server-hub: {}", ctl.stats(&fanout));
-                    std::process::exit(0)
-                }
+    // The runtime the `ssehub` binary runs on for the same flags.
+    config.runtime()?.block_on(async move {
+        let hub = ssehub_server::start(config)
+            .await
+            .map_err(io::Error::other)?;
+        let fanout = HubFanout::new(hub);
+        let ctl = Arc::new(Control::default());
+        let control_router = control::router(fanout.clone(), ctl.clone());
+        let control_listener = TcpListener::bind(control_addr).await?;
+        eprintln!(
+            "server-hub listening on {addr} (control {control_addr}), pid {}",
+            std::process::id()
+        );
+        tokio::select! {
+            r = axum::serve(control_listener, control_router) => r,
+            () = procfs::until_terminated() => {
+                eprintln!("server-hub: {}", ctl.stats(&fanout));
+                std::process::exit(0)
             }
-        })
+        }
+    })
 }

@@ -112,6 +112,23 @@ async fn hub_endpoint(
     }
 }
 
+/// The response to a publication (`POST /.well-known/mercure`) with its
+/// whole body, for servers that write it themselves (the lean one).
+pub(crate) async fn publish_response(
+    app: &App,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> http::Response<bytes::Bytes> {
+    let (parts, body) = publish::handle(app, uri, headers, body).await.into_parts();
+    // The publication's bodies are whole strings: collecting them cannot
+    // fail or wait.
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    http::Response::from_parts(parts, body)
+}
+
 /// Response headers a cross-origin page may read: discovery, the resume
 /// point, the RFC 6750 challenge (so an app on another origin can tell
 /// an expired token from a missing grant and find the metadata), and when

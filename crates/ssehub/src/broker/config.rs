@@ -54,6 +54,7 @@ pub struct BrokerConfig {
     pub(crate) on_connect: Option<ClientHook>,
     pub(crate) on_disconnect: Option<ClientHook>,
     pub(crate) on_direct_write: Option<DirectWriteHook>,
+    pub(crate) write_burst: Duration,
     pub(crate) journal: Option<Arc<dyn Journal>>,
     pub(crate) journal_window: JournalWindow,
 }
@@ -72,6 +73,7 @@ impl Default for BrokerConfig {
             on_connect: None,
             on_disconnect: None,
             on_direct_write: None,
+            write_burst: Duration::from_millis(5),
             journal: None,
             journal_window: JournalWindow {
                 records: 1024,
@@ -256,6 +258,25 @@ impl BrokerConfig {
     /// ```
     pub fn on_direct_write(mut self, hook: impl Fn(&[u8], usize) + Send + Sync + 'static) -> Self {
         self.on_direct_write = Some(Arc::new(hook));
+        self
+    }
+
+    /// How long after a write to a lent socket new frames are left to its
+    /// connection rather than written by the fan-out writer (5 ms by
+    /// default). A connection woken for them takes everything waiting in
+    /// one write, so when one publisher sends faster than sockets drain,
+    /// a window batches more frames per write (fewer writes, later
+    /// frames); zero has the writer write every publish, one write per
+    /// socket per round of the writer, which is the lowest latency and
+    /// keeps publishers and subscribers in step (a hub publishing for
+    /// many publishers at once, say). Rounded down to milliseconds.
+    ///
+    /// ```
+    /// let config = ssehub::broker::BrokerConfig::default().write_burst(std::time::Duration::ZERO);
+    /// # let _ = config;
+    /// ```
+    pub fn write_burst(mut self, window: Duration) -> Self {
+        self.write_burst = window;
         self
     }
 

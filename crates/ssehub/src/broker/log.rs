@@ -553,7 +553,7 @@ mod tests {
             bytes,
             policy,
         };
-        (Writers::new(None), Log::new(limits, 1))
+        (Writers::new(None, 5), Log::new(limits, 1))
     }
 
     /// A log no test fills.
@@ -844,7 +844,7 @@ mod loom_model {
             let broker = Arc::new(Broker {
                 publishing: Mutex::new(1),
                 watermark: AtomicU64::new(1),
-                writers: Writers::new(None),
+                writers: Writers::new(None, 5),
             });
             // Its socket is never lent: the outlet never claims.
             let outlet = Arc::new(Outlet::new(0, broker.writers.clock()));

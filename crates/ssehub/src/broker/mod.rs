@@ -236,7 +236,8 @@ impl Broker {
             .history_store
             .clone()
             .unwrap_or_else(|| Arc::new(MemoryHistory::new(config.history)));
-        let writers = writer::Writers::new(config.on_direct_write.clone());
+        let burst_ms = u64::try_from(config.write_burst.as_millis()).unwrap_or(u64::MAX);
+        let writers = writer::Writers::new(config.on_direct_write.clone(), burst_ms);
         let counters = Arc::new(Counters::default());
         let replica = config
             .journal

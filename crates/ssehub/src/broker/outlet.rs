@@ -86,13 +86,6 @@ const CLOSED: u8 = 3;
 const MAX_PENDING_FRAMES: usize = 256;
 const MAX_PENDING_BYTES: usize = 1024 * 1024;
 
-/// A socket written within this many milliseconds is in a burst: new
-/// frames are left to its connection, which takes them several at a time,
-/// rather than claimed one `write(2)` each. So sparse streams (the 10
-/// events/s of a live feed) get the writer's direct writes, and dense ones
-/// (hundreds of events/s per client) the connection's batching.
-const BURST_MS: u64 = 5;
-
 /// Frames the writer writes with one vectored write.
 const MAX_SLICES: usize = 256;
 
@@ -127,8 +120,10 @@ pub(crate) trait Visitor {
     /// Whether its task runs, so a claim will be written.
     fn is_running(&self) -> bool;
 
-    /// Whether it may take one more outlet to visit.
-    fn has_room(&self) -> bool;
+    /// A socket written within this many milliseconds is in a burst: new
+    /// frames are left to its connection, which takes them several at a
+    /// time, rather than claimed (`BrokerConfig::write_burst`).
+    fn burst_ms(&self) -> u64;
 }
 
 #[derive(Default)]
@@ -274,19 +269,18 @@ impl Outlet {
         }
         if self.state.load(Ordering::Acquire) != PARKED
             || !writer.is_running()
-            || now_ms.saturating_sub(self.wrote_at_ms.load(Ordering::Relaxed)) < BURST_MS
+            || now_ms.saturating_sub(self.wrote_at_ms.load(Ordering::Relaxed)) < writer.burst_ms()
         {
             return Claim::No;
         }
         let mut io = lock(&self.io);
         // Checked again under `io`, which parking also holds. An outlet
-        // waiting for its visit takes the frame along; another joins a new
-        // list only if the writer has room.
+        // waiting for its visit takes the frame along; another joins the
+        // writer's waiting list.
         let Some(framing) = io.transport.as_ref().map(|t| t.framing()) else {
             return Claim::No;
         };
         if self.state.load(Ordering::Acquire) != PARKED
-            || !(io.scheduled || writer.has_room())
             || io.pending.len() >= MAX_PENDING_FRAMES
             || io.pending_bytes >= MAX_PENDING_BYTES
         {
@@ -445,10 +439,9 @@ mod tests {
     use super::*;
     use crate::broker::transport::testing::Recorder;
 
-    /// A writer whose answers the test sets.
+    /// A writer whose answer the test sets.
     struct Stub {
         running: bool,
-        room: bool,
     }
 
     impl Visitor for Stub {
@@ -456,15 +449,15 @@ mod tests {
             self.running
         }
 
-        fn has_room(&self) -> bool {
-            self.room
+        fn burst_ms(&self) -> u64 {
+            BURST_MS
         }
     }
 
-    const WRITER: Stub = Stub {
-        running: true,
-        room: true,
-    };
+    /// The broker's default `write_burst`.
+    const BURST_MS: u64 = 5;
+
+    const WRITER: Stub = Stub { running: true };
 
     /// Long after any write: never in a burst.
     const LATER: u64 = 1_000_000;
@@ -669,22 +662,13 @@ mod tests {
     }
 
     #[test]
-    fn a_writer_that_is_stopped_or_busy_gets_no_claims() {
+    fn a_writer_that_is_stopped_gets_no_claims() {
         let (outlet, _task, _transport) = parked();
         let claim_by = |position, writer: &Stub| claim_with(&outlet, position, LATER, writer, "x");
-        let stopped = Stub {
-            running: false,
-            room: true,
-        };
-        let busy = Stub {
-            running: true,
-            room: false,
-        };
-        assert_eq!(claim_by(1, &stopped), Claim::No);
-        assert_eq!(claim_by(1, &busy), Claim::No);
-        assert!(matches!(claim_by(1, &WRITER), Claim::Claimed { .. }));
-        // Already waiting for a visit: a busy writer takes it along.
-        assert_eq!(claim_by(2, &busy), Claim::Claimed { schedule: false });
+        assert_eq!(claim_by(1, &Stub { running: false }), Claim::No);
+        assert_eq!(claim_by(1, &WRITER), Claim::Claimed { schedule: true });
+        // Already waiting for its visit: the next frame goes along.
+        assert_eq!(claim_by(2, &WRITER), Claim::Claimed { schedule: false });
     }
 
     #[test]
@@ -770,7 +754,7 @@ mod loom_model {
     use super::*;
     use crate::broker::transport::testing::{BRACKETS, Recorder};
 
-    /// A writer that always runs and always has room.
+    /// A writer that always runs.
     struct Always;
 
     impl Visitor for Always {
@@ -778,8 +762,8 @@ mod loom_model {
             true
         }
 
-        fn has_room(&self) -> bool {
-            true
+        fn burst_ms(&self) -> u64 {
+            5
         }
     }
 

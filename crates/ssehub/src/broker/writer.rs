@@ -1,13 +1,15 @@
 //! The broker's fan-out writers: tasks that write claimed frames straight
 //! to parked clients' sockets (see `outlet.rs` for when a frame is claimed).
 //!
-//! A publish hands each writer one list — the outlets that got their first
-//! claimed frame since the writer last visited them — and wakes it once,
-//! however many subscribers the list has. A visit writes everything the
-//! outlet has pending in one write, so when publishes come faster than the
-//! sockets take them, frames coalesce per socket as they do in a
-//! connection's own writes, and an outlet is on a writer's lists at most
-//! once.
+//! A publish hands each writer the outlets that got their first claimed
+//! frame since the writer last visited them, and wakes it once, however
+//! many subscribers they are. They join the one list waiting for the
+//! writer (the list it visits is taken off first), so an outlet is on a
+//! writer's lists at most once. A visit writes everything the outlet has
+//! pending in one write: when publishes come faster than the writer goes
+//! round, frames coalesce per socket, one write per socket per round, and
+//! every publish is still written by the writer rather than by thousands
+//! of woken connection tasks.
 //!
 //! There is one writer per core the process may run on (at most
 //! [`MAX_SHARDS`]), each serving a fixed share of the clients (by id), so
@@ -22,14 +24,12 @@
 //! The writer writes bytes through each outlet's transport (the seam of
 //! `transport.rs`): it frames nothing and knows no socket.
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::outlet::{Clock, Outlet, Visitor};
 use super::transport::Framing;
-use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{Arc, Mutex, lock};
 
 /// Called after each direct write with the bytes written and how many
@@ -52,7 +52,8 @@ pub(crate) struct Writers {
 }
 
 impl Writers {
-    pub(crate) fn new(on_write: Option<DirectWriteHook>) -> Self {
+    /// `burst_ms`: `BrokerConfig::write_burst`, in the clock's milliseconds.
+    pub(crate) fn new(on_write: Option<DirectWriteHook>, burst_ms: u64) -> Self {
         let n = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(MAX_SHARDS);
@@ -60,7 +61,7 @@ impl Writers {
         Self {
             clock,
             shards: (0..n)
-                .map(|shard| Arc::new(Writer::new(shard, clock, on_write.clone())))
+                .map(|shard| Arc::new(Writer::new(shard, clock, burst_ms, on_write.clone())))
                 .collect(),
         }
     }
@@ -112,7 +113,8 @@ impl Writers {
 
 #[derive(Debug, Default)]
 struct Queue {
-    lists: VecDeque<Vec<Arc<Outlet>>>,
+    /// The outlets waiting for the writer's next round.
+    waiting: Vec<Arc<Outlet>>,
     /// A writer task is running (or about to).
     running: bool,
     /// The broker is gone: the task ends once the queue is empty.
@@ -125,10 +127,10 @@ pub(crate) struct Writer {
     queue: Mutex<Queue>,
     /// Mirrors `queue.running`, for the check at every claim.
     running: AtomicBool,
-    /// Lists queued, not yet being visited.
-    queued: AtomicUsize,
     notify: Notify,
     clock: Clock,
+    /// `BrokerConfig::write_burst`.
+    burst_ms: u64,
     /// `BrokerConfig::on_direct_write`.
     on_write: Option<DirectWriteHook>,
 }
@@ -143,12 +145,12 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    fn new(shard: usize, clock: Clock, on_write: Option<DirectWriteHook>) -> Self {
+    fn new(shard: usize, clock: Clock, burst_ms: u64, on_write: Option<DirectWriteHook>) -> Self {
         Self {
             shard,
+            burst_ms,
             queue: Mutex::new(Queue::default()),
             running: AtomicBool::new(false),
-            queued: AtomicUsize::new(0),
             notify: Notify::new(),
             clock,
             on_write,
@@ -192,8 +194,11 @@ impl Writer {
             outlets.iter().for_each(|o| o.abandon());
             return;
         }
-        queue.lists.push_back(outlets);
-        self.queued.store(queue.lists.len(), Ordering::Release);
+        if queue.waiting.is_empty() {
+            queue.waiting = outlets;
+        } else {
+            queue.waiting.extend(outlets);
+        }
         drop(queue);
         self.notify.notify_one();
     }
@@ -205,12 +210,12 @@ impl Writer {
 
     fn next(&self) -> Next {
         let mut queue = lock(&self.queue);
-        let list = queue.lists.pop_front();
-        self.queued.store(queue.lists.len(), Ordering::Release);
-        match list {
-            Some(list) => Next::List(list),
-            None if queue.closed => Next::Done,
-            None => Next::Wait,
+        if !queue.waiting.is_empty() {
+            Next::List(std::mem::take(&mut queue.waiting))
+        } else if queue.closed {
+            Next::Done
+        } else {
+            Next::Wait
         }
     }
 
@@ -229,14 +234,8 @@ impl Visitor for Writer {
         self.running.load(Ordering::Acquire)
     }
 
-    /// While at most the list it is visiting is under way. A publish that
-    /// comes while another list waits adds frames only to outlets already
-    /// waiting for their visit (they go out with the same write); the
-    /// others are woken as usual and write for themselves, several frames
-    /// at a time. So a publisher running ahead of the sockets gets
-    /// batching, not one `write(2)` per frame per subscriber.
-    fn has_room(&self) -> bool {
-        self.queued.load(Ordering::Acquire) == 0
+    fn burst_ms(&self) -> u64 {
+        self.burst_ms
     }
 }
 
@@ -320,10 +319,9 @@ impl Drop for Stopped {
             let mut queue = lock(&self.0.queue);
             queue.running = false;
             self.0.running.store(false, Ordering::Release);
-            self.0.queued.store(0, Ordering::Release);
-            std::mem::take(&mut queue.lists)
+            std::mem::take(&mut queue.waiting)
         };
-        for outlet in lists.iter().flatten() {
+        for outlet in &lists {
             outlet.abandon();
         }
     }
@@ -369,7 +367,7 @@ mod tests {
 
     #[test]
     fn clients_are_shared_out_by_id() {
-        let writers = Writers::new(None);
+        let writers = Writers::new(None, 5);
         let n = writers.shards.len();
         assert!((1..=MAX_SHARDS).contains(&n));
         for id in 0..20u64 {
@@ -385,7 +383,7 @@ mod tests {
 
     #[test]
     fn without_a_runtime_nothing_is_claimed_and_lists_go_back() {
-        let writers = Writers::new(None);
+        let writers = Writers::new(None, 5);
         let writer = writers.for_client(0);
         assert!(!writer.ensure_running(), "no runtime to run in");
         assert!(!writer.is_running());
@@ -406,7 +404,7 @@ mod tests {
                 lock(&reported).push((event.to_vec(), count));
             })
         };
-        let writers = Writers::new(Some(hook));
+        let writers = Writers::new(Some(hook), 5);
         let writer = writers.for_client(0);
         assert!(writer.ensure_running());
         let (first, first_task, first_socket) = parked(&writers);
@@ -422,8 +420,6 @@ mod tests {
             Claim::Claimed { schedule: true }
         );
         writers.submit(vec![first.clone(), second.clone()]);
-        // Queued and not yet visited: no room for a new outlet.
-        assert!(!writer.has_room());
         for _ in 0..200 {
             if !second_socket.text().is_empty() {
                 break;
@@ -432,14 +428,13 @@ mod tests {
         }
         assert_eq!(first_socket.text(), "[e]");
         assert_eq!(second_socket.text(), "[e]");
-        assert!(writer.has_room());
         assert_eq!(first_task.0.load(Ordering::SeqCst), 0, "it slept through");
         assert_eq!(*lock(&reported), [(b"e".to_vec(), 2)]);
     }
 
     #[test]
     fn a_writer_whose_runtime_ends_hands_back_what_it_held() {
-        let writers = Writers::new(None);
+        let writers = Writers::new(None, 5);
         let writer = writers.for_client(0);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -466,7 +461,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_broker_ends_its_writers() {
-        let writers = Writers::new(None);
+        let writers = Writers::new(None, 5);
         let writer = writers.for_client(0);
         assert!(writer.ensure_running());
         tokio::task::yield_now().await;

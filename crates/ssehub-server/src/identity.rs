@@ -19,14 +19,16 @@
 //! let identities = Identities::new("http", None, &["http://hub.example".parse().unwrap()]).unwrap();
 //! let request = http::Request::get("/.well-known/mercure").header("host", "Hub.Example").body(()).unwrap();
 //! let identity = identities.of(request.uri(), request.headers()).unwrap();
-//! assert_eq!(identity.resource, "http://hub.example/.well-known/mercure");
-//! assert_eq!(identity.metadata, "http://hub.example/.well-known/oauth-protected-resource/.well-known/mercure");
+//! assert_eq!(&*identity.resource, "http://hub.example/.well-known/mercure");
+//! assert_eq!(&*identity.metadata, "http://hub.example/.well-known/oauth-protected-resource/.well-known/mercure");
 //!
 //! let elsewhere = http::Request::get("/").header("host", "other.example").body(()).unwrap();
 //! assert!(identities.of(elsewhere.uri(), elsewhere.headers()).is_err());
 //! ```
 
-use http::{HeaderMap, Uri, header};
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Uri, header};
 use url::Url;
 
 use crate::topic::RESERVED_PATH;
@@ -35,15 +37,21 @@ use crate::topic::RESERVED_PATH;
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/.well-known/mercure";
 
 /// The hub's identity for one request.
+///
+/// Shared strings: a hub answers few hosts, and each request's identity is
+/// a copy of its host's, made once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// The request's origin (`scheme://host[:port]`, lowercase host).
-    pub origin: String,
+    pub origin: Arc<str>,
     /// The resource identifier: the `aud` a token must carry.
-    pub resource: String,
+    pub resource: Arc<str>,
     /// The absolute URL of the protected resource metadata; empty when a
     /// pinned identifier is not an absolute URL.
-    pub metadata: String,
+    pub metadata: Arc<str>,
+    /// The `Link` to the hub of this origin responses carry
+    /// (`<origin/.well-known/mercure>; rel="mercure"`).
+    pub hub_link: HeaderValue,
 }
 
 /// Why no identity could be derived for a request.
@@ -81,7 +89,13 @@ pub struct Identities {
     /// The public origins, each with its authority as a `Host` header
     /// names it (`host[:port]`, lowercase).
     origins: Vec<(String, String)>,
+    /// Identities made, by the host as requests name it.
+    made: Arc<quick_cache::sync::Cache<String, Identity>>,
 }
+
+/// Hosts whose identities are kept: a hub has a handful; more (a client
+/// inventing hosts, with no public URLs set) only costs remaking them.
+const HOSTS_KEPT: usize = 64;
 
 /// Why a configured identity setting is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,6 +158,7 @@ impl Identities {
             scheme,
             pinned,
             origins,
+            made: Arc::new(quick_cache::sync::Cache::new(HOSTS_KEPT)),
         })
     }
 
@@ -167,16 +182,20 @@ impl Identities {
         // `Host`.
         let host = uri
             .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            })
+            .map(http::uri::Authority::as_str)
+            .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
             .filter(|h| !h.is_empty() && !h.contains(['/', '@', ' ']))
             .ok_or(IdentityError::NoHost)?;
-        let host = host.to_ascii_lowercase();
+        if let Some(identity) = self.made.get(host) {
+            return Ok(identity);
+        }
+        let identity = self.make(host.to_ascii_lowercase())?;
+        self.made.insert(host.to_owned(), identity.clone());
+        Ok(identity)
+    }
+
+    /// The identity for `host` (lowercase), made afresh.
+    fn make(&self, host: String) -> Result<Identity, IdentityError> {
         let origin = match self
             .origins
             .iter()
@@ -193,10 +212,16 @@ impl Identities {
                 format!("{origin}{METADATA_PATH}"),
             ),
         };
+        let hub_link =
+            HeaderValue::from_str(&format!("<{origin}{RESERVED_PATH}>; rel=\"mercure\""))
+                .unwrap_or_else(|_| {
+                    HeaderValue::from_static("</.well-known/mercure>; rel=\"mercure\"")
+                });
         Ok(Identity {
-            origin,
-            resource,
-            metadata,
+            origin: origin.into(),
+            resource: resource.into(),
+            metadata: metadata.into(),
+            hub_link,
         })
     }
 }
@@ -219,16 +244,16 @@ mod tests {
         let a = request(Some("a.example"), "/.well-known/mercure");
         let b = request(Some("b.example:8443"), "/.well-known/mercure");
         assert_eq!(
-            open.of(&a.uri, &a.headers).unwrap().resource,
+            &*open.of(&a.uri, &a.headers).unwrap().resource,
             "https://a.example/.well-known/mercure"
         );
         assert_eq!(
-            open.of(&b.uri, &b.headers).unwrap().origin,
+            &*open.of(&b.uri, &b.headers).unwrap().origin,
             "https://b.example:8443"
         );
         let h2 = request(None, "https://c.example/.well-known/mercure");
         assert_eq!(
-            open.of(&h2.uri, &h2.headers).unwrap().origin,
+            &*open.of(&h2.uri, &h2.headers).unwrap().origin,
             "https://c.example"
         );
         let none = request(None, "/.well-known/mercure");
@@ -240,12 +265,15 @@ mod tests {
         let pinned_url = Url::parse("https://hub.example/.well-known/mercure").unwrap();
         let pinned = Identities::new("http", Some(&pinned_url), &[]).unwrap();
         let identity = pinned.of(&a.uri, &a.headers).unwrap();
-        assert_eq!(identity.resource, "https://hub.example/.well-known/mercure");
         assert_eq!(
-            identity.metadata,
+            &*identity.resource,
+            "https://hub.example/.well-known/mercure"
+        );
+        assert_eq!(
+            &*identity.metadata,
             "https://hub.example/.well-known/oauth-protected-resource/.well-known/mercure"
         );
-        assert_eq!(identity.origin, "http://a.example");
+        assert_eq!(&*identity.origin, "http://a.example");
     }
 
     #[test]
@@ -259,7 +287,7 @@ mod tests {
         let http = Identities::new("http", None, &urls).unwrap();
         let a = request(Some("a.example"), "/");
         assert_eq!(
-            http.of(&a.uri, &a.headers).unwrap().resource,
+            &*http.of(&a.uri, &a.headers).unwrap().resource,
             "https://a.example/.well-known/mercure"
         );
         let https = Identities::new("https", None, &urls).unwrap();

@@ -378,8 +378,9 @@ where
         };
         let body_len = match route(&request) {
             Route::Stream(response) => {
-                // The head is consumed; a streaming connection keeps no buffer.
-                drop(buf);
+                // The head is consumed; a streaming connection keeps
+                // neither its buffer nor the parsed request.
+                drop((buf, request));
                 return write_streaming(socket, response, &config).await;
             }
             Route::Answer { max_body } => match answerable(&request, max_body) {

@@ -7,6 +7,8 @@
 pub(crate) mod publish;
 pub(crate) mod subscribe;
 
+use std::borrow::Cow;
+
 use http::StatusCode;
 use percent_encoding::percent_decode;
 
@@ -87,24 +89,44 @@ impl RequestError {
 /// itself, a name without `=` has an empty value) — except that what is not
 /// UTF-8 is refused instead of replaced: topics are compared byte for byte.
 pub(crate) fn decode_pairs(input: &[u8]) -> Result<Vec<(String, String)>, RequestError> {
-    let decode = |raw: &[u8]| {
-        let plus: Vec<u8> = raw
-            .iter()
-            .map(|&b| if b == b'+' { b' ' } else { b })
-            .collect();
-        let bytes: Vec<u8> = percent_decode(&plus).collect();
-        String::from_utf8(bytes).map_err(|_| RequestError::NotUtf8)
-    };
+    pairs(input)
+        .map(|pair| pair.map(|(name, value)| (name.into_owned(), value.into_owned())))
+        .collect()
+}
+
+/// [`decode_pairs`], one pair at a time, borrowing from `input` what needs
+/// no decoding: a publication's field names and usual values cost no
+/// allocation.
+pub(crate) fn pairs(
+    input: &[u8],
+) -> impl Iterator<Item = Result<(Cow<'_, str>, Cow<'_, str>), RequestError>> {
     input
         .split(|&b| b == b'&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let mut split = pair.splitn(2, |&b| b == b'=');
-            let name = decode(split.next().unwrap_or_default())?;
-            let value = decode(split.next().unwrap_or_default())?;
+            let name = decode_field(split.next().unwrap_or_default())?;
+            let value = decode_field(split.next().unwrap_or_default())?;
             Ok((name, value))
         })
-        .collect()
+}
+
+/// One name or value: `+` is a space, then percent-decoding.
+fn decode_field(raw: &[u8]) -> Result<Cow<'_, str>, RequestError> {
+    let bytes: Cow<'_, [u8]> = if raw.contains(&b'+') {
+        let spaced: Vec<u8> = raw
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        Cow::Owned(percent_decode(&spaced).collect())
+    } else {
+        percent_decode(raw).into()
+    };
+    match bytes {
+        Cow::Borrowed(bytes) => std::str::from_utf8(bytes).map(Cow::Borrowed).ok(),
+        Cow::Owned(bytes) => String::from_utf8(bytes).map(Cow::Owned).ok(),
+    }
+    .ok_or(RequestError::NotUtf8)
 }
 
 #[cfg(test)]
@@ -123,6 +145,14 @@ mod tests {
             ]
         );
         assert_eq!(decode_pairs(b"a=%FF"), Err(RequestError::NotUtf8));
+        assert_eq!(decode_pairs(b"a=\xFF"), Err(RequestError::NotUtf8));
+        assert_eq!(decode_pairs(b"a+%FF=1"), Err(RequestError::NotUtf8));
+        // Nothing to decode: borrowed.
+        let (name, value) = pairs(b"topic=urn:a").next().unwrap().unwrap();
+        assert!(matches!(
+            (name, value),
+            (Cow::Borrowed("topic"), Cow::Borrowed("urn:a"))
+        ));
     }
 
     #[test]

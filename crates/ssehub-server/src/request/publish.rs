@@ -7,12 +7,13 @@
 //! empty `id`, `type` or `retry` counts as absent, as the reference hub
 //! reads them.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
 
-use super::{RequestError, decode_pairs};
+use super::{RequestError, pairs};
 use crate::topic::{Limits, check_text, validate_topic};
 use crate::update::NewUpdate;
 
@@ -23,8 +24,9 @@ pub(crate) const RESERVED_TYPE: &str = "mercure";
 pub(crate) fn parse(body: &[u8], base: &Url, limits: &Limits) -> Result<NewUpdate, RequestError> {
     let mut update = NewUpdate::default();
     let (mut data, mut id, mut kind, mut retry) = (None, None, None, None);
-    for (name, value) in decode_pairs(body)? {
-        match name.as_str() {
+    for pair in pairs(body) {
+        let (name, value) = pair?;
+        match &*name {
             "topic" => {
                 if update.topics.len() == limits.max_topics {
                     return Err(RequestError::TooManyTopics(limits.max_topics));
@@ -33,7 +35,7 @@ pub(crate) fn parse(body: &[u8], base: &Url, limits: &Limits) -> Result<NewUpdat
                     field: "topic",
                     source,
                 })?;
-                update.topics.push(Arc::from(value));
+                update.topics.push(Arc::from(&*value));
             }
             "data" => first(&mut data, value),
             "private" => update.private = true,
@@ -62,9 +64,9 @@ pub(crate) fn parse(body: &[u8], base: &Url, limits: &Limits) -> Result<NewUpdat
     Ok(update)
 }
 
-fn first(slot: &mut Option<String>, value: String) {
+fn first(slot: &mut Option<String>, value: Cow<'_, str>) {
     if slot.is_none() {
-        *slot = Some(value);
+        *slot = Some(value.into_owned());
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use axum::response::{IntoResponse, Response};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderName};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
 use crate::admission::{Admission, Refusal};
@@ -57,12 +57,6 @@ pub(crate) struct Peer {
 /// Mercure accepts for subscriptions whose matchers do not fit a URL.
 pub(crate) fn query_method() -> Method {
     Method::from_bytes(b"QUERY").expect("a valid token")
-}
-
-/// The `Link` header naming the hub, for `identity`.
-pub(super) fn link(identity: &Identity) -> HeaderValue {
-    HeaderValue::from_str(&format!("<{}{HUB_PATH}>; rel=\"mercure\"", identity.origin))
-        .unwrap_or_else(|_| HeaderValue::from_static("</.well-known/mercure>; rel=\"mercure\""))
 }
 
 /// The hub's identity for this request, or the refusal (`421` for a host

@@ -6,7 +6,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, StatusCode, Uri};
 use ssehub::journal::JournalError;
 
-use super::app::{App, identity, limited, link, refuse, refuse_auth, shutting_down, unavailable};
+use super::app::{App, identity, limited, refuse, refuse_auth, shutting_down, unavailable};
 use crate::auth::{self, AuthError, Role, TokenSource};
 use crate::hub::PublishError;
 use crate::request::{RequestError, publish};
@@ -70,7 +70,7 @@ pub(super) async fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: &[u8
                         header::CONTENT_TYPE,
                         HeaderValue::from_static("text/plain; charset=utf-8"),
                     ),
-                    (header::LINK, link(&identity)),
+                    (header::LINK, identity.hub_link.clone()),
                 ],
                 id.to_string(),
             )

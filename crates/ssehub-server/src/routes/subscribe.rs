@@ -10,7 +10,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Uri};
 
 use super::app::{
-    App, MERCURE_LAST_EVENT_ID, Peer, identity, limited, link, refuse, refuse_auth, shutting_down,
+    App, MERCURE_LAST_EVENT_ID, Peer, identity, limited, refuse, refuse_auth, shutting_down,
     unavailable,
 };
 use crate::auth::{self, AuthError, Grants, Role, TokenSource};
@@ -115,7 +115,7 @@ pub(crate) async fn subscribe_response(
         .into_response()
         .map(|body| Body::new(HubBody::new(body, joined.membership, slots)));
     let out = response.headers_mut();
-    out.insert(header::LINK, link(&identity));
+    out.insert(header::LINK, identity.hub_link.clone());
     if query_token {
         // A token in the URL (compat): no shared cache may keep the stream.
         out.insert(

@@ -160,7 +160,7 @@ pub(crate) fn presented_token(
     presentation::find_token(config, headers, query)
         .ok()
         .flatten()
-        .map(|(token, _)| token)
+        .map(|(token, _)| token.into_owned())
 }
 
 /// [`authenticate`], and when a key set does not know the token's `kid`

@@ -626,10 +626,9 @@ async fn read_head_into(
             return Ok(Head::TooLarge);
         }
         let want = (config.max_head_bytes - buf.len()).min(4096);
-        let start = buf.len();
-        buf.resize(start + want, 0);
-        let n = socket.read(&mut buf[start..]).await?;
-        buf.truncate(start + n);
+        // Read into spare capacity: nothing is zeroed first.
+        buf.reserve(want);
+        let n = (&mut *socket).take(want as u64).read_buf(buf).await?;
         if n == 0 {
             return Ok(Head::Closed);
         }
@@ -661,17 +660,27 @@ fn to_parts(request: &httparse::Request<'_, '_>, len: usize) -> Head {
         Some(0) => http::Version::HTTP_10,
         _ => http::Version::HTTP_11,
     };
-    let mut builder = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .version(version);
+    // Built field by field: the same checks as `http::request::Builder`,
+    // without moving the whole request through it once per header.
+    let (Ok(method), Ok(uri)) = (Method::from_bytes(method.as_bytes()), path.parse()) else {
+        return Head::Invalid;
+    };
+    let mut headers = HeaderMap::with_capacity(request.headers.len());
     for header in request.headers.iter() {
-        builder = builder.header(header.name, header.value);
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(header.name.as_bytes()),
+            http::HeaderValue::from_bytes(header.value),
+        ) else {
+            return Head::Invalid;
+        };
+        headers.append(name, value);
     }
-    match builder.body(()) {
-        Ok(request) => Head::Request(Box::new(request.into_parts().0), len),
-        Err(_) => Head::Invalid,
-    }
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = headers;
+    Head::Request(Box::new(parts), len)
 }
 
 async fn write_response(

@@ -1,5 +1,7 @@
 //! Where a request carries its token, and the CSRF check for cookies.
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, header};
 use url::Url;
 
@@ -16,18 +18,18 @@ const MIN_JWS_LEN: usize = 41;
 
 /// The token that counts: the header, else (compat) the query parameter,
 /// else the cookie (compat: or the legacy cookie).
-pub(super) fn find_token(
+pub(super) fn find_token<'a>(
     config: &AuthConfig,
-    headers: &HeaderMap,
-    query: Option<&str>,
-) -> Result<Option<(String, TokenSource)>, AuthError> {
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+) -> Result<Option<(Cow<'a, str>, TokenSource)>, AuthError> {
     if let Some(token) = bearer(headers)? {
-        return Ok(Some((token, TokenSource::Header)));
+        return Ok(Some((Cow::Borrowed(token), TokenSource::Header)));
     }
     if config.compat
         && let Some(token) = query.and_then(legacy_query_token)
     {
-        return Ok(Some((token, TokenSource::Query)));
+        return Ok(Some((Cow::Owned(token), TokenSource::Query)));
     }
     let cookie = cookie(headers, &config.cookie_name).or_else(|| {
         config
@@ -35,12 +37,12 @@ pub(super) fn find_token(
             .then(|| cookie(headers, LEGACY_COOKIE_NAME))
             .flatten()
     });
-    Ok(cookie.map(|token| (token, TokenSource::Cookie)))
+    Ok(cookie.map(|token| (Cow::Borrowed(token), TokenSource::Cookie)))
 }
 
 /// `Authorization: Bearer <token>` (RFC 6750 §2.1). Any other shape of the
 /// header is a malformed request, not an absent token.
-fn bearer(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     let malformed = |why: &str| AuthError::InvalidRequest(why.to_owned());
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
@@ -49,28 +51,43 @@ fn bearer(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
     if values.next().is_some() {
         return Err(malformed("more than one Authorization header"));
     }
-    let value = value
-        .to_str()
-        .map_err(|_| malformed("Authorization header is not ASCII"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(|| malformed("Authorization header is not \"Bearer <token>\""))?;
+    let shape = || malformed("Authorization header is not \"Bearer <token>\"");
+    let value = value.as_bytes();
+    let space = value.iter().position(|&b| b == b' ').ok_or_else(shape)?;
+    let (scheme, token) = (&value[..space], &value[space + 1..]);
     // The scheme is case-insensitive (RFC 9110 §11.1); `1*SP` may follow.
-    let token = token.trim_start_matches(' ');
-    if !scheme.eq_ignore_ascii_case("Bearer") || !is_b64token(token) {
-        return Err(malformed("Authorization header is not \"Bearer <token>\""));
+    let blanks = token.iter().take_while(|&&b| b == b' ').count();
+    let token = &token[blanks..];
+    if !scheme.eq_ignore_ascii_case(b"Bearer") || !is_b64token(token) {
+        return Err(if value.is_ascii() {
+            shape()
+        } else {
+            malformed("Authorization header is not ASCII")
+        });
     }
-    Ok(Some(token.to_owned()))
+    // A b64token is ASCII: always UTF-8.
+    Ok(std::str::from_utf8(token).ok())
 }
 
 /// RFC 6750 §2.1 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn is_b64token(token: &str) -> bool {
-    let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+fn is_b64token(token: &[u8]) -> bool {
+    let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &token[..token.len() - padding];
+    !body.is_empty() && body.iter().all(|&b| B64TOKEN[usize::from(b)])
 }
+
+/// The bytes of a `b64token` before its padding, by value.
+const B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
 
 /// The legacy `authorization` parameter, when it appears exactly once and
 /// is long enough to be a token; anything else is ignored.
@@ -84,7 +101,7 @@ fn legacy_query_token(query: &str) -> Option<String> {
 
 /// The first cookie named `name` across all `Cookie` headers (HTTP/2 may
 /// split them); empty counts as absent.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -92,7 +109,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(cookie_name, _)| cookie_name.trim() == name)
-        .map(|(_, value)| unquote(value.trim()).to_owned())
+        .map(|(_, value)| unquote(value.trim()))
         .filter(|value| !value.is_empty())
 }
 

@@ -500,10 +500,7 @@ async fn write_answer(
     config: &ServerConfig,
 ) -> io::Result<()> {
     let (parts, body) = response.into_parts();
-    // RFC 9110: 1xx, 204 and 304 have no content, hence no length.
-    let bodiless = parts.status.is_informational()
-        || parts.status == StatusCode::NO_CONTENT
-        || parts.status == StatusCode::NOT_MODIFIED;
+    let bodiless = has_no_content(parts.status);
     let length = (!bodiless).then_some(body.len());
     let head = response_head(parts.status, &parts.headers, length, close);
     let body: &[u8] = if bodiless || head_only { &[] } else { &body };
@@ -887,9 +884,7 @@ fn response_head(
         Some(len) => {
             let _ = write!(head, "content-length: {len}\r\n");
         }
-        None if status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED => {}
+        None if has_no_content(status) => {}
         None => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     if close {
@@ -897,6 +892,14 @@ fn response_head(
     }
     head.extend_from_slice(b"\r\n");
     head
+}
+
+/// RFC 9110: 1xx, 204 and 304 responses have no content, hence no length
+/// and no chunked framing.
+fn has_no_content(status: StatusCode) -> bool {
+    status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
 }
 
 /// The `Date` of responses (RFC 9110: an origin server with a clock sends

@@ -184,14 +184,49 @@ pub fn is_reserved(topic: &str, base: &Url) -> bool {
     if resolves_on_its_own(topic, base) && !topic.contains('%') && !topic.contains("well-known") {
         return false;
     }
+    segment_is_reserved(topic, base).unwrap_or_else(|| joined_is_reserved(topic, base))
+}
+
+/// [`is_reserved`] by resolving `topic` with the URL parser.
+fn joined_is_reserved(topic: &str, base: &Url) -> bool {
     let Ok(url) = base.join(topic) else {
         return false;
     };
-    let path = decode_unreserved(url.path());
+    is_reserved_path(&decode_unreserved(url.path()))
+}
+
+/// Whether a normalized path is the reserved one or below it.
+fn is_reserved_path(path: &str) -> bool {
     path == RESERVED_PATH
         || path
             .strip_prefix(RESERVED_PATH)
             .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// [`is_reserved`] without the URL parser for the usual relative topic, a
+/// single path segment of unreserved characters (`chat`, `user-42`): it
+/// replaces the last segment of the hub's path, so the resolved path is
+/// the hub's directory followed by the topic. `None` for any other topic.
+fn segment_is_reserved(topic: &str, base: &Url) -> Option<bool> {
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    if topic.is_empty() || topic == "." || topic == ".." || !topic.bytes().all(unreserved) {
+        return None;
+    }
+    if base.cannot_be_a_base() {
+        return None;
+    }
+    let path = base.path();
+    let dir = decode_unreserved(&path[..=path.rfind('/')?]);
+    // `dir` ends with `/` and the topic holds none: the resolved path is
+    // below the reserved one only if `dir` already is.
+    let equal = dir.len() + topic.len() == RESERVED_PATH.len()
+        && RESERVED_PATH
+            .strip_prefix(&*dir)
+            .is_some_and(|rest| rest == topic);
+    let below = dir
+        .strip_prefix(RESERVED_PATH)
+        .is_some_and(|rest| rest.starts_with('/'));
+    Some(equal || below)
 }
 
 /// RFC 3986 §6.2.2.2: `%XX` triplets of unreserved characters (ALPHA,
@@ -297,6 +332,45 @@ mod tests {
             "urn:mercure",
         ] {
             assert!(!is_reserved(topic, &base), "{topic:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The shortcut for single-segment topics agrees with resolving
+        /// them with the URL parser, on hub paths in and out of the
+        /// reserved namespace.
+        #[test]
+        fn single_segments_resolve_as_the_url_parser_resolves_them(
+            topic in "mercure|[a-z.~_-]{0,12}",
+            path in proptest::sample::select(vec![
+                "/.well-known/mercure",
+                "/.well-known/mercure/",
+                "/.well-known/mercure/x",
+                "/.well-known/",
+                "/.well-known/%6Dercure/",
+                "/.%77ell-known/x",
+                "/",
+                "/hub/.well-known/mercure",
+                "/a/b",
+            ]),
+        ) {
+            let base = Url::parse(&format!("https://hub.example{path}")).unwrap();
+            if let Some(fast) = segment_is_reserved(&topic, &base) {
+                proptest::prop_assert_eq!(fast, joined_is_reserved(&topic, &base));
+            }
+        }
+    }
+
+    #[test]
+    fn single_segments_in_the_hub_directory_are_found() {
+        let base = base();
+        assert_eq!(segment_is_reserved("mercure", &base), Some(true));
+        assert_eq!(segment_is_reserved("c42", &base), Some(false));
+        assert_eq!(segment_is_reserved("mercure-x", &base), Some(false));
+        let below = Url::parse("https://hub.example/.well-known/mercure/x").unwrap();
+        assert_eq!(segment_is_reserved("c42", &below), Some(true));
+        for other in ["", ".", "..", "a/b", "%6Dercure", "a:b"] {
+            assert_eq!(segment_is_reserved(other, &base), None, "{other:?}");
         }
     }
 

@@ -278,9 +278,9 @@ impl Admission {
     }
 
     /// The rate key of a publisher: its `subject`, else its `token`.
-    pub fn publisher(&self, subject: Option<&str>, token: Option<&str>) -> Publisher {
+    pub fn publisher(&self, subject: Option<&Arc<str>>, token: Option<&str>) -> Publisher {
         match subject {
-            Some(subject) => Publisher::Subject(subject.into()),
+            Some(subject) => Publisher::Subject(subject.clone()),
             None => Publisher::Token(self.token_hasher.hash_one(token.unwrap_or_default())),
         }
     }
@@ -428,7 +428,7 @@ mod tests {
             subscribe_burst: 2,
             ..LimitsConfig::default()
         });
-        let alice = admission.publisher(Some("alice"), Some("t1"));
+        let alice = admission.publisher(Some(&"alice".into()), Some("t1"));
         let anonymous = admission.publisher(None, Some("t2"));
         assert_ne!(admission.publisher(None, Some("t3")), anonymous);
         for _ in 0..3 {

@@ -341,7 +341,7 @@ impl Core {
     /// # Errors
     /// [`PublishError::Closed`] while shutting down, `Log` when the log did
     /// not acknowledge it, `Invalid` if a field cannot be encoded.
-    pub async fn publish(&self, new: NewUpdate) -> Result<Arc<str>, PublishError> {
+    pub async fn publish(&self, new: NewUpdate) -> Result<String, PublishError> {
         if self.broker.is_closed() {
             return Err(PublishError::Closed);
         }
@@ -349,7 +349,7 @@ impl Core {
         let record = update::encode(new, now_us())?;
         let position = self.journal.append(record).await?;
         self.metrics.published.inc();
-        Ok(caller_id.map_or_else(|| update::generated_id(position).into(), Arc::from))
+        Ok(caller_id.unwrap_or_else(|| update::generated_id(position)))
     }
 
     /// Joins a subscriber: its group, its replay, its active subscriptions.

@@ -582,7 +582,7 @@ impl Running {
         match self.core.publish(update).await {
             Ok(id) => {
                 self.core.metrics.updates_total.inc();
-                Ok(id.to_string())
+                Ok(id)
             }
             Err(hub::PublishError::Log(err)) => Err(PublishError::Log(err)),
             Err(_) => Err(PublishError::Closed),

@@ -85,6 +85,16 @@ pub(crate) fn generated_id(position: JournalId) -> String {
     id
 }
 
+/// [`generated_id`], formatted on the stack and shared: one allocation.
+fn shared_generated_id(position: JournalId) -> Arc<str> {
+    let mut buf = [0; 1 + JournalId::MAX_LEN];
+    let mut out = std::io::Cursor::new(&mut buf[..]);
+    // `MAX_LEN` bounds every position's text: the write cannot run short.
+    let _ = std::io::Write::write_fmt(&mut out, format_args!("#{position}"));
+    let len = usize::try_from(out.position()).unwrap_or_default();
+    Arc::from(std::str::from_utf8(&buf[..len]).unwrap_or_default())
+}
+
 /// The position a hub-generated id names.
 pub(crate) fn parse_generated(id: &str) -> Option<JournalId> {
     id.strip_prefix('#')?.parse().ok()
@@ -158,14 +168,20 @@ pub(crate) fn decode(record: &Record) -> Result<Update, RecordError> {
     let flags = reader.u8()?;
     let published_us = u64::from_le_bytes(reader.take(8)?.try_into().expect("8 bytes"));
     let count = u16::from_le_bytes(reader.take(2)?.try_into().expect("2 bytes"));
-    let topics: Arc<[Arc<str>]> = (0..count)
-        .map(|_| reader.text().map(Arc::from))
-        .collect::<Result<_, _>>()?;
+    // One topic (the usual update) in one allocation; collecting goes
+    // through a `Vec` first.
+    let topics: Arc<[Arc<str>]> = if count == 1 {
+        Arc::new([Arc::from(reader.text()?)])
+    } else {
+        (0..count)
+            .map(|_| reader.text().map(Arc::from))
+            .collect::<Result<_, _>>()?
+    };
     let caller_id = flags & CALLER_ID != 0;
     let id: Arc<str> = if caller_id {
         reader.text()?.into()
     } else {
-        generated_id(record.id).into()
+        shared_generated_id(record.id)
     };
     let tail = record.body.slice(record.body.len() - reader.0.len()..);
     let mut frame = BytesMut::with_capacity(5 + id.len() + tail.len());
@@ -307,5 +323,16 @@ mod tests {
         };
         assert_eq!(generated_id(stream), "#00000001-17-3");
         assert_eq!(parse_generated("#00000001-17-3"), Some(stream));
+        let longest = JournalId {
+            epoch: u32::MAX,
+            offset: Offset::Stream {
+                ms: u64::MAX,
+                seq: u64::MAX,
+            },
+        };
+        for id in [position(42), stream, longest] {
+            assert_eq!(*shared_generated_id(id), generated_id(id));
+        }
+        assert_eq!(generated_id(longest).len(), 1 + JournalId::MAX_LEN);
     }
 }

@@ -26,10 +26,15 @@ pub enum RequestHead {
 /// ```
 /// use ssehub::fuzzing::{RequestHead, parse_request_head};
 /// assert!(matches!(parse_request_head(b"GET /events HTTP/1.1\r\n"), RequestHead::Partial));
-/// let RequestHead::Request(parts) = parse_request_head(b"GET /events HTTP/1.1\r\nHost: a\r\n\r\n") else {
+/// let head = b"GET /events?topic=a HTTP/1.1\r\nHost: a\r\nX-Two: b \r\nX-Two: c\r\n\r\nbody";
+/// let RequestHead::Request(parts) = parse_request_head(head) else {
 ///     panic!("a complete head");
 /// };
 /// assert_eq!(parts.uri.path(), "/events");
+/// assert_eq!(parts.uri.query(), Some("topic=a"));
+/// assert_eq!(parts.headers["host"], "a");
+/// let two: Vec<_> = parts.headers.get_all("x-two").iter().collect();
+/// assert_eq!(two, ["b", "c"]);
 /// assert!(matches!(parse_request_head(b"\x01 / HTTP/1.1\r\n\r\n"), RequestHead::Invalid));
 /// ```
 pub fn parse_request_head(buf: &[u8]) -> RequestHead {

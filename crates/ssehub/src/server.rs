@@ -642,14 +642,14 @@ pub(crate) fn parse_head(buf: &[u8]) -> Option<Head> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => Some(to_parts(&request, len)),
+        Ok(httparse::Status::Complete(len)) => Some(to_parts(&request, &buf[..len])),
         Ok(httparse::Status::Partial) => None,
         Err(httparse::Error::TooManyHeaders) => Some(Head::TooLarge),
         Err(_) => Some(Head::Invalid),
     }
 }
 
-fn to_parts(request: &httparse::Request<'_, '_>, len: usize) -> Head {
+fn to_parts(request: &httparse::Request<'_, '_>, head: &[u8]) -> Head {
     let (Some(method), Some(path)) = (request.method, request.path) else {
         return Head::Invalid;
     };
@@ -657,16 +657,27 @@ fn to_parts(request: &httparse::Request<'_, '_>, len: usize) -> Head {
         Some(0) => http::Version::HTTP_10,
         _ => http::Version::HTTP_11,
     };
+    // One copy of the head, which the target and every header value then
+    // share, instead of a copy (an allocation) each.
+    let shared = Bytes::copy_from_slice(head);
+    let part = |text: &[u8]| {
+        // `httparse` hands out slices of `head`: the same range of the copy.
+        let start = text.as_ptr().addr() - head.as_ptr().addr();
+        shared.slice(start..start + text.len())
+    };
     // Built field by field: the same checks as `http::request::Builder`,
     // without moving the whole request through it once per header.
-    let (Ok(method), Ok(uri)) = (Method::from_bytes(method.as_bytes()), path.parse()) else {
+    let (Ok(method), Ok(uri)) = (
+        Method::from_bytes(method.as_bytes()),
+        http::Uri::from_maybe_shared(part(path.as_bytes())),
+    ) else {
         return Head::Invalid;
     };
     let mut headers = HeaderMap::with_capacity(request.headers.len());
     for header in request.headers.iter() {
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(header.name.as_bytes()),
-            http::HeaderValue::from_bytes(header.value),
+            http::HeaderValue::from_maybe_shared(part(header.value)),
         ) else {
             return Head::Invalid;
         };
@@ -677,7 +688,7 @@ fn to_parts(request: &httparse::Request<'_, '_>, len: usize) -> Head {
     parts.uri = uri;
     parts.version = version;
     parts.headers = headers;
-    Head::Request(Box::new(parts), len)
+    Head::Request(Box::new(parts), head.len())
 }
 
 async fn write_response(

@@ -36,7 +36,8 @@ use crate::matcher::Matcher;
 #[derive(Clone, Debug)]
 pub struct Grants {
     base: Arc<Url>,
-    subject: Option<String>,
+    // Shared: the verified-token cache hands out a copy per request.
+    subject: Option<Arc<str>>,
     expires_at: Option<SystemTime>,
     source: TokenSource,
     details: Arc<[Detail]>,
@@ -56,7 +57,7 @@ impl Grants {
         let subscribe_matchers = canonical_matchers(&details);
         Self {
             base: Arc::new(config.base.clone()),
-            subject,
+            subject: subject.map(Arc::from),
             expires_at,
             source,
             details: details.into(),
@@ -68,6 +69,11 @@ impl Grants {
     /// The token's `sub` claim, when it is a string.
     pub fn subject(&self) -> Option<&str> {
         self.subject.as_deref()
+    }
+
+    /// [`subject`](Self::subject), shared rather than copied.
+    pub(crate) fn shared_subject(&self) -> Option<&Arc<str>> {
+        self.subject.as_ref()
     }
 
     /// The `exp` claim: the hub must close a subscriber's connection by

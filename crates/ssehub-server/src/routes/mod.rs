@@ -120,9 +120,13 @@ pub(crate) async fn publish_response(
     headers: &HeaderMap,
     body: &[u8],
 ) -> http::Response<bytes::Bytes> {
-    let (parts, body) = publish::handle(app, uri, headers, body).await.into_parts();
-    // The publication's bodies are whole strings: collecting them cannot
-    // fail or wait.
+    let refused = match publish::answer(app, uri, headers, body).await {
+        Ok(published) => return published,
+        Err(refused) => refused,
+    };
+    let (parts, body) = refused.into_parts();
+    // Refusals' bodies are whole strings: collecting them cannot fail or
+    // wait.
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();

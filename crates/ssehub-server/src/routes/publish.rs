@@ -2,6 +2,7 @@
 //! update and answers its id.
 
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, StatusCode, Uri};
 use ssehub::journal::JournalError;
@@ -15,11 +16,27 @@ use crate::request::{RequestError, publish};
 /// hub's: the token (`401`), then the form (`400`, `413`), then whether the
 /// token may publish on every topic of the update (`403`).
 pub(super) async fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+    match answer(app, uri, headers, body).await {
+        Ok(published) => published.map(axum::body::Body::from),
+        Err(refused) => refused,
+    }
+}
+
+/// [`handle`], with the acknowledgement as a plain `http` response whose
+/// body is already whole: the lean server writes it without going through
+/// axum's body and its collection, which every publish would pay for.
+/// Refusals stay axum responses.
+pub(super) async fn answer(
+    app: &App,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<http::Response<Bytes>, Response> {
     const ENDPOINT: &str = "publish";
     let settings = &app.settings;
     let identity = match identity(app, ENDPOINT, uri, headers) {
         Ok(identity) => identity,
-        Err(response) => return *response,
+        Err(response) => return Err(*response),
     };
     let grants = match auth::authenticate_fetching(
         &app.auth,
@@ -31,14 +48,14 @@ pub(super) async fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: &[u8
     .await
     {
         Ok(Some(grants)) => grants,
-        Ok(None) => return refuse_auth(app, ENDPOINT, &identity, &AuthError::Missing),
-        Err(err) => return refuse_auth(app, ENDPOINT, &identity, &err),
+        Ok(None) => return Err(refuse_auth(app, ENDPOINT, &identity, &AuthError::Missing)),
+        Err(err) => return Err(refuse_auth(app, ENDPOINT, &identity, &err)),
     };
     if grants.source() == TokenSource::Cookie
         && let Err(err) =
             auth::check_csrf(headers, &identity.origin, &settings.config.publish_origins)
     {
-        return refuse_auth(app, ENDPOINT, &identity, &err);
+        return Err(refuse_auth(app, ENDPOINT, &identity, &err));
     }
     // The rate once the token is known good (a forged one costs nobody
     // else's budget), before the form is read.
@@ -46,35 +63,39 @@ pub(super) async fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: &[u8
         Some(_) => None,
         None => auth::presented_token(&app.auth, headers, uri.query()),
     };
-    let publisher = app.admission.publisher(grants.subject(), token.as_deref());
+    let publisher = app
+        .admission
+        .publisher(grants.shared_subject(), token.as_deref());
     if let Err(refusal) = app.admission.publish(&publisher) {
-        return limited(app, ENDPOINT, &refusal);
+        return Err(limited(app, ENDPOINT, &refusal));
     }
     if !is_form(headers) {
-        return refuse(app, ENDPOINT, &identity, &RequestError::NotForm);
+        return Err(refuse(app, ENDPOINT, &identity, &RequestError::NotForm));
     }
     let update = match publish::parse(body, &settings.base, &settings.limits) {
         Ok(update) => update,
-        Err(err) => return refuse(app, ENDPOINT, &identity, &err),
+        Err(err) => return Err(refuse(app, ENDPOINT, &identity, &err)),
     };
     if !update.topics.iter().all(|t| grants.can_publish(t)) {
-        return refuse_auth(app, ENDPOINT, &identity, &AuthError::InsufficientScope);
+        return Err(refuse_auth(
+            app,
+            ENDPOINT,
+            &identity,
+            &AuthError::InsufficientScope,
+        ));
     }
-    match app.core.publish(update).await {
+    let refused = match app.core.publish(update).await {
         Ok(id) => {
             app.core.metrics.updates_total.inc();
             tracing::debug!(%id, "published");
-            (
-                [
-                    (
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("text/plain; charset=utf-8"),
-                    ),
-                    (header::LINK, identity.hub_link.clone()),
-                ],
-                id.to_string(),
-            )
-                .into_response()
+            let mut response = http::Response::new(Bytes::from(id));
+            let response_headers = response.headers_mut();
+            response_headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            response_headers.insert(header::LINK, identity.hub_link.clone());
+            return Ok(response);
         }
         Err(PublishError::Closed) => shutting_down(),
         Err(PublishError::Log(JournalError::TooLarge { size, max })) => {
@@ -100,7 +121,8 @@ pub(super) async fn handle(app: &App, uri: &Uri, headers: &HeaderMap, body: &[u8
             &identity,
             &AuthError::InvalidRequest(err.to_string()),
         ),
-    }
+    };
+    Err(refused)
 }
 
 /// Whether the body is declared `application/x-www-form-urlencoded`.

@@ -78,6 +78,7 @@ mod transport;
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 mod writer;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -517,10 +518,11 @@ impl Broker {
         if self.is_closed() {
             return Err(BrokerError::Closed);
         }
-        let inners: Vec<&ChannelInner> = channels.iter().map(|c| &*c.inner).collect();
-        self.inner
-            .publish_to(&inners, Publish::Event(event))
-            .map(|id| id.map(|id| id.to_string()))
+        with_inners(channels, |inners| {
+            self.inner
+                .publish_to(inners, Publish::Event(event))
+                .map(|id| id.map(|id| id.to_string()))
+        })
     }
 
     /// Publishes an already encoded frame to several channels at once, as
@@ -543,10 +545,11 @@ impl Broker {
         if self.is_closed() {
             return Err(BrokerError::Closed);
         }
-        let inners: Vec<&ChannelInner> = channels.iter().map(|c| &*c.inner).collect();
-        self.inner
-            .publish_to(&inners, Publish::Frame(frame))
-            .map(|_| ())
+        with_inners(channels, |inners| {
+            self.inner
+                .publish_to(inners, Publish::Frame(frame))
+                .map(|_| ())
+        })
     }
 
     /// Publishes an event to every client and resolves once it is stored:
@@ -887,11 +890,16 @@ impl BrokerInner {
         let mut next = lock(&self.publishing);
         // Deletions also hold the publishing lock, so this stays true
         // until the appends below.
-        let live: Vec<&ChannelInner> = channels
-            .iter()
-            .copied()
-            .filter(|c| !c.log.is_deleted())
-            .collect();
+        let live: Cow<'_, [&ChannelInner]> = if channels.iter().any(|c| c.log.is_deleted()) {
+            channels
+                .iter()
+                .copied()
+                .filter(|c| !c.log.is_deleted())
+                .collect()
+        } else {
+            // The usual case, without a copy.
+            Cow::Borrowed(channels)
+        };
         if live.is_empty() {
             return Err(if channels.iter().any(|c| c.hidden) {
                 BrokerError::Closed
@@ -918,7 +926,7 @@ impl BrokerInner {
         let record = replayable && self.records_history;
         let mut skipped = 0;
         let mut claimed = 0;
-        for channel in live {
+        for channel in live.iter() {
             // Recorded before it is appended: a subscriber that sees the
             // frame in the log must find it in history too (`Log::subscribe`).
             if record {
@@ -1029,4 +1037,13 @@ impl fmt::Debug for Broker {
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzzing {
     pub(crate) use super::ids::{format as format_id, parse as parse_id};
+}
+
+/// `f` on the channels' shared parts: on the stack for a single channel
+/// (a publish to one topic, the usual one), else in a `Vec`.
+fn with_inners<R>(channels: &[Channel], f: impl FnOnce(&[&ChannelInner]) -> R) -> R {
+    match channels {
+        [one] => f(&[&*one.inner]),
+        _ => f(&channels.iter().map(|c| &*c.inner).collect::<Vec<_>>()),
+    }
 }

@@ -157,8 +157,28 @@ impl Groups {
         Some(group)
     }
 
-    /// The channels of the groups that receive `update`, each once.
-    pub fn targets(&mut self, update: &Update, base: &Url) -> Vec<Channel> {
+    /// The channels of the groups that receive `update`, each once, into
+    /// `out` (emptied first): the follower keeps one list for every update.
+    pub fn targets(&mut self, update: &Update, base: &Url, out: &mut Vec<Channel>) {
+        out.clear();
+        let readers = |groups: &[Arc<Group>], out: &mut Vec<Channel>| {
+            out.extend(
+                groups
+                    .iter()
+                    .filter(|g| g.selector.may_read(update))
+                    .map(|g| g.channel.clone()),
+            );
+        };
+        if let [topic] = &*update.topics {
+            // One topic: every group appears once already.
+            if let Some(groups) = self.exact.get(topic) {
+                readers(groups, out);
+            }
+            if !self.scan.is_empty() {
+                readers(&self.scanned(topic, base), out);
+            }
+            return;
+        }
         let mut found: Vec<Arc<Group>> = Vec::new();
         for topic in update.topics.iter() {
             if let Some(groups) = self.exact.get(topic) {
@@ -168,15 +188,9 @@ impl Groups {
                 found.extend(self.scanned(topic, base).iter().cloned());
             }
         }
-        if update.topics.len() > 1 {
-            found.sort_by_key(|g| Arc::as_ptr(g) as usize);
-            found.dedup_by(|a, b| Arc::ptr_eq(a, b));
-        }
-        found
-            .into_iter()
-            .filter(|g| g.selector.may_read(update))
-            .map(|g| g.channel.clone())
-            .collect()
+        found.sort_by_key(|g| Arc::as_ptr(g) as usize);
+        found.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        readers(&found, out);
     }
 
     /// The scan groups selecting `topic`, from the cache when possible.

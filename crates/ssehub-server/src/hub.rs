@@ -31,7 +31,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ssehub::broker::{Broker, BrokerConfig, Client, GAP_EVENT, HistoryConfig, OverflowPolicy};
+use ssehub::broker::{
+    Broker, BrokerConfig, Channel, Client, GAP_EVENT, HistoryConfig, OverflowPolicy,
+};
 use ssehub::journal::{
     FollowFrom, FollowState, Follower, Following, Journal, JournalError, JournalId, Record,
     ReplayFrom,
@@ -140,6 +142,9 @@ pub(crate) struct Core {
 struct State {
     recent: Recent,
     groups: Groups,
+    /// The channels an update goes to, kept from one update to the next
+    /// (empty between them).
+    targets: Vec<Channel>,
 }
 
 /// A subscriber that joined: its broker client, the response body, its
@@ -170,7 +175,7 @@ struct Replay {
     /// Updates after the requested id were lost (or it is unknown).
     gap: bool,
     /// Visible updates, oldest first, at most a client buffer's worth.
-    updates: VecDeque<Arc<Update>>,
+    updates: VecDeque<Update>,
     bytes: usize,
 }
 
@@ -242,6 +247,7 @@ impl Core {
             state: Mutex::new(State {
                 recent: Recent::new(config.window, config.caller_ids),
                 groups: Groups::default(),
+                targets: Vec::new(),
             }),
             advanced: Notify::new(),
             live: AtomicBool::new(false),
@@ -523,7 +529,7 @@ impl Core {
             // the log no longer has.
             replay.gap |= page.gap;
             for record in &page.records {
-                self.keep(replay, selector, &decoded(record));
+                self.keep(replay, selector, decoded(record));
             }
             match page.next_page() {
                 Some(next) => from = next,
@@ -539,13 +545,13 @@ impl Core {
 
     /// Adds `update` to the replay if the subscriber sees it, dropping the
     /// oldest when the replay outgrows a client buffer.
-    fn keep(&self, replay: &mut Replay, selector: &Selector, update: &Option<Arc<Update>>) {
+    fn keep(&self, replay: &mut Replay, selector: &Selector, update: Option<Update>) {
         let Some(update) = update else { return };
-        if !selector.sees(update, &self.base) {
+        if !selector.sees(&update, &self.base) {
             return;
         }
         replay.bytes += update.frame.len();
-        replay.updates.push_back(update.clone());
+        replay.updates.push_back(update);
         while replay.updates.len() > self.replay_events || replay.bytes > self.replay_bytes {
             let Some(old) = replay.updates.pop_front() else {
                 break;
@@ -575,8 +581,8 @@ impl Core {
             };
         };
         if let Some(after) = state.recent.after(position) {
-            for update in after {
-                self.keep(replay, selector, &Some(update.clone()));
+            for record in after {
+                self.keep(replay, selector, decoded(record));
             }
             return Bridge::Done;
         }
@@ -610,10 +616,11 @@ impl Core {
     }
 
     /// Fans an update the log delivered out to the groups that see it.
-    fn deliver(&self, state: &mut State, update: Arc<Update>) {
+    fn deliver(&self, state: &mut State, record: &Record, update: &Update) {
         self.metrics
             .published_at(ring_key(update.position), update.published_us);
-        let channels = state.groups.targets(&update, &self.base);
+        let mut channels = std::mem::take(&mut state.targets);
+        state.groups.targets(update, &self.base, &mut channels);
         if !channels.is_empty() {
             // Groups leave under this lock, so their channels exist; a
             // closed broker means the hub is stopping.
@@ -621,7 +628,9 @@ impl Core {
                 .broker
                 .publish_frame_to(&channels, update.frame.clone());
         }
-        state.recent.push(update);
+        channels.clear();
+        state.targets = channels;
+        state.recent.push(record.clone(), update);
     }
 
     /// Tells every connected subscriber that updates were lost before this
@@ -692,9 +701,9 @@ enum Bridge {
 }
 
 /// A record as an update; a record the hub did not write is skipped.
-fn decoded(record: &Record) -> Option<Arc<Update>> {
+fn decoded(record: &Record) -> Option<Update> {
     match update::decode(record) {
-        Ok(update) => Some(Arc::new(update)),
+        Ok(update) => Some(update),
         Err(err) => {
             tracing::warn!(id = %record.id, %err, "skipping a record of the log");
             None
@@ -722,7 +731,7 @@ impl Follower for HubFollower {
         let mut state = lock(&core.state);
         for record in records {
             if let Some(update) = decoded(record) {
-                core.deliver(&mut state, update);
+                core.deliver(&mut state, record, &update);
             }
         }
         drop(state);

@@ -5,19 +5,24 @@
 //! resumed from).
 //!
 //! The log itself is the history; this is a cache of its newest part,
-//! filled in log order by the node's follower.
+//! filled in log order by the node's follower. It keeps the log's records
+//! rather than the updates decoded from them: a bridge decodes the few it
+//! needs again, where keeping every decoded update would free each
+//! (several allocations, long out of the cache) as it leaves the window,
+//! on every publish. With the log in memory a record is the log's own,
+//! shared.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use ssehub::journal::JournalId;
+use ssehub::journal::{JournalId, Record};
 
 use crate::update::Update;
 
 /// The newest updates a node delivered, and the positions of publisher ids.
 #[derive(Debug)]
 pub(crate) struct Recent {
-    window: VecDeque<Arc<Update>>,
+    window: VecDeque<Record>,
     capacity: usize,
     /// Publisher ids to their positions, oldest first: a reused id resumes
     /// after its earliest update, as the protocol asks.
@@ -43,9 +48,10 @@ impl Recent {
         }
     }
 
-    /// Notes the next update of the log. An update of another epoch than
-    /// the head's starts over: positions of different epochs do not order.
-    pub fn push(&mut self, update: Arc<Update>) {
+    /// Notes the next update of the log, `update` decoded from `record`.
+    /// An update of another epoch than the head's starts over: positions
+    /// of different epochs do not order.
+    pub fn push(&mut self, record: Record, update: &Update) {
         if self
             .head
             .as_ref()
@@ -60,7 +66,7 @@ impl Recent {
         if self.window.len() == self.capacity {
             self.window.pop_front();
         }
-        self.window.push_back(update);
+        self.window.push_back(record);
     }
 
     /// Indexes a publisher id without keeping its update (a node filling
@@ -109,17 +115,17 @@ impl Recent {
         self.ids.get(id).and_then(|p| p.front().copied())
     }
 
-    /// The updates after `position`, when this node has all of them: it is
-    /// the head, or in the window.
-    pub fn after(&self, position: JournalId) -> Option<impl Iterator<Item = &Arc<Update>>> {
+    /// The records of the updates after `position`, when this node has all
+    /// of them: it is the head, or in the window.
+    pub fn after(&self, position: JournalId) -> Option<impl Iterator<Item = &Record>> {
         if self.head() == Some(position) {
             return Some(self.window.range(self.window.len()..));
         }
         let index = self
             .window
-            .binary_search_by(|u| {
-                if u.position.epoch == position.epoch {
-                    u.position.cmp(&position)
+            .binary_search_by(|r| {
+                if r.id.epoch == position.epoch {
+                    r.id.cmp(&position)
                 } else {
                     std::cmp::Ordering::Greater
                 }
@@ -151,8 +157,9 @@ mod tests {
         }
     }
 
-    fn update(epoch: u32, seq: u64, caller: Option<&str>) -> Arc<Update> {
-        Arc::new(Update {
+    /// Pushes the update at `seq` (the record's body is not read).
+    fn push(recent: &mut Recent, epoch: u32, seq: u64, caller: Option<&str>) {
+        let update = Update {
             position: position(epoch, seq),
             id: caller.map_or_else(|| format!("#{seq}").into(), Into::into),
             caller_id: caller.is_some(),
@@ -160,12 +167,17 @@ mod tests {
             private: false,
             frame: Bytes::new(),
             published_us: 0,
-        })
+        };
+        let record = Record {
+            id: update.position,
+            body: Bytes::new(),
+        };
+        recent.push(record, &update);
     }
 
-    fn seqs<'a>(updates: impl Iterator<Item = &'a Arc<Update>>) -> Vec<u64> {
-        updates
-            .map(|u| match u.position.offset {
+    fn seqs<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<u64> {
+        records
+            .map(|r| match r.id.offset {
                 Offset::Seq(seq) => seq,
                 _ => unreachable!(),
             })
@@ -176,7 +188,7 @@ mod tests {
     fn the_window_bridges_positions_it_holds_and_the_head() {
         let mut recent = Recent::new(3, 10);
         for seq in 1..=5 {
-            recent.push(update(1, seq, None));
+            push(&mut recent, 1, seq, None);
         }
         assert_eq!(seqs(recent.after(position(1, 3)).unwrap()), [4, 5]);
         assert_eq!(
@@ -194,13 +206,13 @@ mod tests {
     #[test]
     fn a_reused_publisher_id_resolves_to_its_earliest_known_position() {
         let mut recent = Recent::new(10, 2);
-        recent.push(update(1, 1, Some("a")));
-        recent.push(update(1, 2, Some("a")));
+        push(&mut recent, 1, 1, Some("a"));
+        push(&mut recent, 1, 2, Some("a"));
         assert_eq!(recent.lookup("a"), Some(position(1, 1)));
-        recent.push(update(1, 3, Some("b")));
+        push(&mut recent, 1, 3, Some("b"));
         // The index holds two entries: the first "a" is forgotten.
         assert_eq!(recent.lookup("a"), Some(position(1, 2)));
-        recent.push(update(1, 4, Some("c")));
+        push(&mut recent, 1, 4, Some("c"));
         assert_eq!(recent.lookup("a"), None);
         assert_eq!(recent.head_id().map(|id| &**id), Some("c"));
     }
@@ -208,8 +220,8 @@ mod tests {
     #[test]
     fn a_new_epoch_starts_over() {
         let mut recent = Recent::new(10, 10);
-        recent.push(update(1, 1, Some("a")));
-        recent.push(update(2, 1, None));
+        push(&mut recent, 1, 1, Some("a"));
+        push(&mut recent, 2, 1, None);
         assert_eq!(recent.lookup("a"), None);
         assert_eq!(recent.head(), Some(position(2, 1)));
         assert!(recent.after(position(1, 1)).is_none());

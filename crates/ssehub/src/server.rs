@@ -348,27 +348,29 @@ where
     // Every byte read and not yet used: a fallback replays it all.
     let mut buf = Vec::with_capacity(1024);
     let mut answered = false;
+    // One timer for every read of the connection, moved later for each:
+    // moving a registered timer later is an atomic store, where a timeout
+    // per read registered a timer entry and removed it again.
+    let mut timer = Box::pin(tokio::time::sleep(config.read_timeout));
     loop {
-        let deadline = tokio::time::Instant::now() + config.read_timeout;
+        timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + config.read_timeout);
         if answered && buf.is_empty() {
             // Idle between requests: the only place closing ends it.
             let closed = closing.future();
             tokio::select! {
                 biased;
                 () = closed => return Ok(()),
-                ready = tokio::time::timeout_at(deadline, socket.readable()) => match ready {
-                    Ok(ready) => ready?,
-                    Err(_) => return Ok(()),
-                },
+                ready = socket.readable() => ready?,
+                () = timer.as_mut() => return Ok(()),
             }
         }
-        let head =
-            match tokio::time::timeout_at(deadline, read_head_into(&mut socket, &config, &mut buf))
-                .await
-            {
-                Ok(head) => head?,
-                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-            };
+        let head = tokio::select! {
+            biased;
+            head = read_head_into(&mut socket, &config, &mut buf) => head?,
+            () = timer.as_mut() => return Err(io::ErrorKind::TimedOut.into()),
+        };
         let (request, head_len) = match head {
             Head::Closed => return Ok(()),
             Head::Request(request, len) => (request, len),
@@ -379,8 +381,8 @@ where
         let body_len = match route(&request) {
             Route::Stream(response) => {
                 // The head is consumed; a streaming connection keeps
-                // neither its buffer nor the parsed request.
-                drop((buf, request));
+                // neither its buffer, nor the parsed request, nor the timer.
+                drop((buf, request, timer));
                 return write_streaming(socket, response, &config).await;
             }
             Route::Answer { max_body } => match answerable(&request, max_body) {
@@ -390,10 +392,16 @@ where
             Route::Fallback => return fallback(Rewind::new(Bytes::from(buf), socket)).await,
         };
         let end = head_len + body_len;
-        let read = read_to(&mut socket, &mut buf, end);
-        match tokio::time::timeout(config.read_timeout, read).await {
-            Ok(read) => read?,
-            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        if buf.len() < end {
+            // Usually the body came with the head and this is skipped.
+            timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + config.read_timeout);
+            tokio::select! {
+                biased;
+                read = read_to(&mut socket, &mut buf, end) => read?,
+                () = timer.as_mut() => return Err(io::ErrorKind::TimedOut.into()),
+            }
         }
         let body = Bytes::copy_from_slice(&buf[head_len..end]);
         buf.drain(..end);
@@ -479,10 +487,10 @@ fn wants_close(headers: &HeaderMap) -> bool {
 /// pipelined request stays on the socket until its turn.
 async fn read_to(socket: &mut TcpStream, buf: &mut Vec<u8>, end: usize) -> io::Result<()> {
     while buf.len() < end {
-        let start = buf.len();
-        buf.resize(end, 0);
-        let n = socket.read(&mut buf[start..]).await?;
-        buf.truncate(start + n);
+        let want = end - buf.len();
+        // Read into spare capacity: nothing is zeroed first.
+        buf.reserve(want);
+        let n = (&mut *socket).take(want as u64).read_buf(buf).await?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }

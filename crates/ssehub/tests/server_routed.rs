@@ -221,34 +221,65 @@ async fn connection_close_head_and_a_stream_after_answers() {
         )
         .await
         .unwrap();
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !String::from_utf8_lossy(&seen).contains("text/event-stream") {
-        let mut chunk = [0u8; 1024];
-        let n = timeout(deadline - Instant::now(), socket.read(&mut chunk))
-            .await
-            .expect("the stream's head")
-            .unwrap();
-        assert_ne!(n, 0, "closed early: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&chunk[..n]);
-    }
-    let seen = String::from_utf8_lossy(&seen);
+    let seen = read_until(&mut socket, "text/event-stream").await;
     assert!(seen.contains("content-length: 16\r\n"), "{seen}");
     assert!(
         !seen.contains("answered 0 bytes"),
         "a HEAD answer has no body: {seen}"
     );
     broker.broadcast_data("live").unwrap();
-    let mut rest = Vec::new();
-    while !String::from_utf8_lossy(&rest).contains("data: live") {
+    read_until(&mut socket, "data: live").await;
+}
+
+/// What the server sends until it has sent `needle`, within 5 s.
+async fn read_until(socket: &mut TcpStream, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&seen).contains(needle) {
         let mut chunk = [0u8; 1024];
         let n = timeout(deadline - Instant::now(), socket.read(&mut chunk))
             .await
-            .expect("the event")
+            .unwrap_or_else(|_| panic!("{needle:?} in time"))
             .unwrap();
-        assert_ne!(n, 0);
-        rest.extend_from_slice(&chunk[..n]);
+        assert_ne!(n, 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
     }
+    String::from_utf8(seen).unwrap()
+}
+
+#[tokio::test]
+async fn each_read_of_a_request_has_the_whole_read_timeout() {
+    let broker = Broker::new();
+    let read_timeout = Duration::from_secs(2);
+    let (addr, _closing) = start(&broker, read_timeout).await;
+    let head = b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n";
+
+    // The head within the timeout, then the body within the timeout of
+    // the head (not of the connection): answered.
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(read_timeout * 3 / 5).await;
+    socket.write_all(head).await.unwrap();
+    tokio::time::sleep(read_timeout * 3 / 5).await;
+    socket.write_all(b"ab").await.unwrap();
+    read_until(&mut socket, "answered 2 bytes").await;
+
+    // A body that never comes: the connection ends after the timeout,
+    // without an answer.
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket.write_all(head).await.unwrap();
+    let started = Instant::now();
+    let all = timeout(read_timeout * 3, async {
+        let mut all = Vec::new();
+        let _ = socket.read_to_end(&mut all).await;
+        all
+    })
+    .await
+    .expect("closed after the read timeout");
+    assert!(all.is_empty(), "{}", String::from_utf8_lossy(&all));
+    assert!(
+        started.elapsed() >= read_timeout * 9 / 10,
+        "closed too soon"
+    );
 }
 
 #[tokio::test]

@@ -303,7 +303,10 @@ impl Outlet {
             // Awake: it writes what is pending before anything else.
             return;
         }
-        let Some(transport) = io.transport.clone() else {
+        // Borrowed, not cloned: the write happens under the lock anyway,
+        // and a reference count is one more locked update of a line that
+        // is cold in a fan-out to thousands of sockets.
+        let Some(transport) = io.transport.as_deref() else {
             return;
         };
         let written = if io.pending.len() == 1 {
@@ -317,10 +320,10 @@ impl Outlet {
                 .collect();
             transport.try_write(&slices)
         };
+        let framing = transport.framing();
         // A full socket or an error leaves the rest to the connection
         // (which meets the error itself).
         if let Ok(n) = written {
-            let framing = transport.framing();
             io.consume(n, |frame| whole(frame, framing));
             self.wrote_at_ms.store(now_ms, Ordering::Relaxed);
         }

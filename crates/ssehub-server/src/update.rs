@@ -19,7 +19,6 @@
 //! the rest: the encoded event without its id line
 //! ```
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -80,19 +79,22 @@ pub enum RecordError {
 /// `#`), and free of the bytes that would make a cross-origin
 /// `Last-Event-ID` need a CORS preflight.
 pub(crate) fn generated_id(position: JournalId) -> String {
-    let mut id = String::with_capacity(1 + JournalId::MAX_LEN);
-    let _ = write!(id, "#{position}");
-    id
+    with_generated_id(position, str::to_owned)
 }
 
-/// [`generated_id`], formatted on the stack and shared: one allocation.
+/// [`generated_id`], shared: one allocation.
 fn shared_generated_id(position: JournalId) -> Arc<str> {
+    with_generated_id(position, |id| Arc::from(id))
+}
+
+/// `f` on the id of the update at `position`, formatted on the stack.
+fn with_generated_id<T>(position: JournalId, f: impl FnOnce(&str) -> T) -> T {
     let mut buf = [0; 1 + JournalId::MAX_LEN];
     let mut out = std::io::Cursor::new(&mut buf[..]);
     // `MAX_LEN` bounds every position's text: the write cannot run short.
     let _ = std::io::Write::write_fmt(&mut out, format_args!("#{position}"));
     let len = usize::try_from(out.position()).unwrap_or_default();
-    Arc::from(std::str::from_utf8(&buf[..len]).unwrap_or_default())
+    f(std::str::from_utf8(&buf[..len]).unwrap_or_default())
 }
 
 /// The position a hub-generated id names.

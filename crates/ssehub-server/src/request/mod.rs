@@ -126,28 +126,13 @@ fn decode_field(raw: &[u8]) -> Result<Cow<'_, str>, RequestError> {
     let mut next = Some(first);
     while let Some(at) = next {
         out.extend_from_slice(&rest[..at]);
-        let escape = (rest[at] == b'%')
-            .then(|| {
-                Some((
-                    hex_digit(*rest.get(at + 1)?)?,
-                    hex_digit(*rest.get(at + 2)?)?,
-                ))
-            })
-            .flatten();
-        let used = match (rest[at], escape) {
-            (b'+', _) => {
-                out.push(b' ');
-                1
-            }
-            (_, Some((high, low))) => {
-                out.push(high << 4 | low);
-                3
-            }
-            (stray, None) => {
-                out.push(stray);
-                1
-            }
+        let digit = |i: usize| rest.get(at + i).copied().and_then(hex_digit);
+        let (byte, used) = match (rest[at], digit(1), digit(2)) {
+            (b'+', _, _) => (b' ', 1),
+            (_, Some(high), Some(low)) => (high << 4 | low, 3),
+            (stray, _, _) => (stray, 1),
         };
+        out.push(byte);
         rest = &rest[at + used..];
         next = memchr::memchr2(b'%', b'+', rest);
     }

@@ -18,3 +18,26 @@ pub async fn sleep_until_ns(deadline_ns: u64) {
         tokio::time::sleep(Duration::from_nanos(deadline_ns - now)).await;
     }
 }
+
+/// How far ahead of a precise deadline [`sleep_until_ns_precise`] stops
+/// trusting the runtime's timer (which rounds up to millisecond ticks).
+const TIMER_SLACK_NS: u64 = 2_000_000;
+
+/// Sleeps until `CLOCK_MONOTONIC` reaches `deadline_ns`, to within a few
+/// microseconds: the runtime's timer for all but the last two
+/// milliseconds, then yielding to the other tasks until it is due.
+///
+/// For open-loop schedules whose latencies are measured from the due
+/// time: on the timer alone every request would start up to a millisecond
+/// late, the same for every server, and that slip would swamp the
+/// differences between servers that the latency figures are for. The
+/// cost is the load generator's own core, busy while a deadline is near.
+pub async fn sleep_until_ns_precise(deadline_ns: u64) {
+    let now = mono_ns();
+    if deadline_ns > now + TIMER_SLACK_NS {
+        tokio::time::sleep(Duration::from_nanos(deadline_ns - now - TIMER_SLACK_NS)).await;
+    }
+    while mono_ns() < deadline_ns {
+        tokio::task::yield_now().await;
+    }
+}

@@ -931,7 +931,7 @@ async fn http_publisher(
                 break;
             }
             st.next.set(k + 1);
-            clock::sleep_until_ns(due).await;
+            clock::sleep_until_ns_precise(due).await;
             st.slip_max_ns
                 .set(st.slip_max_ns.get().max(mono_ns().saturating_sub(due)));
             due

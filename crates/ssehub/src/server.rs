@@ -293,6 +293,13 @@ pub enum Route<B> {
 /// (subscribing and publishing, say) take no general HTTP stack at all,
 /// and the rest still get one on the same port.
 ///
+/// What an answer publishes to subscribers this server lent to the broker
+/// is written to their sockets before the answer is: the connection's own
+/// task writes the first 16 such subscribers when `answer` returns, and
+/// the broker's fan-out writers the rest. A publisher that hears back
+/// knows its few subscribers were written to (or are awake and about to
+/// write it themselves).
+///
 /// Each request head must be complete within the read timeout of the
 /// connection's opening or of the previous response; an idle connection
 /// is closed then, as it is when the future `closing()` makes completes
@@ -411,7 +418,10 @@ where
         }
         let close = wants_close(&request.headers);
         let head_only = request.method == Method::HEAD;
-        let response = answer(*request, body).await;
+        // What the answer publishes reaches its (few) parked subscribers
+        // before the answer is written, from this task, without waking a
+        // writer task for them.
+        let response = crate::broker::deliver_first(|| answer(*request, body)).await;
         write_answer(&socket, response, close, head_only, &config).await?;
         if close {
             return Ok(());

@@ -7,13 +7,14 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::RawResponse;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
-use ssehub::broker::Broker;
+use ssehub::broker::{Broker, BrokerConfig};
 use ssehub::server::{Rewind, Route, ServerConfig, serve_connection_routed};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -23,7 +24,8 @@ use tokio::time::{Instant, timeout};
 const MAX_BODY: usize = 1024;
 
 /// A server whose route streams `GET /events` (channel "news"), answers
-/// `POST` and `HEAD /publish` itself (publishing the body on "news"), and
+/// `POST` and `HEAD /publish` itself (publishing the body on "news", and
+/// saying in `x-task` which task answered), and
 /// hands the rest to a hyper fallback that says what it received. Sending
 /// `true` on the returned channel closes idle connections.
 async fn start(broker: &Broker, read_timeout: Duration) -> (SocketAddr, watch::Sender<bool>) {
@@ -49,10 +51,14 @@ async fn start(broker: &Broker, read_timeout: Duration) -> (SocketAddr, watch::S
                 let answer = |_request: http::request::Parts, body: Bytes| {
                     let published = broker.broadcast_data(String::from_utf8_lossy(&body));
                     let text = format!("answered {} bytes", body.len());
+                    let task = tokio::task::try_id()
+                        .map(|id| id.to_string())
+                        .unwrap_or_default();
                     std::future::ready(
                         http::Response::builder()
                             .status(if published.is_ok() { 200 } else { 500 })
                             .header("x-answered", "lean")
+                            .header("x-task", task)
                             .body(Bytes::from(text))
                             .unwrap(),
                     )
@@ -229,6 +235,54 @@ async fn connection_close_head_and_a_stream_after_answers() {
     );
     broker.broadcast_data("live").unwrap();
     read_until(&mut socket, "data: live").await;
+}
+
+#[tokio::test]
+async fn what_an_answer_publishes_reaches_parked_subscribers_first() {
+    // Which task wrote each frame the broker wrote to a lent socket.
+    let direct = Arc::new(Mutex::new(Vec::new()));
+    let config = BrokerConfig::default()
+        .write_burst(Duration::ZERO)
+        .on_direct_write({
+            let direct = direct.clone();
+            move |event, _count| {
+                let task = tokio::task::try_id().map(|id| id.to_string());
+                direct
+                    .lock()
+                    .unwrap()
+                    .push((task, String::from_utf8_lossy(event).into_owned()));
+            }
+        });
+    let broker = Broker::with_config(config);
+    let (addr, _closing) = start(&broker, Duration::from_secs(10)).await;
+    let mut subscriber = TcpStream::connect(addr).await.unwrap();
+    subscriber
+        .write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    read_until(&mut subscriber, "text/event-stream").await;
+    // Time to find nothing to write and lend its socket while it sleeps.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut publisher = TcpStream::connect(addr).await.unwrap();
+    publisher
+        .write_all(b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirst")
+        .await
+        .unwrap();
+    let answer = read_until(&mut publisher, "answered 5 bytes").await;
+    let task = answer
+        .lines()
+        .find_map(|line| line.strip_prefix("x-task: "))
+        .expect("the answering task")
+        .to_owned();
+    read_until(&mut subscriber, "data: first").await;
+    let direct = direct.lock().unwrap().clone();
+    assert!(
+        direct.iter().any(
+            |(by, event)| by.as_deref() == Some(task.as_str()) && event.contains("data: first")
+        ),
+        "written by the answering task {task}, not a writer task: {direct:?}"
+    );
 }
 
 /// What the server sends until it has sent `needle`, within 5 s.

@@ -105,6 +105,8 @@ pub use stats::BrokerStats;
 use stats::Counters;
 #[cfg(feature = "server")]
 pub(crate) use transport::{Framing, Transport};
+#[cfg(feature = "server")]
+pub(crate) use writer::deliver_first;
 
 pub use crate::error::BrokerError;
 use crate::event::Event;

@@ -23,6 +23,16 @@
 //!
 //! The writer writes bytes through each outlet's transport (the seam of
 //! `transport.rs`): it frames nothing and knows no socket.
+//!
+//! A task can also write for the writers: within [`deliver_first`], the
+//! first [`INLINE_VISITS`] outlets a poll's publishes list are visited by
+//! the polling task itself at the end of that poll, once every lock the
+//! publish took is released. The lean server answers publish requests
+//! that way, so a publish reaches its few subscribers before its
+//! acknowledgement is written — and without waking a writer task for them.
+
+use std::cell::RefCell;
+use std::future::Future;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -42,6 +52,95 @@ const VISITS_PER_YIELD: usize = 256;
 
 /// Most writers a broker runs.
 const MAX_SHARDS: usize = 8;
+
+/// Outlets a task visits itself per poll within [`deliver_first`]; the
+/// rest of a large fan-out goes to the writers, which yield to the
+/// runtime as they go, so one publisher's broadcast does not hold its
+/// worker thread for the whole fan-out.
+pub(crate) const INLINE_VISITS: usize = 16;
+
+thread_local! {
+    /// While a [`deliver_first`] poll runs on this thread: the outlets its
+    /// publishes listed, each with the writer it would have gone to.
+    static INLINE: RefCell<Option<Vec<(Arc<Writer>, Arc<Outlet>)>>> = const { RefCell::new(None) };
+}
+
+/// Makes a future with `make` and runs it so that what its publishes (and
+/// the call's) hand the fan-out writers is written before it completes:
+/// at the end of the call and of each poll the task visits, itself, the
+/// first [`INLINE_VISITS`] outlets that call's or poll's publishes listed
+/// (the writers get the rest, as always).
+///
+/// A visit is the writer's own (`Outlet::visit`): the frames reach the
+/// socket in publish order whoever writes them, and a full socket or an
+/// awake connection leaves them to the connection. The visits run after
+/// the inner poll returned, with none of the publish's locks held, and
+/// also when it panics.
+pub(crate) async fn deliver_first<F: Future>(make: impl FnOnce() -> F) -> F::Output {
+    // The call that makes the future may publish already (a handler that
+    // publishes and returns a ready answer): it is a poll of its own.
+    let future = {
+        let _scope = Scope::enter();
+        make()
+    };
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        let _scope = Scope::enter();
+        future.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// One poll of [`deliver_first`]: collects on enter, visits on drop.
+struct Scope {
+    /// An enclosing scope's list, put back on drop.
+    outer: Option<Vec<(Arc<Writer>, Arc<Outlet>)>>,
+}
+
+impl Scope {
+    fn enter() -> Self {
+        let outer = INLINE.with(|inline| inline.borrow_mut().replace(Vec::new()));
+        Self { outer }
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let listed =
+            INLINE.with(|inline| std::mem::replace(&mut *inline.borrow_mut(), self.outer.take()));
+        let Some(listed) = listed else { return };
+        let mut tally = Tally::new();
+        let mut now_ms = None;
+        for (writer, outlet) in listed {
+            let now_ms = *now_ms.get_or_insert_with(|| writer.clock.now_ms());
+            writer.visit(&outlet, now_ms, &mut tally);
+            writer.report(&mut tally);
+        }
+    }
+}
+
+/// Moves up to what the thread's [`deliver_first`] scope still takes
+/// from the front of `outlets` into it (none outside a scope).
+fn keep_inline(writers: &Writers, outlets: &mut Vec<Arc<Outlet>>) {
+    INLINE.with(|inline| {
+        // Never borrowed across a publish; should it be, the writers
+        // take the outlets.
+        let Ok(mut inline) = inline.try_borrow_mut() else {
+            return;
+        };
+        let Some(listed) = inline.as_mut() else {
+            return;
+        };
+        let room = INLINE_VISITS
+            .saturating_sub(listed.len())
+            .min(outlets.len());
+        listed.extend(
+            outlets
+                .drain(..room)
+                .map(|outlet| (writers.shards[outlet.shard()].clone(), outlet)),
+        );
+    });
+}
 
 /// The broker's writers.
 pub(crate) struct Writers {
@@ -86,8 +185,13 @@ impl Writers {
         &self.shards[outlet.shard()]
     }
 
-    /// Hands each writer the outlets of its share to visit.
-    pub(crate) fn submit(&self, outlets: Vec<Arc<Outlet>>) {
+    /// Hands each writer the outlets of its share to visit (within
+    /// [`deliver_first`], the first few go to the polling task instead).
+    pub(crate) fn submit(&self, mut outlets: Vec<Arc<Outlet>>) {
+        keep_inline(self, &mut outlets);
+        if outlets.is_empty() {
+            return;
+        }
         if let [writer] = &*self.shards {
             writer.submit(outlets);
             return;
@@ -219,6 +323,17 @@ impl Writer {
         }
     }
 
+    /// Visits `outlet`, counting what it wrote whole when a hook wants to
+    /// know.
+    fn visit(&self, outlet: &Outlet, now_ms: u64, tally: &mut Tally) {
+        let counting = self.on_write.is_some();
+        outlet.visit(now_ms, |frame, framing| {
+            if counting {
+                count(tally, frame, framing);
+            }
+        });
+    }
+
     /// Tells the hook what was written whole since the last report.
     fn report(&self, tally: &mut Tally) {
         if let Some(hook) = &self.on_write {
@@ -253,18 +368,13 @@ async fn run(stopped: Stopped) {
     let writer = &stopped.0;
     let mut since_yield = 0;
     let mut tally = Tally::new();
-    let counting = writer.on_write.is_some();
     loop {
         match writer.next() {
             Next::List(outlets) => {
                 let mut flight = InFlight { outlets, next: 0 };
                 let mut now_ms = writer.clock.now_ms();
                 while let Some(outlet) = flight.outlets.get(flight.next) {
-                    outlet.visit(now_ms, |frame, framing| {
-                        if counting {
-                            count(&mut tally, frame, framing);
-                        }
-                    });
+                    writer.visit(outlet, now_ms, &mut tally);
                     flight.next += 1;
                     since_yield += 1;
                     if since_yield == VISITS_PER_YIELD {
@@ -397,16 +507,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_running_writer_visits_a_list_and_reports_what_it_wrote() {
-        let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let hook: DirectWriteHook = {
-            let reported = reported.clone();
-            Arc::new(move |event: &[u8], count: usize| {
-                lock(&reported).push((event.to_vec(), count));
-            })
-        };
-        let writers = Writers::new(Some(hook), 5);
-        let writer = writers.for_client(0);
-        assert!(writer.ensure_running());
+        let (writers, reported) = reporting();
         let (first, first_task, first_socket) = parked(&writers);
         let (second, _, second_socket) = parked(&writers);
         // One publish: one framed buffer for both.
@@ -457,6 +558,128 @@ mod tests {
         let (parked_again, _, _) = parked(&writers);
         let framed = (BRACKETS.frame)(b"b");
         assert_eq!(claim(&writers, &parked_again, 2, &framed), Claim::No);
+    }
+
+    /// A writer running with a hook that records what it is told.
+    fn reporting() -> (Writers, Arc<std::sync::Mutex<Vec<(Vec<u8>, usize)>>>) {
+        let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let hook: DirectWriteHook = {
+            let reported = reported.clone();
+            Arc::new(move |event: &[u8], count: usize| {
+                lock(&reported).push((event.to_vec(), count));
+            })
+        };
+        let writers = Writers::new(Some(hook), 5);
+        for shard in &writers.shards {
+            assert!(shard.ensure_running());
+        }
+        (writers, reported)
+    }
+
+    #[tokio::test]
+    async fn within_deliver_first_the_task_writes_what_its_publish_listed() {
+        let (writers, reported) = reporting();
+        let (first, first_task, first_socket) = parked(&writers);
+        let (second, _, second_socket) = parked(&writers);
+        let framed = (BRACKETS.frame)(b"e");
+        deliver_first(|| async {
+            for outlet in [&first, &second] {
+                assert!(matches!(
+                    claim(&writers, outlet, 1, &framed),
+                    Claim::Claimed { schedule: true }
+                ));
+            }
+            writers.submit(vec![first.clone(), second.clone()]);
+            // Nothing is written while the publish's poll runs.
+            assert_eq!(first_socket.text(), "");
+        })
+        .await;
+        // Written when the poll returned: this task never yielded, so no
+        // writer task can have done it.
+        assert_eq!(first_socket.text(), "[e]");
+        assert_eq!(second_socket.text(), "[e]");
+        assert_eq!(first_task.0.load(Ordering::SeqCst), 0, "it slept through");
+        assert!(
+            writers
+                .shards
+                .iter()
+                .all(|w| lock(&w.queue).waiting.is_empty())
+        );
+        let total: usize = lock(&reported).iter().map(|(_, n)| n).sum();
+        assert_eq!(total, 2);
+        assert!(lock(&reported).iter().all(|(event, _)| event == b"e"));
+        // Outside the scope the writers take lists again.
+        assert!(matches!(
+            claim(&writers, &first, 2, &framed),
+            Claim::Claimed { schedule: true }
+        ));
+        writers.submit(vec![first.clone()]);
+        assert_eq!(first_socket.text(), "[e]", "not written by this task");
+        for _ in 0..200 {
+            if first_socket.text() == "[e][e]" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(first_socket.text(), "[e][e]");
+    }
+
+    #[tokio::test]
+    async fn beyond_inline_visits_the_writers_take_the_rest() {
+        let (writers, _) = reporting();
+        let outlets: Vec<_> = (0..INLINE_VISITS + 3).map(|_| parked(&writers)).collect();
+        let framed = (BRACKETS.frame)(b"e");
+        deliver_first(|| async {
+            for (outlet, _, _) in &outlets {
+                assert!(matches!(
+                    claim(&writers, outlet, 1, &framed),
+                    Claim::Claimed { .. }
+                ));
+            }
+            writers.submit(outlets.iter().map(|(o, _, _)| o.clone()).collect());
+        })
+        .await;
+        let written = |outlets: &[(Arc<Outlet>, Arc<Task>, Arc<Recorder>)]| {
+            outlets.iter().filter(|(_, _, s)| s.text() == "[e]").count()
+        };
+        assert_eq!(
+            written(&outlets),
+            INLINE_VISITS,
+            "the first ones, by this task"
+        );
+        assert!(
+            outlets[..INLINE_VISITS]
+                .iter()
+                .all(|(_, _, s)| s.text() == "[e]")
+        );
+        for _ in 0..200 {
+            if written(&outlets) == outlets.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(written(&outlets), outlets.len(), "the rest, by the writers");
+    }
+
+    #[tokio::test]
+    async fn a_poll_that_panics_still_writes_what_it_listed() {
+        let (writers, _) = reporting();
+        let (outlet, _, socket) = parked(&writers);
+        let framed = (BRACKETS.frame)(b"e");
+        let mut publish = std::pin::pin!(deliver_first(|| async {
+            assert!(matches!(
+                claim(&writers, &outlet, 1, &framed),
+                Claim::Claimed { .. }
+            ));
+            writers.submit(vec![outlet.clone()]);
+            panic!("the answer failed after publishing");
+        }));
+        let mut cx = std::task::Context::from_waker(Waker::noop());
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            publish.as_mut().poll(&mut cx)
+        }));
+        assert!(polled.is_err());
+        assert_eq!(socket.text(), "[e]");
     }
 
     #[tokio::test]

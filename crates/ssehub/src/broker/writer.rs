@@ -59,10 +59,14 @@ const MAX_SHARDS: usize = 8;
 /// worker thread for the whole fan-out.
 pub(crate) const INLINE_VISITS: usize = 16;
 
+/// Outlets listed for the polling task, each with the writer it would
+/// have gone to.
+type Listed = Vec<(Arc<Writer>, Arc<Outlet>)>;
+
 thread_local! {
     /// While a [`deliver_first`] poll runs on this thread: the outlets its
-    /// publishes listed, each with the writer it would have gone to.
-    static INLINE: RefCell<Option<Vec<(Arc<Writer>, Arc<Outlet>)>>> = const { RefCell::new(None) };
+    /// publishes listed.
+    static INLINE: RefCell<Option<Listed>> = const { RefCell::new(None) };
 }
 
 /// Makes a future with `make` and runs it so that what its publishes (and
@@ -94,7 +98,7 @@ pub(crate) async fn deliver_first<F: Future>(make: impl FnOnce() -> F) -> F::Out
 /// One poll of [`deliver_first`]: collects on enter, visits on drop.
 struct Scope {
     /// An enclosing scope's list, put back on drop.
-    outer: Option<Vec<(Arc<Writer>, Arc<Outlet>)>>,
+    outer: Option<Listed>,
 }
 
 impl Scope {
@@ -560,8 +564,12 @@ mod tests {
         assert_eq!(claim(&writers, &parked_again, 2, &framed), Claim::No);
     }
 
-    /// A writer running with a hook that records what it is told.
-    fn reporting() -> (Writers, Arc<std::sync::Mutex<Vec<(Vec<u8>, usize)>>>) {
+    /// What a hook was told: each event written whole, and to how many.
+    type Reported = Arc<std::sync::Mutex<Vec<(Vec<u8>, usize)>>>;
+
+    /// Writers running (every shard) with a hook that records what it is
+    /// told.
+    fn reporting() -> (Writers, Reported) {
         let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
         let hook: DirectWriteHook = {
             let reported = reported.clone();

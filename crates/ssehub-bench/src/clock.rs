@@ -33,10 +33,7 @@ const TIMER_SLACK_NS: u64 = 2_000_000;
 /// differences between servers that the latency figures are for. The
 /// cost is the load generator's own core, busy while a deadline is near.
 pub async fn sleep_until_ns_precise(deadline_ns: u64) {
-    let now = mono_ns();
-    if deadline_ns > now + TIMER_SLACK_NS {
-        tokio::time::sleep(Duration::from_nanos(deadline_ns - now - TIMER_SLACK_NS)).await;
-    }
+    sleep_until_ns(deadline_ns.saturating_sub(TIMER_SLACK_NS)).await;
     while mono_ns() < deadline_ns {
         tokio::task::yield_now().await;
     }

@@ -57,7 +57,7 @@ const MAX_SHARDS: usize = 8;
 /// rest of a large fan-out goes to the writers, which yield to the
 /// runtime as they go, so one publisher's broadcast does not hold its
 /// worker thread for the whole fan-out.
-pub(crate) const INLINE_VISITS: usize = 16;
+const INLINE_VISITS: usize = 16;
 
 /// Outlets listed for the polling task, each with the writer it would
 /// have gone to.

@@ -89,12 +89,12 @@ fn shared_generated_id(position: JournalId) -> Arc<str> {
 
 /// `f` on the id of the update at `position`, formatted on the stack.
 fn with_generated_id<T>(position: JournalId, f: impl FnOnce(&str) -> T) -> T {
-    let mut buf = [0; 1 + JournalId::MAX_LEN];
-    let mut out = std::io::Cursor::new(&mut buf[..]);
-    // `MAX_LEN` bounds every position's text: the write cannot run short.
-    let _ = std::io::Write::write_fmt(&mut out, format_args!("#{position}"));
-    let len = usize::try_from(out.position()).unwrap_or_default();
-    f(std::str::from_utf8(&buf[..len]).unwrap_or_default())
+    let mut text = [0; JournalId::MAX_LEN];
+    let text = position.write_text(&mut text);
+    let mut buf = [b'#'; 1 + JournalId::MAX_LEN];
+    buf[1..=text.len()].copy_from_slice(text.as_bytes());
+    // `#` and the id's ASCII.
+    f(std::str::from_utf8(&buf[..=text.len()]).unwrap_or_default())
 }
 
 /// The position a hub-generated id names.

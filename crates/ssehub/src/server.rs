@@ -657,9 +657,11 @@ async fn read_head_into(
 /// incomplete (more bytes may complete it). Bytes after the head are left
 /// alone. Kept apart from the socket so that it can be fuzzed.
 pub(crate) fn parse_head(buf: &[u8]) -> Option<Head> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(buf) {
+    // Left uninitialised: `httparse` fills only the headers there are,
+    // where zeroing all 64 slots (2 KiB) would cost every request.
+    let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 64];
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) => Some(to_parts(&request, &buf[..len])),
         Ok(httparse::Status::Partial) => None,
         Err(httparse::Error::TooManyHeaders) => Some(Head::TooLarge),

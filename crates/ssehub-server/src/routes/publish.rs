@@ -127,12 +127,14 @@ pub(super) async fn answer(
 
 /// Whether the body is declared `application/x-www-form-urlencoded`.
 fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
+    // Over the bytes: every publish asks. A value with bytes past ASCII
+    // is not one (as `to_str` would refuse it).
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        let essence = v.split(|&b| b == b';').next().unwrap_or_default();
+        v.is_ascii()
+            && essence
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+    })
 }

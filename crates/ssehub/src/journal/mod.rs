@@ -115,6 +115,42 @@ impl JournalId {
     /// assert_eq!(id.to_string().len(), JournalId::MAX_LEN);
     /// ```
     pub const MAX_LEN: usize = 8 + 1 + 20 + 1 + 20;
+
+    /// Writes the id's text (what [`Display`](fmt::Display) shows) into
+    /// `buf` and returns it: no allocation and no formatting machinery, for
+    /// the paths that write one per update.
+    ///
+    /// ```
+    /// use ssehub::journal::{JournalId, Offset};
+    ///
+    /// let id = JournalId { epoch: 0xabc, offset: Offset::Stream { ms: 17, seq: 3 } };
+    /// let mut buf = [0; JournalId::MAX_LEN];
+    /// assert_eq!(id.write_text(&mut buf), "00000abc-17-3");
+    /// assert_eq!(id.write_text(&mut buf), id.to_string());
+    /// ```
+    pub fn write_text<'b>(&self, buf: &'b mut [u8; Self::MAX_LEN]) -> &'b str {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, out) in buf[..8].iter_mut().enumerate() {
+            *out = HEX[(self.epoch >> (28 - 4 * i)) as usize & 0xf];
+        }
+        let mut len = 8;
+        let mut number = |n: u64, buf: &mut [u8; Self::MAX_LEN]| {
+            let mut digits = itoa::Buffer::new();
+            let digits = digits.format(n).as_bytes();
+            buf[len] = b'-';
+            buf[len + 1..len + 1 + digits.len()].copy_from_slice(digits);
+            len += 1 + digits.len();
+        };
+        match self.offset {
+            Offset::Seq(seq) => number(seq, buf),
+            Offset::Stream { ms, seq } => {
+                number(ms, buf);
+                number(seq, buf);
+            }
+        }
+        // Hex digits, dashes and decimal digits only.
+        std::str::from_utf8(&buf[..len]).unwrap_or_default()
+    }
 }
 
 /// Where a record sits in its epoch's log. Its shape is the engine's.
@@ -142,10 +178,7 @@ pub enum Offset {
 
 impl fmt::Display for JournalId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.offset {
-            Offset::Seq(seq) => write!(f, "{:08x}-{seq}", self.epoch),
-            Offset::Stream { ms, seq } => write!(f, "{:08x}-{ms}-{seq}", self.epoch),
-        }
+        f.write_str(self.write_text(&mut [0; Self::MAX_LEN]))
     }
 }
 
@@ -175,23 +208,21 @@ pub enum ParseIdError {
 impl FromStr for JournalId {
     type Err = ParseIdError;
 
+    // By hand over the bytes: every resume and every timed write parses one.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut parts = s.split('-');
-        let (Some(epoch), Some(first)) = (parts.next(), parts.next()) else {
+        let s = s.as_bytes();
+        let Some(dash) = s.iter().position(|&b| b == b'-') else {
             return Err(ParseIdError::Shape);
         };
-        let second = parts.next();
-        if parts.next().is_some() {
+        let (epoch, rest) = (&s[..dash], &s[dash + 1..]);
+        let (first, second) = match rest.iter().position(|&b| b == b'-') {
+            Some(dash) => (&rest[..dash], Some(&rest[dash + 1..])),
+            None => (rest, None),
+        };
+        if second.is_some_and(|second| second.contains(&b'-')) {
             return Err(ParseIdError::Shape);
         }
-        let epoch_ok = epoch.len() == 8
-            && epoch
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !epoch_ok {
-            return Err(ParseIdError::Epoch);
-        }
-        let epoch = u32::from_str_radix(epoch, 16).map_err(|_| ParseIdError::Epoch)?;
+        let epoch = parse_epoch(epoch).ok_or(ParseIdError::Epoch)?;
         let first = parse_decimal(first)?;
         let offset = match second {
             None => Offset::Seq(first),
@@ -204,14 +235,34 @@ impl FromStr for JournalId {
     }
 }
 
+/// Exactly 8 lowercase hex digits (an epoch as ids and keys write it).
+pub(crate) fn parse_epoch(s: &[u8]) -> Option<u32> {
+    if s.len() != 8 {
+        return None;
+    }
+    s.iter().try_fold(0u32, |epoch, &b| {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        Some(epoch << 4 | u32::from(digit))
+    })
+}
+
 /// A canonical decimal `u64`: digits only, no leading zero but for "0".
-fn parse_decimal(s: &str) -> Result<u64, ParseIdError> {
-    let canonical =
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
-    if !canonical {
+fn parse_decimal(s: &[u8]) -> Result<u64, ParseIdError> {
+    if s.is_empty() || (s.len() > 1 && s[0] == b'0') {
         return Err(ParseIdError::Offset);
     }
-    s.parse().map_err(|_| ParseIdError::Offset)
+    s.iter()
+        .try_fold(0u64, |n, &b| {
+            let digit = b.wrapping_sub(b'0');
+            (digit < 10)
+                .then(|| n.checked_mul(10)?.checked_add(u64::from(digit)))
+                .flatten()
+        })
+        .ok_or(ParseIdError::Offset)
 }
 
 /// One appended record: where it is, and the bytes its appender gave.

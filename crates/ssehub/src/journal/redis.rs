@@ -49,7 +49,7 @@ use bytes::Bytes;
 
 use super::{
     BoxFuture, FollowFrom, FollowState, Follower, Following, Journal, JournalError, JournalId,
-    Offset, Record, Replay, ReplayFrom, Retention,
+    Offset, Record, Replay, ReplayFrom, Retention, parse_epoch,
 };
 
 /// Where a [`RedisJournal`] lives and how it behaves.
@@ -400,13 +400,6 @@ fn unexpected(what: &str) -> JournalError {
 
 fn epoch_hex(epoch: u32) -> String {
     format!("{epoch:08x}")
-}
-
-fn parse_epoch(bytes: &[u8]) -> Option<u32> {
-    if bytes.len() != 8 {
-        return None;
-    }
-    u32::from_str_radix(std::str::from_utf8(bytes).ok()?, 16).ok()
 }
 
 /// `ms-seq` as Redis writes entry ids.

@@ -688,6 +688,12 @@ mod tests {
         fn ids_are_safe_and_round_trip(epoch: u32, offset in offsets()) {
             let id = JournalId { epoch, offset };
             let text = id.to_string();
+            // The shape the docs give, written by hand for speed.
+            let documented = match offset {
+                Offset::Seq(seq) => format!("{epoch:08x}-{seq}"),
+                Offset::Stream { ms, seq } => format!("{epoch:08x}-{ms}-{seq}"),
+            };
+            prop_assert_eq!(&text, &documented);
             prop_assert!(text.len() <= JournalId::MAX_LEN);
             prop_assert!(text.bytes().all(|b| (0x21..=0x7e).contains(&b)));
             let unsafe_bytes: &[u8] = b"\"():<>?@[\\]{}";

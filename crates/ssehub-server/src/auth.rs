@@ -120,6 +120,9 @@ pub fn authenticate(
     query: Option<&str>,
     audience: &str,
 ) -> Result<Option<Grants>, AuthError> {
+    if let Some(grants) = verified_bearer(config, role, headers, audience) {
+        return Ok(Some(grants));
+    }
     let Some((token, source)) = presentation::find_token(config, headers, query)? else {
         return Ok(None);
     };
@@ -131,6 +134,20 @@ pub fn authenticate(
         })
 }
 
+/// The grants of the request's bearer token if it was verified already:
+/// the token a request presents in its header is the one
+/// [`presentation::find_token`] takes, whatever else it carries, and a
+/// verified token passed that function's checks.
+fn verified_bearer(
+    config: &AuthConfig,
+    role: Role,
+    headers: &HeaderMap,
+    audience: &str,
+) -> Option<Grants> {
+    let token = presentation::bearer_unchecked(headers)?;
+    verified::get(config, role, token, TokenSource::Header, audience)
+}
+
 /// [`token::validate`], answered from the tokens already verified when
 /// it can be: a publisher sends the same token with every update.
 fn validate(
@@ -140,7 +157,7 @@ fn validate(
     source: TokenSource,
     audience: &str,
 ) -> Result<Grants, token::Rejection> {
-    if let Some(grants) = verified::get(config, role, token, source, audience) {
+    if let Some(grants) = verified::get(config, role, token.as_bytes(), source, audience) {
         return Ok(grants);
     }
     let epoch = verified::epoch();
@@ -185,6 +202,9 @@ pub async fn authenticate_fetching(
     query: Option<&str>,
     audience: &str,
 ) -> Result<Option<Grants>, AuthError> {
+    if let Some(grants) = verified_bearer(config, role, headers, audience) {
+        return Ok(Some(grants));
+    }
     let Some((token, source)) = presentation::find_token(config, headers, query)? else {
         return Ok(None);
     };

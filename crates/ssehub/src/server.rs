@@ -889,7 +889,6 @@ fn response_head(
     content_length: Option<usize>,
     close: bool,
 ) -> Vec<u8> {
-    use std::io::Write as _;
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(b"HTTP/1.1 ");
     head.extend_from_slice(status.as_str().as_bytes());
@@ -911,9 +910,10 @@ fn response_head(
         head.extend_from_slice(b"\r\n");
     }
     match content_length {
-        // Writing to a Vec cannot fail.
         Some(len) => {
-            let _ = write!(head, "content-length: {len}\r\n");
+            head.extend_from_slice(b"content-length: ");
+            head.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+            head.extend_from_slice(b"\r\n");
         }
         None if has_no_content(status) => {}
         None => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),

@@ -40,6 +40,32 @@ pub(super) fn find_token<'a>(
     Ok(cookie.map(|token| (Cow::Borrowed(token), TokenSource::Cookie)))
 }
 
+/// The bytes after `Bearer` of the request's one `Authorization` header,
+/// unchecked: what [`find_token`] would take from it if they are a
+/// `b64token`. The verified tokens are looked up with these first, since
+/// a token found there was checked when it was verified (the same bytes
+/// give the same verdict), and a publisher's 500-byte token would
+/// otherwise be checked again on every request.
+pub(super) fn bearer_unchecked(headers: &HeaderMap) -> Option<&[u8]> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    split_bearer(value.as_bytes())
+}
+
+/// `Bearer`, `1*SP` and the rest, which is returned: the scheme is
+/// case-insensitive (RFC 9110 §11.1).
+fn split_bearer(value: &[u8]) -> Option<&[u8]> {
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, token) = (&value[..space], &value[space + 1..]);
+    let blanks = token.iter().take_while(|&&b| b == b' ').count();
+    scheme
+        .eq_ignore_ascii_case(b"Bearer")
+        .then_some(&token[blanks..])
+}
+
 /// `Authorization: Bearer <token>` (RFC 6750 §2.1). Any other shape of the
 /// header is a malformed request, not an absent token.
 fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
@@ -53,18 +79,14 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     }
     let shape = || malformed("Authorization header is not \"Bearer <token>\"");
     let value = value.as_bytes();
-    let space = value.iter().position(|&b| b == b' ').ok_or_else(shape)?;
-    let (scheme, token) = (&value[..space], &value[space + 1..]);
-    // The scheme is case-insensitive (RFC 9110 §11.1); `1*SP` may follow.
-    let blanks = token.iter().take_while(|&&b| b == b' ').count();
-    let token = &token[blanks..];
-    if !scheme.eq_ignore_ascii_case(b"Bearer") || !is_b64token(token) {
+    let token = split_bearer(value).filter(|token| is_b64token(token));
+    let Some(token) = token else {
         return Err(if value.is_ascii() {
             shape()
         } else {
             malformed("Authorization header is not ASCII")
         });
-    }
+    };
     // A b64token is ASCII: always UTF-8.
     Ok(std::str::from_utf8(token).ok())
 }

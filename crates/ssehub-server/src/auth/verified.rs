@@ -35,7 +35,9 @@ struct Entry {
     grants: Grants,
 }
 
-static VERIFIED: LazyLock<quick_cache::sync::Cache<String, Arc<Entry>>> =
+/// Keyed by the token's bytes: a hit can then skip even the token's
+/// syntax checks ([`presentation::bearer_unchecked`](super::presentation::bearer_unchecked)).
+static VERIFIED: LazyLock<quick_cache::sync::Cache<Box<[u8]>, Arc<Entry>>> =
     LazyLock::new(|| quick_cache::sync::Cache::new(CAPACITY));
 
 /// The key epoch now, read before a check whose result [`put`] keeps.
@@ -49,7 +51,7 @@ pub(super) fn epoch() -> u64 {
 pub(super) fn get(
     config: &AuthConfig,
     role: Role,
-    token: &str,
+    token: &[u8],
     source: TokenSource,
     audience: &str,
 ) -> Option<Grants> {
@@ -89,13 +91,13 @@ pub(super) fn put(
         epoch,
         grants: grants.clone(),
     };
-    VERIFIED.insert(token.to_owned(), Arc::new(entry));
+    VERIFIED.insert(token.as_bytes().into(), Arc::new(entry));
 }
 
 /// Whether `config` has `token` verified (for tests).
 #[cfg(test)]
 pub(super) fn holds(config: &AuthConfig, token: &str) -> bool {
     VERIFIED
-        .get(token)
+        .get(token.as_bytes())
         .is_some_and(|entry| entry.instance == config.instance.get())
 }

@@ -48,7 +48,7 @@ use slab::Slab;
 use super::outlet::{Claim, Outlet};
 use super::policy::OverflowPolicy;
 use super::transport::Framing;
-use super::writer::Writers;
+use super::writer::{Outlets, Writers};
 use crate::sync::{Arc, Mutex, MutexGuard};
 
 /// A frame and its broker-wide publish position.
@@ -221,7 +221,7 @@ impl<C: Clone> Log<C> {
     ) -> Result<Appended, Deleted> {
         let now_ms = writers.now_ms();
         let mut claimed = 0;
-        let mut to_visit = Vec::new();
+        let mut to_visit = Outlets::new();
         // Framed on the first claim, once for every outlet lent by the same
         // edge (in practice: once).
         let mut framed: Option<(&'static Framing, Bytes)> = None;

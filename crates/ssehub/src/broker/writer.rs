@@ -35,6 +35,7 @@ use std::cell::RefCell;
 use std::future::Future;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 use tokio::sync::Notify;
 
 use super::outlet::{Clock, Outlet, Visitor};
@@ -61,7 +62,12 @@ const INLINE_VISITS: usize = 16;
 
 /// Outlets listed for the polling task, each with the writer it would
 /// have gone to.
-type Listed = Vec<(Arc<Writer>, Arc<Outlet>)>;
+type Listed = SmallVec<[(Arc<Writer>, Arc<Outlet>); 4]>;
+
+/// The outlets one publish lists for the writers: a handful on the
+/// stack, since the usual update (Mercure's: one topic, few subscribers)
+/// lists one or two and every publish would otherwise allocate for them.
+pub(crate) type Outlets = SmallVec<[Arc<Outlet>; 4]>;
 
 thread_local! {
     /// While a [`deliver_first`] poll runs on this thread: the outlets its
@@ -103,7 +109,7 @@ struct Scope {
 
 impl Scope {
     fn enter() -> Self {
-        let outer = INLINE.with(|inline| inline.borrow_mut().replace(Vec::new()));
+        let outer = INLINE.with(|inline| inline.borrow_mut().replace(Listed::new()));
         Self { outer }
     }
 }
@@ -125,7 +131,7 @@ impl Drop for Scope {
 
 /// Moves up to what the thread's [`deliver_first`] scope still takes
 /// from the front of `outlets` into it (none outside a scope).
-fn keep_inline(writers: &Writers, outlets: &mut Vec<Arc<Outlet>>) {
+fn keep_inline(writers: &Writers, outlets: &mut Outlets) {
     INLINE.with(|inline| {
         // Never borrowed across a publish; should it be, the writers
         // take the outlets.
@@ -191,13 +197,14 @@ impl Writers {
 
     /// Hands each writer the outlets of its share to visit (within
     /// [`deliver_first`], the first few go to the polling task instead).
-    pub(crate) fn submit(&self, mut outlets: Vec<Arc<Outlet>>) {
+    pub(crate) fn submit(&self, outlets: impl Into<Outlets>) {
+        let mut outlets = outlets.into();
         keep_inline(self, &mut outlets);
         if outlets.is_empty() {
             return;
         }
         if let [writer] = &*self.shards {
-            writer.submit(outlets);
+            writer.submit(outlets.into_vec());
             return;
         }
         let mut shares = vec![Vec::new(); self.shards.len()];
@@ -359,8 +366,9 @@ impl Visitor for Writer {
 }
 
 /// Frames written whole since the last report, by frame: a publish's frame
-/// is one shared buffer, so this stays a handful of entries.
-type Tally = Vec<(Bytes, usize, &'static Framing)>;
+/// is one shared buffer, so this stays a handful of entries (on the stack:
+/// an inline visit makes one per publish).
+type Tally = SmallVec<[(Bytes, usize, &'static Framing); 2]>;
 
 enum Next {
     List(Vec<Arc<Outlet>>),
@@ -644,7 +652,12 @@ mod tests {
                     Claim::Claimed { .. }
                 ));
             }
-            writers.submit(outlets.iter().map(|(o, _, _)| o.clone()).collect());
+            writers.submit(
+                outlets
+                    .iter()
+                    .map(|(o, _, _)| o.clone())
+                    .collect::<Vec<_>>(),
+            );
         })
         .await;
         let written = |outlets: &[(Arc<Outlet>, Arc<Task>, Arc<Recorder>)]| {

@@ -13,7 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench}
 tool=${1:?tool}; server=${2:?server}; shift 2
-cargo build --release -q -p ssehub-bench
+# BUILD=0 profiles the binaries as they are (another build's, copied).
+[ "${BUILD:-1}" != 0 ] && cargo build --release -q -p ssehub-bench
 BIN=$CARGO_TARGET_DIR/release
 dir=bench/results/profile; mkdir -p "$dir"
 tag=$server-$tool-$(date +%s)

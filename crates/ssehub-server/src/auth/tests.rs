@@ -2305,19 +2305,22 @@ fn a_verified_token_in_a_malformed_header_is_still_the_request_s_fault() {
     let token = hs256(&everything());
     accepted(&config, &token);
     assert!(verified::holds(&config, &token));
-    let value = |text: String| -> http::HeaderValue { text.parse().unwrap() };
-    let mut twice = bearer(&token);
-    twice.append(header::AUTHORIZATION, value(format!("Bearer {token}")));
-    let mut malformed = vec![twice];
-    for text in [
-        format!("Basic {token}"),
-        format!("Bearer{token}"),
-        format!("Bearer {token} x"),
-    ] {
+    let one = |name: header::HeaderName, text: String| {
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, value(text));
-        malformed.push(headers);
-    }
+        headers.insert(name, text.parse().unwrap());
+        headers
+    };
+    let mut twice = bearer(&token);
+    twice.append(
+        header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    let malformed = [
+        twice,
+        one(header::AUTHORIZATION, format!("Basic {token}")),
+        one(header::AUTHORIZATION, format!("Bearer{token}")),
+        one(header::AUTHORIZATION, format!("Bearer {token} x")),
+    ];
     for headers in &malformed {
         let result = authenticate(&config, Role::Subscriber, headers, None, HUB);
         assert!(
@@ -2327,17 +2330,14 @@ fn a_verified_token_in_a_malformed_header_is_still_the_request_s_fault() {
     }
     // The scheme in any case, and more than one space: the same token,
     // answered from what was verified.
-    let mut spaced = HeaderMap::new();
-    spaced.insert(header::AUTHORIZATION, value(format!("bEaReR   {token}")));
+    let spaced = one(header::AUTHORIZATION, format!("bEaReR   {token}"));
     assert!(matches!(
         authenticate(&config, Role::Subscriber, &spaced, None, HUB),
         Ok(Some(_))
     ));
     // The same bytes in a cookie were not verified as a cookie: checked
     // again (and answered the same, this configuration reading cookies).
-    let cookie = config.cookie_name.clone();
-    let mut in_cookie = HeaderMap::new();
-    in_cookie.insert(header::COOKIE, value(format!("{cookie}={token}")));
+    let in_cookie = one(header::COOKIE, format!("{}={token}", config.cookie_name));
     let grants = authenticate(&config, Role::Subscriber, &in_cookie, None, HUB);
     assert_eq!(grants.unwrap().unwrap().source(), TokenSource::Cookie);
 }
